@@ -1,0 +1,302 @@
+"""RTDOSE grids: reading, validation, summation and trilinear interpolation.
+
+A :class:`DoseGrid` holds the dose in Gy on an axis-aligned grid whose three axes are sorted in
+increasing patient coordinates (mm), whatever the orientation and frame order of the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+
+from rtcheck.errors import InvalidDoseError
+
+#: Distance (mm) within which a point still counts as inside the grid's outermost planes; it
+#: absorbs the rounding of decimal strings (DS) in the file, nothing more.
+GRID_EDGE_TOLERANCE_MM = 1e-3
+
+_DIRECTION_TOLERANCE = 1e-4
+
+FloatArray = NDArray[np.float64]
+_Fail = Callable[[str], InvalidDoseError]
+
+
+@dataclass(frozen=True, eq=False)
+class DoseGrid:
+    """A dose distribution on a rectilinear, axis-aligned grid.
+
+    Attributes
+    ----------
+    x_mm, y_mm, z_mm
+        Grid point coordinates (mm) along the patient x, y and z axes, strictly increasing.
+        x and y are evenly spaced; z may be uneven (GridFrameOffsetVector).
+    dose_gy
+        Dose (Gy) with shape ``(len(z_mm), len(y_mm), len(x_mm))``.
+    frame_of_reference_uid
+        The grid's FrameOfReferenceUID.
+    summation_type
+        DoseSummationType of the source (``PLAN``, ``BEAM``, ``FRACTION``...).
+    """
+
+    x_mm: FloatArray
+    y_mm: FloatArray
+    z_mm: FloatArray
+    dose_gy: NDArray[np.float32]
+    frame_of_reference_uid: str
+    summation_type: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Number of (frames, rows, columns)."""
+        return (len(self.z_mm), len(self.y_mm), len(self.x_mm))
+
+    @property
+    def max_gy(self) -> float:
+        """Highest dose of the grid (Gy)."""
+        return float(self.dose_gy.max()) if self.dose_gy.size else 0.0
+
+    def same_geometry(self, other: DoseGrid) -> bool:
+        """True when ``other`` has the same grid points (to 1 µm)."""
+        return all(
+            a.shape == b.shape and np.allclose(a, b, rtol=0, atol=GRID_EDGE_TOLERANCE_MM)
+            for a, b in ((self.x_mm, other.x_mm), (self.y_mm, other.y_mm), (self.z_mm, other.z_mm))
+        )
+
+    def plane(self, z: float, rows: slice, cols: slice) -> FloatArray | None:
+        """Dose (Gy) on the axial plane at ``z`` (mm), linearly interpolated between frames.
+
+        Only the window ``rows`` x ``cols`` of the grid is computed. Returns ``None`` when ``z``
+        lies outside the grid.
+        """
+        zs = self.z_mm
+        if z < zs[0] - GRID_EDGE_TOLERANCE_MM or z > zs[-1] + GRID_EDGE_TOLERANCE_MM:
+            return None
+        if len(zs) == 1:
+            return self.dose_gy[0, rows, cols].astype(np.float64)
+        k = int(np.clip(np.searchsorted(zs, z, side="right") - 1, 0, len(zs) - 2))
+        f = float(np.clip((z - zs[k]) / (zs[k + 1] - zs[k]), 0.0, 1.0))
+        lower = self.dose_gy[k, rows, cols].astype(np.float64)
+        if f == 0.0:
+            return lower
+        upper = self.dose_gy[k + 1, rows, cols].astype(np.float64)
+        return lower + f * (upper - lower)
+
+    def with_dose(self, dose_gy: NDArray[np.float32], summation_type: str) -> DoseGrid:
+        """A grid with the same geometry and another dose array."""
+        return DoseGrid(
+            self.x_mm, self.y_mm, self.z_mm, dose_gy, self.frame_of_reference_uid, summation_type
+        )
+
+
+def interpolation_matrix(
+    grid: FloatArray, points: FloatArray
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Linear interpolation weights from ``grid`` to ``points`` along one axis.
+
+    Returns the matrix ``W`` (len(points) x len(grid)) such that ``W @ values`` interpolates
+    values given at the grid coordinates, and a mask of the points that lie within the grid.
+    Points outside get an all-zero row.
+    """
+    n = len(grid)
+    weights = np.zeros((len(points), n))
+    inside = (points >= grid[0] - GRID_EDGE_TOLERANCE_MM) & (
+        points <= grid[-1] + GRID_EDGE_TOLERANCE_MM
+    )
+    rows = np.nonzero(inside)[0]
+    if n == 1:
+        weights[rows, 0] = 1.0
+        return weights, inside
+    q = points[rows]
+    k = np.clip(np.searchsorted(grid, q, side="right") - 1, 0, n - 2)
+    f = np.clip((q - grid[k]) / (grid[k + 1] - grid[k]), 0.0, 1.0)
+    weights[rows, k] = 1.0 - f
+    weights[rows, k + 1] += f
+    return weights, inside
+
+
+def sum_grids(grids: list[DoseGrid], summation_type: str) -> DoseGrid:
+    """Voxel-wise sum of dose grids that share one geometry.
+
+    Raises
+    ------
+    InvalidDoseError
+        If the grids differ in geometry or frame of reference.
+    """
+    first = grids[0]
+    total = first.dose_gy.astype(np.float64)
+    for other in grids[1:]:
+        if other.frame_of_reference_uid != first.frame_of_reference_uid:
+            raise InvalidDoseError("cannot sum dose grids in different frames of reference")
+        if not first.same_geometry(other):
+            raise InvalidDoseError(
+                "cannot sum dose grids of different geometry (size, position or spacing differ)"
+            )
+        total += other.dose_gy
+    return first.with_dose(total.astype(np.float32), summation_type)
+
+
+def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
+    """Build a :class:`DoseGrid` from an RTDOSE dataset, refusing what cannot be trusted.
+
+    Parameters
+    ----------
+    ds
+        The RTDOSE dataset, with its pixel data.
+    source
+        How to name the file in error messages (its path).
+
+    Raises
+    ------
+    InvalidDoseError
+        On relative dose units, an oblique grid, inconsistent grid attributes, or pixel data whose
+        size does not match the declared grid.
+    """
+
+    def fail(message: str) -> InvalidDoseError:
+        return InvalidDoseError(f"{source}: {message}")
+
+    units = str(ds.get("DoseUnits", "")).upper()
+    if units != "GY":
+        raise fail(f"DoseUnits is {units or 'missing'}; only absolute dose in GY is supported")
+    if str(ds.get("DoseType", "")).upper() == "ERROR":
+        raise fail("DoseType ERROR (a dose difference) is not a dose distribution")
+    for keyword in (
+        "Rows",
+        "Columns",
+        "PixelSpacing",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+        "DoseGridScaling",
+        "BitsAllocated",
+        "PixelData",
+    ):
+        if keyword not in ds or ds[keyword].value is None:
+            raise fail(f"{keyword} is missing")
+
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if rows < 1 or cols < 1 or frames < 1:
+        raise fail(f"grid size {frames}x{rows}x{cols} is empty")
+    spacing = [float(v) for v in ds.PixelSpacing]
+    if len(spacing) != 2 or min(spacing) <= 0:
+        raise fail(f"PixelSpacing {spacing} is not two positive numbers")
+    position = [float(v) for v in ds.ImagePositionPatient]
+    orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
+    if len(position) != 3 or orientation.shape != (6,):
+        raise fail("ImagePositionPatient or ImageOrientationPatient has the wrong length")
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    # Only grids whose rows run along x and columns along y are supported; flips (prone,
+    # feet-first) are handled exactly by reversing axes below, oblique grids are refused.
+    if not (
+        abs(abs(row_dir[0]) - 1) < _DIRECTION_TOLERANCE
+        and np.all(np.abs(row_dir[1:]) < _DIRECTION_TOLERANCE)
+        and abs(abs(col_dir[1]) - 1) < _DIRECTION_TOLERANCE
+        and abs(col_dir[0]) < _DIRECTION_TOLERANCE
+        and abs(col_dir[2]) < _DIRECTION_TOLERANCE
+    ):
+        raise fail(
+            f"ImageOrientationPatient {list(orientation)} is oblique or not axial; "
+            "only axis-aligned axial dose grids are supported"
+        )
+    sx, sy = float(np.sign(row_dir[0])), float(np.sign(col_dir[1]))
+    sz = sx * sy  # the normal (row x column) is +z or -z
+
+    offsets = _frame_offsets(ds, frames, position[2], fail)
+    z = position[2] + sz * offsets if offsets[0] == 0.0 or frames == 1 else offsets
+    x = position[0] + sx * spacing[1] * np.arange(cols)
+    y = position[1] + sy * spacing[0] * np.arange(rows)
+
+    scaling = float(ds.DoseGridScaling)
+    if not np.isfinite(scaling) or scaling <= 0:
+        raise fail(f"DoseGridScaling {scaling} is not a positive number")
+    raw = _pixel_values(ds, frames, rows, cols, fail)
+    dose = raw.astype(np.float32) * np.float32(scaling)
+    if dose.size and float(dose.min()) < 0:
+        raise fail("the dose grid holds negative doses")
+
+    # Sort every axis increasingly so that interpolation can use searchsorted.
+    if sx < 0:
+        x, dose = x[::-1], dose[:, :, ::-1]
+    if sy < 0:
+        y, dose = y[::-1], dose[:, ::-1, :]
+    order = np.argsort(z, kind="stable")
+    z, dose = z[order], dose[order]
+    if frames > 1 and np.any(np.diff(z) <= 0):
+        raise fail("GridFrameOffsetVector has repeated frame positions")
+    return DoseGrid(
+        x_mm=np.ascontiguousarray(x, dtype=np.float64),
+        y_mm=np.ascontiguousarray(y, dtype=np.float64),
+        z_mm=np.ascontiguousarray(z, dtype=np.float64),
+        dose_gy=np.ascontiguousarray(dose),
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
+        summation_type=str(ds.get("DoseSummationType", "")).upper(),
+    )
+
+
+def _frame_offsets(ds: Dataset, frames: int, z0: float, fail: _Fail) -> FloatArray:
+    """GridFrameOffsetVector as an array (mm), checked against NumberOfFrames."""
+    if "GridFrameOffsetVector" not in ds or ds.GridFrameOffsetVector is None:
+        if frames == 1:
+            return np.zeros(1)
+        raise fail("GridFrameOffsetVector is missing for a multi-frame grid")
+    value = ds.GridFrameOffsetVector
+    offsets = np.atleast_1d(np.array([float(v) for v in np.atleast_1d(value)], dtype=np.float64))
+    if len(offsets) != frames:
+        raise fail(f"GridFrameOffsetVector has {len(offsets)} values for NumberOfFrames {frames}")
+    if not np.all(np.isfinite(offsets)):
+        raise fail("GridFrameOffsetVector holds non-numbers")
+    # DICOM allows relative offsets (first value 0) or absolute z positions (first value equal to
+    # ImagePositionPatient z); anything else is ambiguous.
+    if frames > 1 and offsets[0] != 0.0 and abs(offsets[0] - z0) > GRID_EDGE_TOLERANCE_MM:
+        raise fail(
+            f"GridFrameOffsetVector starts at {offsets[0]}, neither 0 (relative) nor the "
+            f"ImagePositionPatient z {z0} (absolute)"
+        )
+    steps = np.diff(offsets)
+    if frames > 1 and not (np.all(steps > 0) or np.all(steps < 0)):
+        raise fail("GridFrameOffsetVector is not strictly monotonic")
+    return offsets
+
+
+_UNCOMPRESSED = {
+    "1.2.840.10008.1.2": "<",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1": "<",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.2": ">",  # Explicit VR Big Endian
+}
+
+
+def _pixel_values(ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail) -> NDArray[np.int64]:
+    """The stored pixel values, after checking that the data is exactly the declared size."""
+    bits = int(ds.BitsAllocated)
+    if bits not in (16, 32):
+        raise fail(f"BitsAllocated {bits} is not supported (16 or 32)")
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise fail("SamplesPerPixel must be 1")
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    expected = frames * rows * cols * bits // 8
+    transfer_syntax = str(ds.file_meta.TransferSyntaxUID) if "file_meta" in ds.__dict__ else ""
+    if transfer_syntax and transfer_syntax not in _UNCOMPRESSED:
+        try:
+            values = np.asarray(ds.pixel_array)
+        except Exception as exc:
+            raise fail(f"cannot decode pixel data ({exc})") from exc
+        if values.size != frames * rows * cols:
+            raise fail(
+                f"pixel data holds {values.size} values, the grid declares {frames}x{rows}x{cols}"
+            )
+        return values.reshape(frames, rows, cols).astype(np.int64)
+    data = ds.PixelData
+    # The value is padded to an even length, so one extra byte is allowed.
+    if len(data) not in (expected, expected + 1):
+        raise fail(
+            f"pixel data is {len(data)} bytes but the grid declares {frames}x{rows}x{cols} "
+            f"values of {bits} bits ({expected} bytes): truncated or inconsistent file"
+        )
+    byteorder = _UNCOMPRESSED.get(transfer_syntax, "<")
+    dtype = np.dtype(f"{byteorder}{'i' if signed else 'u'}{bits // 8}")
+    values = np.frombuffer(data, dtype=dtype, count=frames * rows * cols)
+    return values.reshape(frames, rows, cols).astype(np.int64)

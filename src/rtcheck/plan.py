@@ -1,0 +1,421 @@
+"""Loading one plan's DICOM RT objects and linking them by their UIDs.
+
+Files are identified by SOP Class, never by name. The links followed are
+RTDOSE → RTPLAN (ReferencedRTPlanSequence) → RTSTRUCT (ReferencedStructureSetSequence), and
+every object must share the structure set's FrameOfReferenceUID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings as pywarnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from rtcheck.dose import DoseGrid, read_dose_grid, sum_grids
+from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError
+from rtcheck.structures import StructureSet, read_structure_set
+
+RTDOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+RTSTRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
+RTPLAN = "1.2.840.10008.5.1.4.1.1.481.5"
+RTION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
+_PLAN_CLASSES = {RTPLAN, RTION_PLAN}
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file that the plan uses.
+
+    Attributes
+    ----------
+    path
+        Path as found.
+    modality
+        ``RTSTRUCT``, ``RTPLAN`` or ``RTDOSE``.
+    sop_instance_uid
+        Its SOPInstanceUID.
+    sha256
+        SHA-256 of the file's bytes, hex.
+    """
+
+    path: str
+    modality: str
+    sop_instance_uid: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    """What rtcheck reads from an RTPLAN.
+
+    Attributes
+    ----------
+    sop_instance_uid
+        The RTPLAN's SOPInstanceUID.
+    label
+        RTPlanLabel.
+    fractions
+        NumberOfFractionsPlanned of the first fraction group, or None.
+    prescription_gy
+        The highest TargetPrescriptionDose of the DoseReferenceSequence (Gy), or None.
+    target_prescriptions
+        (DoseReferenceDescription, TargetPrescriptionDose in Gy) for each target dose reference.
+    structure_set_uid
+        The referenced RTSTRUCT's SOPInstanceUID, or "".
+    """
+
+    sop_instance_uid: str
+    label: str
+    fractions: int | None
+    prescription_gy: float | None
+    target_prescriptions: tuple[tuple[str, float], ...]
+    structure_set_uid: str
+
+
+@dataclass(frozen=True, eq=False)
+class DoseSet:
+    """One dose distribution to compute DVHs in: a PLAN dose, the sum of a plan's BEAM doses, or
+    the sum of several plans when asked.
+
+    Attributes
+    ----------
+    label
+        A short name: the RTPLAN's label, or "sum".
+    grid
+        The dose (Gy).
+    plan
+        The RTPLAN it belongs to, when known (None for a sum of plans or an unknown plan).
+    per_fraction
+        True when the dose is that of one fraction (DoseSummationType FRACTION).
+    source_uids
+        SOPInstanceUIDs of the RTDOSE objects summed into it.
+    """
+
+    label: str
+    grid: DoseGrid
+    plan: PlanInfo | None
+    per_fraction: bool
+    source_uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A plan's structure set, dose sets and RTPLANs, linked and checked.
+
+    Attributes
+    ----------
+    structure_set
+        The RTSTRUCT the doses are evaluated on.
+    doses
+        One entry per plan (or one summed entry).
+    plans
+        The RTPLANs found.
+    files
+        Every file used, with its hash.
+    patient_id, study_instance_uid
+        From the RTSTRUCT.
+    warnings
+        What was ignored or assumed while loading.
+    """
+
+    structure_set: StructureSet
+    doses: tuple[DoseSet, ...]
+    plans: tuple[PlanInfo, ...]
+    files: tuple[SourceFile, ...]
+    patient_id: str
+    study_instance_uid: str
+    warnings: tuple[str, ...]
+
+
+def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) -> Plan:
+    """Load and link the RT objects of one plan.
+
+    Parameters
+    ----------
+    paths
+        Files and folders (searched recursively) holding one RTSTRUCT, one or more RTDOSE and
+        optionally RTPLANs and images (ignored).
+    sum_doses
+        Sum the doses of several plans into one dose set (they must share a grid geometry).
+
+    Raises
+    ------
+    InvalidInputError
+        A path does not exist, or a file given by name is not DICOM, or a DICOM file is truncated.
+    PlanLinkError
+        The objects do not form one plan.
+    InvalidDoseError, InvalidStructureError
+        An object cannot be used.
+    """
+    datasets, notes = _read_all(paths)
+    by_class: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
+    for path, ds in datasets:
+        by_class[str(ds.get("SOPClassUID", ""))].append((path, ds))
+    structs = by_class[RTSTRUCT]
+    doses = by_class[RTDOSE]
+    plan_files = [item for cls in _PLAN_CLASSES for item in by_class[cls]]
+    if not structs:
+        raise PlanLinkError("no RTSTRUCT among the files given")
+    if not doses:
+        raise PlanLinkError("no RTDOSE among the files given")
+    _refuse_duplicate_uids(datasets)
+
+    plans = [_read_plan_info(ds) for _, ds in plan_files]
+    plan_by_uid = {p.sop_instance_uid: p for p in plans}
+    struct_path, struct_ds = _choose_structure_set(structs, plans, notes)
+    structure_set = read_structure_set(struct_ds, struct_path)
+    frame_uid = structure_set.frame_of_reference_uid or _roi_frame_uid(struct_ds)
+
+    for path, ds in [*plan_files, *doses]:
+        other = str(ds.get("FrameOfReferenceUID", ""))
+        if frame_uid and other and other != frame_uid:
+            raise PlanLinkError(
+                f"{path}: FrameOfReferenceUID {other} differs from the RTSTRUCT's {frame_uid}"
+            )
+    for path, ds in doses:
+        referenced = _referenced_uid(ds, "ReferencedStructureSetSequence")
+        if referenced and referenced != structure_set.sop_instance_uid:
+            raise PlanLinkError(
+                f"{path}: RTDOSE references RTSTRUCT {referenced}, not the structure set used "
+                f"({structure_set.sop_instance_uid})"
+            )
+
+    dose_sets = _dose_sets(doses, plan_by_uid, bool(plans), notes)
+    if sum_doses and len(dose_sets) > 1:
+        if len({d.per_fraction for d in dose_sets}) > 1:
+            raise PlanLinkError("cannot sum a per-fraction dose with a whole-course dose")
+        grid = sum_grids([d.grid for d in dose_sets], "PLAN_SUM")
+        dose_sets = [
+            DoseSet(
+                "sum",
+                grid,
+                None,
+                dose_sets[0].per_fraction,
+                tuple(uid for d in dose_sets for uid in d.source_uids),
+            )
+        ]
+
+    used = {structure_set.sop_instance_uid} | {p.sop_instance_uid for p in plans}
+    used |= {uid for d in dose_sets for uid in d.source_uids}
+    files = tuple(
+        SourceFile(path, str(ds.Modality), str(ds.SOPInstanceUID), _sha256(path))
+        for path, ds in datasets
+        if str(ds.get("SOPInstanceUID", "")) in used
+    )
+    return Plan(
+        structure_set=structure_set,
+        doses=tuple(dose_sets),
+        plans=tuple(plans),
+        files=files,
+        patient_id=str(struct_ds.get("PatientID", "")),
+        study_instance_uid=str(struct_ds.get("StudyInstanceUID", "")),
+        warnings=tuple(notes),
+    )
+
+
+def _read_all(
+    paths: Sequence[str | os.PathLike[str]],
+) -> tuple[list[tuple[str, Dataset]], list[str]]:
+    """Read every RT object under ``paths``; images and stray non-DICOM files in folders are
+    skipped, a file named explicitly must be DICOM."""
+    notes: list[str] = []
+    found: list[tuple[str, bool]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend((str(p), False) for p in _walk(path))
+        elif path.is_file():
+            found.append((str(path), True))
+        else:
+            raise InvalidInputError(f"{path}: no such file or folder")
+    datasets: list[tuple[str, Dataset]] = []
+    skipped = 0
+    for path, explicit in found:
+        ds = _read_file(path, explicit)
+        if ds is None:
+            skipped += 1
+            continue
+        if str(ds.get("SOPClassUID", "")) in {RTDOSE, RTSTRUCT, *_PLAN_CLASSES}:
+            datasets.append((path, ds))
+    if skipped:
+        notes.append(f"skipped {skipped} non-DICOM file(s) found in folders")
+    return datasets, notes
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(root) / name
+
+
+def _read_file(path: str, explicit: bool) -> Dataset | None:
+    """Read one file; None for a non-DICOM file found in a folder."""
+    try:
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore")
+            ds = dcmread(path, defer_size="64 KB")
+            # Force reading every element now, so that a truncated file fails here and not
+            # halfway through a computation.
+            if str(ds.get("SOPClassUID", "")) in {RTDOSE, RTSTRUCT, *_PLAN_CLASSES}:
+                for _ in ds.iterall():
+                    pass
+    except InvalidDicomError as exc:
+        if explicit:
+            raise InvalidInputError(f"{path}: not a DICOM file ({exc})") from exc
+        return None
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        raise InvalidInputError(f"{path}: unreadable or truncated DICOM file ({exc})") from exc
+    return ds
+
+
+def _refuse_duplicate_uids(datasets: list[tuple[str, Dataset]]) -> None:
+    seen: dict[str, str] = {}
+    for path, ds in datasets:
+        uid = str(ds.get("SOPInstanceUID", ""))
+        if uid in seen:
+            raise PlanLinkError(f"{path} and {seen[uid]} have the same SOPInstanceUID {uid}")
+        seen[uid] = path
+
+
+def _referenced_uid(ds: Dataset, sequence: str) -> str:
+    items = ds.get(sequence)
+    if not items:
+        return ""
+    return str(items[0].get("ReferencedSOPInstanceUID", ""))
+
+
+def _roi_frame_uid(ds: Dataset) -> str:
+    for item in ds.get("StructureSetROISequence", []):
+        uid = str(item.get("ReferencedFrameOfReferenceUID", ""))
+        if uid:
+            return uid
+    return ""
+
+
+def _read_plan_info(ds: Dataset) -> PlanInfo:
+    fractions = None
+    groups = ds.get("FractionGroupSequence")
+    if groups:
+        value = groups[0].get("NumberOfFractionsPlanned")
+        fractions = int(value) if value not in (None, "") else None
+    targets = []
+    for ref in ds.get("DoseReferenceSequence", []):
+        dose = ref.get("TargetPrescriptionDose")
+        if dose not in (None, "") and str(ref.get("DoseReferenceType", "TARGET")) == "TARGET":
+            name = str(
+                ref.get("DoseReferenceDescription", "") or ref.get("DoseReferenceNumber", "")
+            )
+            targets.append((name, float(dose)))
+    prescription = max((d for _, d in targets), default=None)
+    return PlanInfo(
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        label=str(ds.get("RTPlanLabel", "") or ds.get("RTPlanName", "") or "plan"),
+        fractions=fractions,
+        prescription_gy=prescription,
+        target_prescriptions=tuple(targets),
+        structure_set_uid=_referenced_uid(ds, "ReferencedStructureSetSequence"),
+    )
+
+
+def _choose_structure_set(
+    structs: list[tuple[str, Dataset]], plans: list[PlanInfo], notes: list[str]
+) -> tuple[str, Dataset]:
+    by_uid = {str(ds.SOPInstanceUID): (path, ds) for path, ds in structs}
+    wanted = {p.structure_set_uid for p in plans if p.structure_set_uid}
+    if len(wanted) > 1:
+        raise PlanLinkError(
+            f"the RTPLANs reference {len(wanted)} different structure sets; give one plan at a time"
+        )
+    if wanted:
+        uid = wanted.pop()
+        if uid not in by_uid:
+            raise PlanLinkError(
+                f"the RTPLAN references RTSTRUCT {uid}, which is not among the files given"
+            )
+        if len(structs) > 1:
+            notes.append(f"{len(structs) - 1} RTSTRUCT(s) not referenced by the RTPLAN ignored")
+        return by_uid[uid]
+    if len(structs) > 1:
+        raise PlanLinkError(
+            f"{len(structs)} RTSTRUCTs and no RTPLAN referencing one of them: cannot choose"
+        )
+    return structs[0]
+
+
+def _dose_sets(
+    doses: list[tuple[str, Dataset]],
+    plan_by_uid: dict[str, PlanInfo],
+    have_plans: bool,
+    notes: list[str],
+) -> list[DoseSet]:
+    groups: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
+    for path, ds in doses:
+        plan_uid = _referenced_uid(ds, "ReferencedRTPlanSequence")
+        if have_plans and plan_uid not in plan_by_uid:
+            raise PlanLinkError(
+                f"{path}: RTDOSE references RTPLAN {plan_uid or '(none)'}, "
+                "which is not among the files given"
+            )
+        # A dose that names no plan stands on its own.
+        groups[plan_uid or f"dose:{ds.SOPInstanceUID}"].append((path, ds))
+
+    sets = []
+    for key, members in groups.items():
+        plan = plan_by_uid.get(key)
+        by_type: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
+        for path, ds in members:
+            by_type[str(ds.get("DoseSummationType", "")).upper()].append((path, ds))
+        chosen_type = next((t for t in ("PLAN", "BEAM", "FRACTION") if by_type.get(t)), None)
+        if chosen_type is None:
+            kinds = ", ".join(sorted(by_type))
+            raise InvalidDoseError(
+                f"{members[0][0]}: DoseSummationType {kinds or '(missing)'} is not supported "
+                "(PLAN, BEAM or FRACTION)"
+            )
+        chosen = by_type[chosen_type]
+        ignored = sum(len(v) for t, v in by_type.items() if t != chosen_type)
+        if ignored:
+            notes.append(
+                f"plan {plan.label if plan else key}: {ignored} RTDOSE ignored beside its "
+                f"{chosen_type} dose"
+            )
+        if chosen_type in ("PLAN", "FRACTION") and len(chosen) > 1:
+            raise PlanLinkError(
+                f"{len(chosen)} RTDOSE of type {chosen_type} for the same plan "
+                f"({', '.join(p for p, _ in chosen)}): cannot choose"
+            )
+        grids = [read_dose_grid(ds, path) for path, ds in chosen]
+        grid = sum_grids(grids, chosen_type) if len(grids) > 1 else grids[0]
+        if chosen_type == "FRACTION":
+            notes.append(
+                f"plan {plan.label if plan else key}: the dose is that of one fraction "
+                "(DoseSummationType FRACTION)"
+            )
+        label = plan.label if plan else f"dose {len(sets) + 1}"
+        sets.append(
+            DoseSet(
+                label=label,
+                grid=grid,
+                plan=plan,
+                per_fraction=chosen_type == "FRACTION",
+                source_uids=tuple(str(ds.SOPInstanceUID) for _, ds in chosen),
+            )
+        )
+    return sets
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
