@@ -76,7 +76,7 @@ class DVH:
     @property
     def dose_edges_gy(self) -> NDArray[np.float64]:
         """Bin edges (Gy), one more than bins."""
-        return np.arange(len(self.differential_cc) + 1) * self.bin_width_gy
+        return np.arange(len(self.differential_cc) + 1, dtype=np.float64) * self.bin_width_gy
 
     @property
     def cumulative_cc(self) -> NDArray[np.float64]:
@@ -189,7 +189,7 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
             below, above = face_planes[k], face_planes[k + 1]
             if centre is None:
                 continue
-            grad_y, grad_x = np.gradient(centre, s)
+            grad_y, grad_x = (np.asarray(g) for g in np.gradient(centre, s))
             grad_x, grad_y = grad_x[covered][in_xy], grad_y[covered][in_xy]
             if below is not None and above is not None:
                 grad_z = (above[covered][in_xy] - below[covered][in_xy]) / dz

@@ -31,11 +31,11 @@ class PixelGrid:
 
     def x_centres(self) -> NDArray[np.float64]:
         """Pixel centre x coordinates (mm)."""
-        return self.x0_mm + (np.arange(self.nx) + 0.5) * self.spacing_mm
+        return self.x0_mm + (np.arange(self.nx, dtype=np.float64) + 0.5) * self.spacing_mm
 
     def y_centres(self) -> NDArray[np.float64]:
         """Pixel centre y coordinates (mm)."""
-        return self.y0_mm + (np.arange(self.ny) + 0.5) * self.spacing_mm
+        return self.y0_mm + (np.arange(self.ny, dtype=np.float64) + 0.5) * self.spacing_mm
 
 
 @dataclass(frozen=True, eq=False)

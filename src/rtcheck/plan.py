@@ -238,13 +238,13 @@ def _read_all(
             raise InvalidInputError(f"{path}: no such file or folder")
     datasets: list[tuple[str, Dataset]] = []
     skipped = 0
-    for path, explicit in found:
-        ds = _read_file(path, explicit)
+    for name, explicit in found:
+        ds = _read_file(name, explicit)
         if ds is None:
             skipped += 1
             continue
         if str(ds.get("SOPClassUID", "")) in {RTDOSE, RTSTRUCT, *_PLAN_CLASSES}:
-            datasets.append((path, ds))
+            datasets.append((name, ds))
     if skipped:
         notes.append(f"skipped {skipped} non-DICOM file(s) found in folders")
     return datasets, notes
@@ -368,7 +368,7 @@ def _dose_sets(
         # A dose that names no plan stands on its own.
         groups[plan_uid or f"dose:{ds.SOPInstanceUID}"].append((path, ds))
 
-    sets = []
+    sets: list[DoseSet] = []
     for key, members in groups.items():
         plan = plan_by_uid.get(key)
         by_type: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)

@@ -16,13 +16,15 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 from rtcheck.plan import RTDOSE, RTPLAN, RTSTRUCT
 
 Polygon = NDArray[np.float64]
-#: Vertex spacing (mm) along contour outlines, as a TPS exports them.
+#: Vertex spacing (mm) along contour outlines, as a TPS exports them, and the most vertices a
+#: contour gets (large outlines are exported with coarser spacing).
 VERTEX_SPACING_MM = 1.5
+MAX_VERTICES = 180
 
 
 def uid(*parts: object) -> str:
@@ -37,14 +39,14 @@ def uid(*parts: object) -> str:
 def circle(cx: float, cy: float, r: float, n: int | None = None) -> Polygon:
     """A regular polygon with ``n`` vertices on the circle of radius ``r`` (mm)."""
     if n is None:
-        n = max(16, math.ceil(2 * math.pi * r / VERTEX_SPACING_MM))
+        n = min(MAX_VERTICES, max(16, math.ceil(2 * math.pi * r / VERTEX_SPACING_MM)))
     angles = 2 * math.pi * np.arange(n) / n
     return np.column_stack([cx + r * np.cos(angles), cy + r * np.sin(angles)])
 
 
 def ellipse(cx: float, cy: float, a: float, b: float) -> Polygon:
     """A polygon on the ellipse with semi-axes ``a`` (x) and ``b`` (y), mm."""
-    n = max(16, math.ceil(math.pi * (a + b) / VERTEX_SPACING_MM))
+    n = min(MAX_VERTICES, max(16, math.ceil(math.pi * (a + b) / VERTEX_SPACING_MM)))
     angles = 2 * math.pi * np.arange(n) / n
     return np.column_stack([cx + a * np.cos(angles), cy + b * np.sin(angles)])
 
@@ -134,8 +136,8 @@ def _base(
     sop_class: str, sop_uid: str, modality: str, patient: Patient, series_uid: str
 ) -> Dataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()
@@ -186,7 +188,7 @@ def build_rtstruct(
                 contour.ContourGeometricType = "CLOSED_PLANAR"
                 contour.NumberOfContourPoints = len(poly)
                 xyz = np.column_stack([poly, np.full(len(poly), z)])
-                contour.ContourData = [f"{v:.3f}" for v in xyz.ravel()]
+                contour.ContourData = [f"{v:.2f}" for v in xyz.ravel()]
                 contours.append(contour)
         roi_contour = Dataset()
         roi_contour.ReferencedROINumber = number

@@ -1,0 +1,161 @@
+"""The ``rtcheck`` command line: a thin shell over the library.
+
+Exit status: 0 success, 2 bad input or usage (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from rtcheck import __version__
+from rtcheck.errors import RtcheckError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+class UsageError(RtcheckError):
+    """The command line itself is wrong."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rtcheck",
+        description="Check a radiotherapy plan's DICOM RT objects against dose limits.",
+    )
+    parser.add_argument("--version", action="version", version=f"rtcheck {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    dvh = commands.add_parser(
+        "dvh",
+        help="compute DVHs and DVH metrics of a plan's structures",
+        description="Compute DVHs of a plan's structures and evaluate TG-263 DVH metrics.",
+    )
+    dvh.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders of one plan")
+    dvh.add_argument(
+        "--structure",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="ROI name to compute (repeatable; default: every ROI but the body outline)",
+    )
+    dvh.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="TG-263 metric such as D95%%[Gy], V20Gy[%%], D0.03cc[Gy] (repeatable)",
+    )
+    dvh.add_argument("--json", metavar="FILE", help="write the results as JSON ('-' for stdout)")
+    dvh.add_argument("--csv", metavar="FILE", help="write one CSV row per structure")
+    dvh.add_argument(
+        "--prescription",
+        type=float,
+        metavar="GY",
+        help="prescription dose (Gy) for metrics relative to it (default: the RTPLAN's)",
+    )
+    dvh.add_argument(
+        "--sum", action="store_true", help="sum the doses of several plans into one dose set"
+    )
+
+    phantom = commands.add_parser(
+        "phantom",
+        help="write the synthetic thorax phantom plan",
+        description="Write a deterministic synthetic thorax plan (RTSTRUCT, RTPLAN, RTDOSE).",
+    )
+    phantom.add_argument("outdir", metavar="OUTDIR")
+    return parser
+
+
+def _run_dvh(args: argparse.Namespace) -> int:
+    from rtcheck.export import dvh_csv, dvh_document, dvh_table
+    from rtcheck.metrics import parse_metric
+    from rtcheck.plan import load_plan
+    from rtcheck.plandvh import DEFAULT_METRICS, select_structures, structure_dvhs
+
+    metrics = args.metric or list(DEFAULT_METRICS)
+    for metric in metrics:
+        parse_metric(metric)  # refuse a malformed metric before reading any file
+    if args.prescription is not None and not args.prescription > 0:
+        raise UsageError("--prescription must be a positive dose in Gy")
+    plan = load_plan(args.paths, sum_doses=args.sum)
+    structures = select_structures(plan, args.structure)
+    results = structure_dvhs(plan, structures, metrics, args.prescription)
+
+    for warning in [*plan.warnings, *(w for r in results for w in r.warnings)]:
+        print(f"rtcheck: warning: {warning}", file=sys.stderr)
+    if args.json == "-":
+        json.dump(dvh_document(plan, results), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(dvh_table(results))
+        if args.json:
+            _write_text(
+                args.json, json.dumps(dvh_document(plan, results), indent=2, allow_nan=False)
+            )
+    if args.csv:
+        _write_text(args.csv, dvh_csv(results))
+    return EXIT_OK
+
+
+def _run_phantom(args: argparse.Namespace) -> int:
+    from rtcheck.phantom import write_thorax_phantom
+
+    files = write_thorax_phantom(args.outdir)
+    for path in (files.rtstruct, files.rtplan, files.rtdose):
+        print(path)
+    return EXIT_OK
+
+
+def _write_text(path: str, text: str) -> None:
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UsageError(f"{path}: folder {target.parent} does not exist")
+    target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "dvh":
+            return _run_dvh(args)
+        if args.command == "phantom":
+            return _run_phantom(args)
+        raise UsageError(f"unknown command {args.command}")
+    except RtcheckError as exc:
+        print(f"rtcheck: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"rtcheck: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rtcheck: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, with the traceback on request
+        if os.environ.get("RTCHECK_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"rtcheck: internal error: {type(exc).__name__}: {exc} "
+            "(set RTCHECK_DEBUG=1 for details and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
