@@ -66,24 +66,16 @@ class DoseGrid:
             for a, b in ((self.x_mm, other.x_mm), (self.y_mm, other.y_mm), (self.z_mm, other.z_mm))
         )
 
-    def plane(self, z: float, rows: slice, cols: slice) -> FloatArray | None:
-        """Dose (Gy) on the axial plane at ``z`` (mm), linearly interpolated between frames.
-
-        Only the window ``rows`` x ``cols`` of the grid is computed. Returns ``None`` when ``z``
-        lies outside the grid.
-        """
+    def locate_z(self, z: float) -> tuple[int, float] | None:
+        """Frame ``k`` and fraction ``f`` (0..1) such that ``z`` lies ``f`` of the way from frame
+        ``k`` to frame ``k + 1``; None when ``z`` (mm) is outside the grid."""
         zs = self.z_mm
         if z < zs[0] - GRID_EDGE_TOLERANCE_MM or z > zs[-1] + GRID_EDGE_TOLERANCE_MM:
             return None
         if len(zs) == 1:
-            return self.dose_gy[0, rows, cols].astype(np.float64)
+            return 0, 0.0
         k = int(np.clip(np.searchsorted(zs, z, side="right") - 1, 0, len(zs) - 2))
-        f = float(np.clip((z - zs[k]) / (zs[k + 1] - zs[k]), 0.0, 1.0))
-        lower = self.dose_gy[k, rows, cols].astype(np.float64)
-        if f == 0.0:
-            return lower
-        upper = self.dose_gy[k + 1, rows, cols].astype(np.float64)
-        return lower + f * (upper - lower)
+        return k, float(np.clip((z - zs[k]) / (zs[k + 1] - zs[k]), 0.0, 1.0))
 
     def with_dose(self, dose_gy: NDArray[np.float32], summation_type: str) -> DoseGrid:
         """A grid with the same geometry and another dose array."""

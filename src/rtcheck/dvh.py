@@ -11,6 +11,7 @@ trilinearly from the RTDOSE grid at its centre.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,9 @@ MIN_SAMPLE_SPACING_MM = 0.2
 MAX_SAMPLE_SPACING_MM = 1.5
 #: Scanlines per sampling-pixel row for the coverage computation.
 SCANLINES_PER_PIXEL = 4
-MAX_SUBSLICES = 12
+MAX_SUBSLICES = 1
+#: Planes are filled in batches of at most this many sampling pixels (memory bound).
+CHUNK_PIXELS = 2_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,51 +160,46 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
 
     thickness = structure.slab_thickness_mm
     n_sub = int(min(MAX_SUBSLICES, max(1, math.ceil(thickness / s - 1e-9))))
-    dz = thickness / n_sub
-    faces = np.arange(n_sub + 1) * dz - thickness / 2
+    uniform_faces = np.linspace(-thickness / 2, thickness / 2, n_sub + 1)
+    frames = _FineFrames(dose, wy, wx, rows, cols, s)
 
     doses: list[NDArray[np.float64]] = []
     weights: list[NDArray[np.float64]] = []
     spreads: list[NDArray[np.float64]] = []
     volume_mm3 = 0.0
-
-    def sample(z: float) -> NDArray[np.float64] | None:
-        plane = dose.plane(z, rows, cols)
-        return None if plane is None else wy @ plane @ wx.T
-
-    for plane in structure.planes:
-        coverage = polygon_coverage(plane.polygons, grid, SCANLINES_PER_PIXEL)
-        covered = coverage.fraction > 0
-        if not covered.any():
-            continue
-        fraction = coverage.fraction[covered]
-        volume_mm3 += float(fraction.sum()) * s * s * thickness
-        in_xy = inside_xy[covered]
-        fraction, offset_x, offset_y = (
-            fraction[in_xy],
-            coverage.offset_x_mm[covered][in_xy],
-            coverage.offset_y_mm[covered][in_xy],
-        )
-        width = s * np.sqrt(fraction)  # side of the square with the covered area
-        face_planes = [sample(plane.z_mm + f) for f in faces]
-        for k in range(n_sub):
-            centre = sample(plane.z_mm + (faces[k] + faces[k + 1]) / 2)
-            below, above = face_planes[k], face_planes[k + 1]
-            if centre is None:
+    planes = structure.planes
+    chunk = max(1, CHUNK_PIXELS // (grid.nx * grid.ny))
+    for first in range(0, len(planes), chunk):
+        batch = planes[first : first + chunk]
+        coverage = polygon_coverage([p.polygons for p in batch], grid, SCANLINES_PER_PIXEL)
+        volume_mm3 += float(coverage.fraction.sum()) * s * s * thickness
+        covered = (coverage.fraction > 0) & inside_xy[None, :, :]
+        which, rows_in, cols_in = np.nonzero(covered)
+        fraction_all = coverage.fraction[covered]
+        offset_x_all = coverage.offset_x_mm[covered]
+        offset_y_all = coverage.offset_y_mm[covered]
+        bounds = np.searchsorted(which, np.arange(len(batch) + 1))
+        for n, plane in enumerate(batch):
+            part = slice(bounds[n], bounds[n + 1])
+            if part.start == part.stop:
                 continue
-            grad_y, grad_x = (np.asarray(g) for g in np.gradient(centre, s))
-            grad_x, grad_y = grad_x[covered][in_xy], grad_y[covered][in_xy]
-            if below is not None and above is not None:
-                grad_z = (above[covered][in_xy] - below[covered][in_xy]) / dz
-            else:
-                grad_z = np.zeros_like(grad_x)
-            # The dose at the centroid of the covered part is the mean dose over that part
-            # wherever the field is locally linear.
-            doses.append(centre[covered][in_xy] + grad_x * offset_x + grad_y * offset_y)
-            weights.append(fraction * (s * s * dz))
-            spreads.append(
-                0.5 * np.sqrt((grad_x * width) ** 2 + (grad_y * width) ** 2 + (grad_z * dz) ** 2)
-            )
+            index = rows_in[part] * grid.nx + cols_in[part]
+            fraction = fraction_all[part]
+            offset_x, offset_y = offset_x_all[part], offset_y_all[part]
+            width = s * np.sqrt(fraction)  # side of the square with the covered area
+            for centre, dz in _subslices(plane.z_mm, uniform_faces, dose.z_mm):
+                located = dose.locate_z(centre)
+                if located is None:
+                    continue
+                value, grad_x, grad_y, grad_z = frames.sample(*located, index)
+                # The dose at the centroid of the covered part is the mean dose over that part
+                # wherever the field is locally linear.
+                doses.append(value + grad_x * offset_x + grad_y * offset_y)
+                weights.append(fraction * (s * s * dz))
+                spreads.append(
+                    0.5
+                    * np.sqrt((grad_x * width) ** 2 + (grad_y * width) ** 2 + (grad_z * dz) ** 2)
+                )
 
     volume_cc = volume_mm3 / 1000.0
     warnings = list(structure.warnings)
@@ -268,9 +266,81 @@ def spread_histogram(
     return np.maximum(histogram, 0.0)
 
 
+def _subslices(
+    z_mm: float, faces: NDArray[np.float64], frames_mm: NDArray[np.float64]
+) -> list[tuple[float, float]]:
+    """(centre, thickness) in mm of the sub-slices of the slab at ``z_mm``.
+
+    The slab is cut at ``faces`` (offsets from ``z_mm``) and also at every dose frame inside it,
+    so that the interpolated dose is linear in z within each sub-slice.
+    """
+    cuts = z_mm + faces
+    inner = frames_mm[(frames_mm > cuts[0] + 1e-6) & (frames_mm < cuts[-1] - 1e-6)]
+    edges = np.unique(np.concatenate([cuts, inner]))
+    return [
+        (float((a + b) / 2), float(b - a))
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+        if b - a > 1e-6
+    ]
+
+
+class _FineFrames:
+    """Dose frames of the RTDOSE resampled (bilinearly) onto an ROI's sampling grid, with their
+    in-plane gradients, computed once per frame and shared by every contour plane."""
+
+    def __init__(
+        self,
+        dose: DoseGrid,
+        wy: NDArray[np.float64],
+        wx: NDArray[np.float64],
+        rows: slice,
+        cols: slice,
+        spacing_mm: float,
+    ) -> None:
+        self._dose, self._wy, self._wx = dose, wy, wx
+        self._rows, self._cols, self._spacing = rows, cols, spacing_mm
+        self._cache: dict[int, tuple[NDArray[np.float64], ...]] = {}
+
+    def _frame(self, k: int) -> tuple[NDArray[np.float64], ...]:
+        if k not in self._cache:
+            window = self._dose.dose_gy[k, self._rows, self._cols].astype(np.float64)
+            fine = self._wy @ window @ self._wx.T
+            if min(fine.shape) >= 2:
+                grad_y, grad_x = np.gradient(fine, self._spacing)
+            else:
+                grad_y = grad_x = np.zeros_like(fine)
+            self._cache[k] = (fine.ravel(), np.ravel(grad_x), np.ravel(grad_y))
+        return self._cache[k]
+
+    def sample(
+        self, k: int, f: float, index: NDArray[np.intp]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Dose, and its x, y and z gradients (Gy/mm), at fine pixels ``index`` of the plane
+        a fraction ``f`` of the way from frame ``k`` to frame ``k + 1``."""
+        lower = self._frame(k)
+        z = self._dose.z_mm
+        if k + 1 >= len(z):
+            value, gx, gy = (a[index] for a in lower)
+            return value, gx, gy, np.zeros_like(value)
+        upper = self._frame(k + 1)
+        lo_v, up_v = lower[0][index], upper[0][index]
+        value = lo_v + f * (up_v - lo_v)
+        gx = (1 - f) * lower[1][index] + f * upper[1][index]
+        gy = (1 - f) * lower[2][index] + f * upper[2][index]
+        gz = (up_v - lo_v) / (z[k + 1] - z[k])
+        return value, gx, gy, gz
+
+
 def _xy_bounds(structure: Structure) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    points = np.concatenate([poly for plane in structure.planes for poly in plane.polygons])
-    return points.min(axis=0), points.max(axis=0)
+    return _xy_bounds_of([poly for plane in structure.planes for poly in plane.polygons])
+
+
+def _xy_bounds_of(
+    polygons: Sequence[NDArray[np.float64]],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    lows = np.array([p.min(axis=0) for p in polygons])
+    highs = np.array([p.max(axis=0) for p in polygons])
+    return lows.min(axis=0), highs.max(axis=0)
 
 
 def _step(axis: NDArray[np.float64]) -> float:

@@ -40,12 +40,12 @@ class PixelGrid:
 
 @dataclass(frozen=True, eq=False)
 class Coverage:
-    """How polygons cover a :class:`PixelGrid`.
+    """How polygons cover the pixels of a :class:`PixelGrid`, for a stack of planes.
 
     Attributes
     ----------
     fraction
-        Fraction (0..1) of each pixel inside, shape ``(ny, nx)``.
+        Fraction (0..1) of each pixel inside, shape ``(planes, ny, nx)``.
     offset_x_mm, offset_y_mm
         Offset (mm) of the centroid of each pixel's covered part from the pixel centre (0 where
         nothing or everything is covered).
@@ -57,52 +57,61 @@ class Coverage:
 
 
 def polygon_coverage(
-    polygons: Sequence[NDArray[np.float64]], grid: PixelGrid, subsamples: int = 4
+    planes: Sequence[Sequence[NDArray[np.float64]]], grid: PixelGrid, subsamples: int = 4
 ) -> Coverage:
-    """Fraction of each pixel of ``grid`` inside the polygons, combined by even-odd, and the
-    centroid of the covered part.
+    """Fraction of each pixel of ``grid`` inside each plane's polygons, combined by even-odd,
+    and the centroid of the covered part.
+
+    All planes are filled in one vectorised pass: the scanlines of plane ``p`` are numbered
+    after those of the planes before it.
 
     Parameters
     ----------
-    polygons
-        ``(N, 2)`` arrays of (x, y) vertices (mm); each is closed implicitly.
+    planes
+        For each plane, ``(N, 2)`` arrays of (x, y) vertices (mm); each polygon is closed
+        implicitly.
     grid
         The pixels to fill.
     subsamples
         Scanlines per pixel row.
     """
-    n_lines = grid.ny * subsamples
+    n_planes = len(planes)
+    lines_per_plane = grid.ny * subsamples
+    n_lines = n_planes * lines_per_plane
     step = grid.spacing_mm / subsamples
-    ys = grid.y0_mm + (np.arange(n_lines) + 0.5) * step
-
-    crossings_x: list[NDArray[np.float64]] = []
-    crossings_line: list[NDArray[np.int64]] = []
-    for poly in polygons:
-        x1, y1 = poly[:, 0], poly[:, 1]
-        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-        # Half-open rule lo <= y < hi: a vertex on a scanline is counted once where the outline
-        # passes through it, and zero or two times at an extremum, so crossings stay paired.
-        lo = np.minimum(y1, y2)
-        hi = np.maximum(y1, y2)
-        first = np.searchsorted(ys, lo, side="left")
-        last = np.searchsorted(ys, hi, side="left")
-        counts = last - first
-        total = int(counts.sum())
-        if total == 0:
-            continue
-        edge = np.repeat(np.arange(len(poly)), counts)
-        starts = np.repeat(first - np.cumsum(counts) + counts, counts)
-        line = starts + np.arange(total)
-        t = (ys[line] - y1[edge]) / (y2[edge] - y1[edge])
-        crossings_x.append(x1[edge] + t * (x2[edge] - x1[edge]))
-        crossings_line.append(line)
-
-    shape = (grid.ny, subsamples, grid.nx)
-    if not crossings_x:
-        zeros = np.zeros((grid.ny, grid.nx))
+    ys = grid.y0_mm + (np.arange(lines_per_plane) + 0.5) * step
+    shape = (n_planes, grid.ny, subsamples, grid.nx)
+    polygons = [poly for plane in planes for poly in plane]
+    if not polygons:
+        zeros = np.zeros((n_planes, grid.ny, grid.nx))
         return Coverage(zeros, zeros, zeros)
-    xs = np.concatenate(crossings_x)
-    lines = np.concatenate(crossings_line)
+
+    # Every edge of every polygon, with the plane it belongs to.
+    sizes = np.array([len(poly) for poly in polygons])
+    plane_of_polygon = np.repeat(np.arange(n_planes), [len(plane) for plane in planes])
+    points = np.concatenate(polygons)
+    following = np.arange(len(points)) + 1
+    ends = np.cumsum(sizes)
+    following[ends - 1] = ends - sizes  # the last vertex closes onto the first
+    x1, y1 = points[:, 0], points[:, 1]
+    x2, y2 = x1[following], y1[following]
+    edge_plane = np.repeat(plane_of_polygon, sizes)
+
+    # Half-open rule lo <= y < hi: a vertex on a scanline is counted once where the outline
+    # passes through it, and zero or two times at an extremum, so crossings stay paired.
+    first = np.searchsorted(ys, np.minimum(y1, y2), side="left")
+    last = np.searchsorted(ys, np.maximum(y1, y2), side="left")
+    counts = last - first
+    total = int(counts.sum())
+    if total == 0:
+        zeros = np.zeros((n_planes, grid.ny, grid.nx))
+        return Coverage(zeros, zeros, zeros)
+    edge = np.repeat(np.arange(len(points)), counts)
+    local_line = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(total)
+    t = (ys[local_line] - y1[edge]) / (y2[edge] - y1[edge])
+    xs = x1[edge] + t * (x2[edge] - x1[edge])
+    lines = edge_plane[edge] * lines_per_plane + local_line
+
     order = np.lexsort((xs, lines))
     xs, lines = xs[order], lines[order]
     # Every line has an even number of crossings, so consecutive pairs are the filled intervals.
@@ -114,33 +123,35 @@ def polygon_coverage(
     ia = np.minimum(np.floor(a).astype(np.int64), grid.nx - 1)
     ib = np.minimum(np.floor(b).astype(np.int64), grid.nx - 1)
 
-    length = np.zeros((n_lines, grid.nx))
-    moment = np.zeros((n_lines, grid.nx))  # x moment about the pixel centre, pixel units
-
-    def add(rows: NDArray[np.int64], cols: NDArray[np.int64], lo: NDArray[np.float64],
-            hi: NDArray[np.float64]) -> None:  # fmt: skip
-        centre = cols + 0.5
-        np.add.at(length, (rows, cols), hi - lo)
-        np.add.at(moment, (rows, cols), 0.5 * ((hi - centre) ** 2 - (lo - centre) ** 2))
-
+    # Each interval covers part of pixel ia and part of pixel ib (one pixel when ia == ib; the
+    # second part is then empty) and the whole of the pixels between them.
     same = ia == ib
-    add(line[same], ia[same], a[same], b[same])
+    first_hi = np.where(same, b, ia + 1.0)
+    last_lo = np.where(same, b, ib.astype(np.float64))
+    size = n_lines * grid.nx
+    cells = np.concatenate([line * grid.nx + ia, line * grid.nx + ib])
+    lo = np.concatenate([a, last_lo])
+    hi = np.concatenate([first_hi, b])
+    centre = np.concatenate([ia, ib]) + 0.5
+    length = np.bincount(cells, weights=hi - lo, minlength=size)
+    # x moment about the pixel centre (pixel units); a whole pixel adds none.
+    moment = np.bincount(
+        cells, weights=0.5 * ((hi - centre) ** 2 - (lo - centre) ** 2), minlength=size
+    )
     apart = ~same
-    la, ia2, ib2 = line[apart], ia[apart], ib[apart]
-    add(la, ia2, a[apart], (ia2 + 1).astype(np.float64))
-    add(la, ib2, ib2.astype(np.float64), b[apart])
-    # Whole pixels strictly between the two partial ones, by a difference array along each line;
-    # a whole pixel adds no moment about its centre.
-    full = np.zeros((n_lines, grid.nx + 1))
-    np.add.at(full, (la, ia2 + 1), 1.0)
-    np.add.at(full, (la, ib2), -1.0)
-    length += np.cumsum(full, axis=1)[:, : grid.nx]
+    stride = grid.nx + 1
+    starts = line[apart] * stride + ia[apart] + 1
+    stops = line[apart] * stride + ib[apart]
+    steps = np.bincount(starts, minlength=n_lines * stride) - np.bincount(
+        stops, minlength=n_lines * stride
+    )
+    whole = np.cumsum(steps.reshape(n_lines, stride), axis=1)[:, : grid.nx]
+    length = (length.reshape(n_lines, grid.nx) + whole).reshape(shape)
 
-    length = length.reshape(shape)
-    fraction = length.mean(axis=1)
+    fraction = length.mean(axis=2)
     line_offset = (np.arange(subsamples) + 0.5) / subsamples - 0.5
-    moment_y = (length * line_offset[None, :, None]).mean(axis=1)
-    moment_x = moment.reshape(shape).mean(axis=1)
+    moment_y = (length * line_offset[None, None, :, None]).mean(axis=2)
+    moment_x = moment.reshape(shape).mean(axis=2)
     partial = (fraction > 0) & (fraction < 1 - 1e-9)
     safe = np.where(fraction > 0, fraction, 1.0)
     offset_x = np.where(partial, moment_x / safe, 0.0) * grid.spacing_mm

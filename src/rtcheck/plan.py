@@ -262,12 +262,8 @@ def _read_file(path: str, explicit: bool) -> Dataset | None:
     try:
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
+            # Large values (image pixels) are read only when used: images are skipped quickly.
             ds = dcmread(path, defer_size="64 KB")
-            # Force reading every element now, so that a truncated file fails here and not
-            # halfway through a computation.
-            if str(ds.get("SOPClassUID", "")) in {RTDOSE, RTSTRUCT, *_PLAN_CLASSES}:
-                for _ in ds.iterall():
-                    pass
     except InvalidDicomError as exc:
         if explicit:
             raise InvalidInputError(f"{path}: not a DICOM file ({exc})") from exc

@@ -1,0 +1,128 @@
+"""Speed and accuracy of rtcheck's DVH engine against dicompyler-core, measured in one run.
+
+Both engines compute the DVH of every ROI of the bundled thorax phantom (the body outline
+included, or not with --no-body) from the DICOM files, loading included:
+
+- rtcheck: ``load_plan`` then ``compute_dvh`` for each ROI;
+- dicompyler-core: ``dcmread`` of the RTSTRUCT and RTDOSE, then plain ``get_dvh`` for each ROI.
+
+Each is timed ``--repeat`` times and the best run is kept. Accuracy is measured against the exact
+contoured volume (shoelace areas times slab thickness) and against a dense independent
+reference (``tests/dense_reference.py``) for Mean, D98%, D95%, D50%, D2% and D0.03cc.
+
+Usage: python benchmarks/dvh_speed.py [--repeat N] [--no-body] [--no-accuracy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rtcheck.dvh import compute_dvh  # noqa: E402
+from rtcheck.metrics import evaluate_metric  # noqa: E402
+from rtcheck.plan import load_plan  # noqa: E402
+from tests.dense_reference import dense_dvh  # noqa: E402
+from tests.dicompyler_reference import dicompyler_dvh  # noqa: E402
+from tests.truth import polygon_area  # noqa: E402
+
+PHANTOM = ROOT / "phantom_data" / "thorax"
+METRICS = ("D98%", "D95%", "D50%", "D2%")
+
+
+def run_rtcheck(names: list[str]) -> dict[str, object]:
+    plan = load_plan([PHANTOM])
+    grid = plan.doses[0].grid
+    return {n: compute_dvh(plan.structure_set.by_name(n), grid) for n in names}
+
+
+def run_dicompyler(numbers: dict[str, int]) -> dict[str, object]:
+    rtstruct = pydicom.dcmread(next(PHANTOM.glob("RS*.dcm")))
+    rtdose = pydicom.dcmread(next(PHANTOM.glob("RD*.dcm")))
+    return {n: dicompyler_dvh(rtstruct, rtdose, number) for n, number in numbers.items()}
+
+
+def best_time(fn, repeat: int) -> tuple[float, dict[str, object]]:
+    best, result = float("inf"), {}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-body", action="store_true", help="leave out the body outline")
+    parser.add_argument("--no-accuracy", action="store_true", help="time only")
+    args = parser.parse_args()
+
+    plan = load_plan([PHANTOM])
+    structures = [s for s in plan.structure_set.structures if not (args.no_body and s.is_external)]
+    names = [s.name for s in structures]
+    numbers = {s.name: s.number for s in structures}
+
+    run_dicompyler({names[0]: numbers[names[0]]})  # import and warm up outside the timing
+    t_rtcheck, ours = best_time(lambda: run_rtcheck(names), args.repeat)
+    t_dicompyler, theirs = best_time(lambda: run_dicompyler(numbers), args.repeat)
+    print(f"ROIs: {len(names)} ({'without' if args.no_body else 'with'} the body outline)")
+    print(f"rtcheck         {t_rtcheck:7.3f} s  (load_plan + compute_dvh, best of {args.repeat})")
+    print(f"dicompyler-core {t_dicompyler:7.3f} s  (dcmread + get_dvh, best of {args.repeat})")
+    print(f"speed ratio     {t_dicompyler / t_rtcheck:7.2f} x faster")
+    if args.no_accuracy:
+        return
+
+    grid = plan.doses[0].grid
+    print()
+    header = f"{'ROI':14s} {'exact cc':>9s} {'vol err rtcheck':>16s} {'dicompyler':>11s}"
+    header += f" {'max dose err rtcheck (Gy)':>26s} {'dicompyler':>11s}"
+    print(header)
+    worst = {"ours_v": 0.0, "theirs_v": 0.0, "ours_d": 0.0, "theirs_d": 0.0}
+    for s in structures:
+        if s.is_external:
+            continue  # the dense reference of the body outline takes minutes
+        exact = (
+            sum(
+                (polygon_area(p.polygons[0]) - sum(polygon_area(h) for h in p.polygons[1:]))
+                * s.slab_thickness_mm
+                for p in s.planes
+            )
+            / 1000
+        )
+        reference = dense_dvh(s, grid)
+        mine, other = ours[s.name], theirs[s.name]
+        ours_v = 100 * (mine.volume_cc / exact - 1)  # type: ignore[attr-defined]
+        theirs_v = 100 * (other.volume / exact - 1)  # type: ignore[attr-defined]
+        ours_d = [abs(mine.mean_gy - reference.mean)]  # type: ignore[attr-defined]
+        theirs_d = [abs(other.mean - reference.mean)]  # type: ignore[attr-defined]
+        for m in METRICS:
+            truth = reference.dose_at_percent(float(m[1:-1]))
+            ours_d.append(abs(evaluate_metric(f"{m}[Gy]", mine) - truth))  # type: ignore[arg-type]
+            theirs_d.append(abs(getattr(other, m.replace("%", "")).value - truth))
+        truth = reference.dose_at_volume(0.03)
+        ours_d.append(abs(evaluate_metric("D0.03cc[Gy]", mine) - truth))  # type: ignore[arg-type]
+        theirs_d.append(abs(other.statistic("D0.03cc").value - truth))  # type: ignore[attr-defined]
+        row = f"{s.name:14s} {exact:9.2f} {ours_v:+15.2f}% {theirs_v:+10.2f}%"
+        row += f" {max(ours_d):26.3f} {max(theirs_d):11.3f}"
+        print(row)
+        worst["ours_v"] = max(worst["ours_v"], abs(ours_v))
+        worst["theirs_v"] = max(worst["theirs_v"], abs(theirs_v))
+        worst["ours_d"] = max(worst["ours_d"], max(ours_d))
+        worst["theirs_d"] = max(worst["theirs_d"], max(theirs_d))
+    print()
+    print(
+        f"worst volume error: rtcheck {worst['ours_v']:.2f}%, dicompyler-core "
+        f"{worst['theirs_v']:.2f}%; worst dose-metric error: rtcheck {worst['ours_d']:.3f} Gy, "
+        f"dicompyler-core {worst['theirs_d']:.3f} Gy"
+    )
+
+
+if __name__ == "__main__":
+    main()
