@@ -21,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 
 from rtcheck.dose import DoseGrid, read_dose_grid, sum_grids
 from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError
+from rtcheck.integrity import check_complete
 from rtcheck.structures import StructureSet, read_structure_set
 
 RTDOSE = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -155,7 +156,7 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
     InvalidDoseError, InvalidStructureError
         An object cannot be used.
     """
-    datasets, notes = _read_all(paths)
+    datasets, hashes, notes = _read_all(paths)
     by_class: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
     for path, ds in datasets:
         by_class[str(ds.get("SOPClassUID", ""))].append((path, ds))
@@ -206,7 +207,7 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
     used = {structure_set.sop_instance_uid} | {p.sop_instance_uid for p in plans}
     used |= {uid for d in dose_sets for uid in d.source_uids}
     files = tuple(
-        SourceFile(path, str(ds.Modality), str(ds.SOPInstanceUID), _sha256(path))
+        SourceFile(path, str(ds.Modality), str(ds.SOPInstanceUID), hashes[path])
         for path, ds in datasets
         if str(ds.get("SOPInstanceUID", "")) in used
     )
@@ -223,9 +224,9 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
 
 def _read_all(
     paths: Sequence[str | os.PathLike[str]],
-) -> tuple[list[tuple[str, Dataset]], list[str]]:
-    """Read every RT object under ``paths``; images and stray non-DICOM files in folders are
-    skipped, a file named explicitly must be DICOM."""
+) -> tuple[list[tuple[str, Dataset]], dict[str, str], list[str]]:
+    """Read every RT object under ``paths``, with the SHA-256 of each file read; images and
+    stray non-DICOM files in folders are skipped, a file named explicitly must be DICOM."""
     notes: list[str] = []
     found: list[tuple[str, bool]] = []
     for raw in paths:
@@ -237,17 +238,20 @@ def _read_all(
         else:
             raise InvalidInputError(f"{path}: no such file or folder")
     datasets: list[tuple[str, Dataset]] = []
+    hashes: dict[str, str] = {}
     skipped = 0
     for name, explicit in found:
-        ds = _read_file(name, explicit)
-        if ds is None:
+        read = _read_file(name, explicit)
+        if read is None:
             skipped += 1
             continue
-        if str(ds.get("SOPClassUID", "")) in {RTDOSE, RTSTRUCT, *_PLAN_CLASSES}:
+        ds, digest = read
+        if digest:
             datasets.append((name, ds))
+            hashes[name] = digest
     if skipped:
         notes.append(f"skipped {skipped} non-DICOM file(s) found in folders")
-    return datasets, notes
+    return datasets, hashes, notes
 
 
 def _walk(folder: Path) -> Iterable[Path]:
@@ -257,20 +261,28 @@ def _walk(folder: Path) -> Iterable[Path]:
             yield Path(root) / name
 
 
-def _read_file(path: str, explicit: bool) -> Dataset | None:
-    """Read one file; None for a non-DICOM file found in a folder."""
+def _read_file(path: str, explicit: bool) -> tuple[Dataset, str] | None:
+    """Read one file; None for a non-DICOM file found in a folder. An RT object is checked for
+    completeness and comes with its SHA-256; other objects (images) with ""."""
     try:
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
             # Large values (image pixels) are read only when used: images are skipped quickly.
             ds = dcmread(path, defer_size="64 KB")
+        if str(ds.get("SOPClassUID", "")) in {RTDOSE, RTSTRUCT, *_PLAN_CLASSES}:
+            syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta else ""
+            data = Path(path).read_bytes()
+            check_complete(path, data, syntax)
+            return ds, hashlib.sha256(data).hexdigest()
+    except InvalidInputError:
+        raise
     except InvalidDicomError as exc:
         if explicit:
             raise InvalidInputError(f"{path}: not a DICOM file ({exc})") from exc
         return None
     except Exception as exc:  # pydicom raises many kinds on damaged files
         raise InvalidInputError(f"{path}: unreadable or truncated DICOM file ({exc})") from exc
-    return ds
+    return ds, ""
 
 
 def _refuse_duplicate_uids(datasets: list[tuple[str, Dataset]]) -> None:
@@ -407,11 +419,3 @@ def _dose_sets(
             )
         )
     return sets
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

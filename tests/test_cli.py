@@ -1,0 +1,112 @@
+"""The command line, run as a real process: exit codes, one-line errors, JSON and CSV shapes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tree_digest
+
+PHANTOM = Path(__file__).resolve().parents[1] / "phantom_data" / "thorax"
+
+
+def rtcheck(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rtcheck: error: ") and fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_dvh_table_on_the_bundled_phantom():
+    result = rtcheck("dvh", str(PHANTOM))
+    assert result.returncode == 0, result.stderr
+    assert "Lung Rt" in result.stdout and "D0.03cc[Gy]" in result.stdout
+    assert "BODY" not in result.stdout
+
+
+def test_dvh_json_to_stdout_has_the_documented_shape():
+    result = rtcheck(
+        "dvh", str(PHANTOM), "--structure", "Cord", "--structure", "PTV_50",
+        "--metric", "D0.03cc[Gy]", "--metric", "V20Gy[%]", "--metric", "D95%[%]", "--json", "-",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [s["name"] for s in doc["structures"]] == ["Cord", "PTV_50"]
+    for entry in doc["structures"]:
+        assert set(entry) >= {"name", "volume_cc", "metrics", "dose_coverage", "warnings"}
+        assert set(entry["metrics"]) == {"D0.03cc[Gy]", "V20Gy[%]", "D95%[%]"}
+        assert entry["dose_coverage"] == 1.0
+    ptv = doc["structures"][1]
+    assert 90 < ptv["metrics"]["D95%[%]"] < 100  # relative to the RTPLAN's 50 Gy
+    assert doc["doses"][0]["fractions"] == 25 and doc["doses"][0]["prescription_gy"] == 50.0
+    assert "PHANTOM^THORAX" not in result.stdout  # no patient name in the output
+
+
+def test_json_and_csv_files(tmp_path):
+    before = tree_digest(PHANTOM)
+    result = rtcheck("dvh", str(PHANTOM), "--json", str(tmp_path / "d.json"),
+                     "--csv", str(tmp_path / "d.csv"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "d.json").read_text())
+    rows = list(csv.DictReader((tmp_path / "d.csv").open()))
+    assert len(rows) == len(doc["structures"]) == 15
+    assert float(rows[0]["volume_cc"]) == pytest.approx(doc["structures"][0]["volume_cc"], 1e-4)
+    assert tree_digest(PHANTOM) == before
+
+
+def test_phantom_command_is_deterministic(tmp_path):
+    assert rtcheck("phantom", str(tmp_path / "a")).returncode == 0
+    assert rtcheck("phantom", str(tmp_path / "b")).returncode == 0
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["dvh", str(PHANTOM), "--metric", "D95"], "malformed DVH metric 'D95'"),
+        (["dvh", str(PHANTOM), "--structure", "Spleen"], "no ROI named 'Spleen'"),
+        (["dvh", "/nonexistent/plan"], "no such file or folder"),
+        (["dvh"], "required"),
+        (["frobnicate"], "invalid choice"),
+        (["dvh", str(PHANTOM), "--prescription", "-3"], "positive"),
+        (["dvh", str(PHANTOM), "--json", "/nonexistent/dir/out.json"], "does not exist"),
+        (["dvh", str(PHANTOM / "RS.thorax.dcm")], "no RTDOSE"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, fragment):
+    assert_one_line_error(rtcheck(*args), fragment)
+
+
+def test_relative_metric_without_prescription(tmp_path):
+    folder = tmp_path / "noplan"
+    folder.mkdir()
+    for name in ("RS.thorax.dcm", "RD.thorax.dcm"):
+        (folder / name).write_bytes((PHANTOM / name).read_bytes())
+    result = rtcheck("dvh", str(folder), "--structure", "PTV_50", "--metric", "V95%[%]")
+    assert_one_line_error(result, "prescription")
+    ok = rtcheck("dvh", str(folder), "--structure", "PTV_50", "--metric", "V95%[%]",
+                 "--prescription", "50", "--json", "-")  # fmt: skip
+    assert ok.returncode == 0
+    assert json.loads(ok.stdout)["structures"][0]["metrics"]["V95%[%]"] > 90
+
+
+def test_non_dicom_file_is_one_line(tmp_path):
+    junk = tmp_path / "plan.dcm"
+    junk.write_bytes(b"\x00" * 50)
+    assert_one_line_error(rtcheck("dvh", str(junk)), "not a DICOM file")
