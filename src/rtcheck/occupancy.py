@@ -77,10 +77,8 @@ def polygon_coverage(
     """
     n_planes = len(planes)
     lines_per_plane = grid.ny * subsamples
-    n_lines = n_planes * lines_per_plane
     step = grid.spacing_mm / subsamples
     ys = grid.y0_mm + (np.arange(lines_per_plane) + 0.5) * step
-    shape = (n_planes, grid.ny, subsamples, grid.nx)
     polygons = [poly for plane in planes for poly in plane]
     if not polygons:
         zeros = np.zeros((n_planes, grid.ny, grid.nx))
@@ -124,37 +122,45 @@ def polygon_coverage(
     ib = np.minimum(np.floor(b).astype(np.int64), grid.nx - 1)
 
     # Each interval covers part of pixel ia and part of pixel ib (one pixel when ia == ib; the
-    # second part is then empty) and the whole of the pixels between them.
+    # second part is then empty) and the whole of the pixels between them. Sums over the
+    # scanlines of a pixel row go straight into that row: every quantity is linear in them.
+    pixel_row = line // subsamples
+    line_offset = (line % subsamples + 0.5) / subsamples - 0.5  # y offset, pixel units
     same = ia == ib
     first_hi = np.where(same, b, ia + 1.0)
     last_lo = np.where(same, b, ib.astype(np.float64))
-    size = n_lines * grid.nx
-    cells = np.concatenate([line * grid.nx + ia, line * grid.nx + ib])
+    size = n_planes * grid.ny * grid.nx
+    cells = np.concatenate([pixel_row * grid.nx + ia, pixel_row * grid.nx + ib])
     lo = np.concatenate([a, last_lo])
     hi = np.concatenate([first_hi, b])
     centre = np.concatenate([ia, ib]) + 0.5
-    length = np.bincount(cells, weights=hi - lo, minlength=size)
+    part_length = (hi - lo) / subsamples
+    part_offset = np.concatenate([line_offset, line_offset])
+    fraction = np.bincount(cells, weights=part_length, minlength=size)
+    moment_y = np.bincount(cells, weights=part_length * part_offset, minlength=size)
     # x moment about the pixel centre (pixel units); a whole pixel adds none.
-    moment = np.bincount(
-        cells, weights=0.5 * ((hi - centre) ** 2 - (lo - centre) ** 2), minlength=size
+    moment_x = np.bincount(
+        cells, weights=0.5 * ((hi - centre) ** 2 - (lo - centre) ** 2) / subsamples, minlength=size
     )
     apart = ~same
     stride = grid.nx + 1
-    starts = line[apart] * stride + ia[apart] + 1
-    stops = line[apart] * stride + ib[apart]
-    steps = np.bincount(starts, minlength=n_lines * stride) - np.bincount(
-        stops, minlength=n_lines * stride
-    )
-    whole = np.cumsum(steps.reshape(n_lines, stride), axis=1)[:, : grid.nx]
-    length = (length.reshape(n_lines, grid.nx) + whole).reshape(shape)
+    starts = pixel_row[apart] * stride + ia[apart] + 1
+    stops = pixel_row[apart] * stride + ib[apart]
+    rows_total = n_planes * grid.ny
+    for target, weight in (
+        (fraction, 1.0 / subsamples),
+        (moment_y, line_offset[apart] / subsamples),
+    ):
+        weights = np.broadcast_to(weight, starts.shape)
+        steps = np.bincount(starts, weights=weights, minlength=rows_total * stride)
+        steps -= np.bincount(stops, weights=weights, minlength=rows_total * stride)
+        target += np.cumsum(steps.reshape(rows_total, stride), axis=1)[:, : grid.nx].ravel()
 
-    fraction = length.mean(axis=2)
-    line_offset = (np.arange(subsamples) + 0.5) / subsamples - 0.5
-    moment_y = (length * line_offset[None, None, :, None]).mean(axis=2)
-    moment_x = moment.reshape(shape).mean(axis=2)
+    shape = (n_planes, grid.ny, grid.nx)
+    fraction = fraction.reshape(shape)
     partial = (fraction > 0) & (fraction < 1 - 1e-9)
     safe = np.where(fraction > 0, fraction, 1.0)
-    offset_x = np.where(partial, moment_x / safe, 0.0) * grid.spacing_mm
-    offset_y = np.where(partial, moment_y / safe, 0.0) * grid.spacing_mm
+    offset_x = np.where(partial, moment_x.reshape(shape) / safe, 0.0) * grid.spacing_mm
+    offset_y = np.where(partial, moment_y.reshape(shape) / safe, 0.0) * grid.spacing_mm
     # Overlapping intervals can only arise from rounding; coverage is a fraction.
     return Coverage(np.clip(fraction, 0.0, 1.0), offset_x, offset_y)
