@@ -11,7 +11,6 @@ trilinearly from the RTDOSE grid at its centre.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +18,8 @@ from numpy.typing import NDArray
 
 from rtcheck.dose import DoseGrid, interpolation_matrix
 from rtcheck.errors import InvalidStructureError
-from rtcheck.occupancy import PixelGrid, polygon_coverage
+from rtcheck.occupancy import PixelGrid
+from rtcheck.regions import Region
 from rtcheck.structures import Structure
 
 #: Width of the differential histogram bins (Gy); D-metrics interpolate inside a bin.
@@ -114,22 +114,24 @@ class DVH:
         return float(min(max(dose, self.min_gy), self.max_gy))
 
 
-def sampling_spacing_mm(structure: Structure, dose: DoseGrid) -> float:
-    """In-plane spacing (mm) of the sampling grid used for ``structure``."""
-    lo, hi = _xy_bounds(structure)
+def sampling_spacing_mm(region: Region, dose: DoseGrid) -> float:
+    """In-plane spacing (mm) of the sampling grid used for ``region``."""
+    lo, hi = region.xy_bounds()
     smallest_extent = float(min(hi - lo))
     dose_spacing = min(_step(dose.x_mm), _step(dose.y_mm))
     coarsest = min(MAX_SAMPLE_SPACING_MM, dose_spacing)
     return float(np.clip(smallest_extent / SAMPLES_ACROSS, MIN_SAMPLE_SPACING_MM, coarsest))
 
 
-def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None = None) -> DVH:
-    """Compute the DVH of one ROI in one dose grid.
+def compute_dvh(
+    structure: Structure | Region, dose: DoseGrid, spacing_mm: float | None = None
+) -> DVH:
+    """Compute the DVH of one ROI, or of a derived region, in one dose grid.
 
     Parameters
     ----------
     structure
-        The ROI, with at least one contour.
+        The ROI (with at least one contour) or region.
     dose
         The dose grid (Gy), in the ROI's frame of reference.
     spacing_mm
@@ -140,10 +142,11 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
     InvalidStructureError
         If the ROI has no contours.
     """
-    if structure.is_empty:
-        raise InvalidStructureError(f"ROI {structure.name!r} has no closed contours")
-    s = spacing_mm if spacing_mm is not None else sampling_spacing_mm(structure, dose)
-    lo, hi = _xy_bounds(structure)
+    region = structure if isinstance(structure, Region) else Region.of(structure)
+    if region.is_empty:
+        raise InvalidStructureError(f"ROI {region.name!r} has no closed contours")
+    s = spacing_mm if spacing_mm is not None else sampling_spacing_mm(region, dose)
+    lo, hi = region.xy_bounds()
     grid = PixelGrid(
         x0_mm=float(lo[0]) - s,
         y0_mm=float(lo[1]) - s,
@@ -158,7 +161,7 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
     wx, wy = wx[:, cols], wy[:, rows]
     inside_xy = np.outer(inside_y, inside_x)
 
-    thickness = structure.slab_thickness_mm
+    thickness = region.slab_thickness_mm
     n_sub = int(min(MAX_SUBSLICES, max(1, math.ceil(thickness / s - 1e-9))))
     uniform_faces = np.linspace(-thickness / 2, thickness / 2, n_sub + 1)
     frames = _FineFrames(dose, wy, wx, rows, cols, s)
@@ -167,11 +170,11 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
     weights: list[NDArray[np.float64]] = []
     spreads: list[NDArray[np.float64]] = []
     volume_mm3 = 0.0
-    planes = structure.planes
+    planes = region.plane_z_mm()
     chunk = max(1, CHUNK_PIXELS // (grid.nx * grid.ny))
     for first in range(0, len(planes), chunk):
         batch = planes[first : first + chunk]
-        coverage = polygon_coverage([p.polygons for p in batch], grid, SCANLINES_PER_PIXEL)
+        coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
         volume_mm3 += float(coverage.fraction.sum()) * s * s * thickness
         covered = (coverage.fraction > 0) & inside_xy[None, :, :]
         which, rows_in, cols_in = np.nonzero(covered)
@@ -179,7 +182,7 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
         offset_x_all = coverage.offset_x_mm[covered]
         offset_y_all = coverage.offset_y_mm[covered]
         bounds = np.searchsorted(which, np.arange(len(batch) + 1))
-        for n, plane in enumerate(batch):
+        for n, plane_z in enumerate(batch):
             part = slice(bounds[n], bounds[n + 1])
             if part.start == part.stop:
                 continue
@@ -187,7 +190,7 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
             fraction = fraction_all[part]
             offset_x, offset_y = offset_x_all[part], offset_y_all[part]
             width = s * np.sqrt(fraction)  # side of the square with the covered area
-            for centre, dz in _subslices(plane.z_mm, uniform_faces, dose.z_mm):
+            for centre, dz in _subslices(plane_z, uniform_faces, dose.z_mm):
                 located = dose.locate_z(centre)
                 if located is None:
                     continue
@@ -202,11 +205,11 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
                 )
 
     volume_cc = volume_mm3 / 1000.0
-    warnings = list(structure.warnings)
+    warnings = list(region.warnings)
     if not doses or sum(w.size for w in weights) == 0:
-        warnings.append(f"ROI {structure.name!r} lies entirely outside the dose grid")
+        warnings.append(f"ROI {region.name!r} lies entirely outside the dose grid")
         nan = math.nan
-        return DVH(structure.name, volume_cc, 0.0, BIN_WIDTH_GY, np.zeros(1), nan, nan, nan,
+        return DVH(region.name, volume_cc, 0.0, BIN_WIDTH_GY, np.zeros(1), nan, nan, nan,
                    tuple(warnings))  # fmt: skip
     d = np.maximum(np.concatenate(doses), 0.0)
     w = np.concatenate(weights) / 1000.0
@@ -214,11 +217,11 @@ def compute_dvh(structure: Structure, dose: DoseGrid, spacing_mm: float | None =
     in_grid_cc = float(w.sum())
     if in_grid_cc < volume_cc * (1 - 1e-6):
         warnings.append(
-            f"ROI {structure.name!r}: {100 * (1 - in_grid_cc / volume_cc):.2f}% of its volume "
+            f"ROI {region.name!r}: {100 * (1 - in_grid_cc / volume_cc):.2f}% of its volume "
             "lies outside the dose grid; its DVH covers only the part inside"
         )
     return DVH(
-        name=structure.name,
+        name=region.name,
         volume_cc=volume_cc,
         volume_in_grid_cc=min(in_grid_cc, volume_cc),
         bin_width_gy=BIN_WIDTH_GY,
@@ -329,18 +332,6 @@ class _FineFrames:
         gy = (1 - f) * lower[2][index] + f * upper[2][index]
         gz = (up_v - lo_v) / (z[k + 1] - z[k])
         return value, gx, gy, gz
-
-
-def _xy_bounds(structure: Structure) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    return _xy_bounds_of([poly for plane in structure.planes for poly in plane.polygons])
-
-
-def _xy_bounds_of(
-    polygons: Sequence[NDArray[np.float64]],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    lows = np.array([p.min(axis=0) for p in polygons])
-    highs = np.array([p.max(axis=0) for p in polygons])
-    return lows.min(axis=0), highs.max(axis=0)
 
 
 def _step(axis: NDArray[np.float64]) -> float:
