@@ -68,7 +68,8 @@ class PlanInfo:
     prescription_gy
         The highest TargetPrescriptionDose of the DoseReferenceSequence (Gy), or None.
     target_prescriptions
-        (DoseReferenceDescription, TargetPrescriptionDose in Gy) for each target dose reference.
+        (DoseReferenceDescription, ReferencedROINumber or None, TargetPrescriptionDose in Gy) for
+        each target dose reference.
     structure_set_uid
         The referenced RTSTRUCT's SOPInstanceUID, or "".
     """
@@ -77,7 +78,7 @@ class PlanInfo:
     label: str
     fractions: int | None
     prescription_gy: float | None
-    target_prescriptions: tuple[tuple[str, float], ...]
+    target_prescriptions: tuple[tuple[str, int | None, float], ...]
     structure_set_uid: str
 
 
@@ -315,15 +316,16 @@ def _read_plan_info(ds: Dataset) -> PlanInfo:
     if groups:
         value = groups[0].get("NumberOfFractionsPlanned")
         fractions = int(value) if value not in (None, "") else None
-    targets = []
+    targets: list[tuple[str, int | None, float]] = []
     for ref in ds.get("DoseReferenceSequence", []):
         dose = ref.get("TargetPrescriptionDose")
         if dose not in (None, "") and str(ref.get("DoseReferenceType", "TARGET")) == "TARGET":
             name = str(
                 ref.get("DoseReferenceDescription", "") or ref.get("DoseReferenceNumber", "")
             )
-            targets.append((name, float(dose)))
-    prescription = max((d for _, d in targets), default=None)
+            number = ref.get("ReferencedROINumber")
+            targets.append((name, int(number) if number not in (None, "") else None, float(dose)))
+    prescription = max((d for *_, d in targets), default=None)
     return PlanInfo(
         sop_instance_uid=str(ds.SOPInstanceUID),
         label=str(ds.get("RTPlanLabel", "") or ds.get("RTPlanName", "") or "plan"),
