@@ -55,6 +55,12 @@ class ThoraxPhantom:
         Distance between contour planes and between dose grid points (mm).
     cord_dose_fraction
         Dose to the AP-PA band (and so to the cord) as a fraction of the prescription.
+    lesion_dose_scale
+        Peak lesion dose relative to the prescription (1.08 covers 95 % of each PTV).
+    dose_z_range_mm
+        z extent of the dose grid (mm); by default the structures' range plus one voxel.
+    renamed
+        ROI name → new name, or None to leave the ROI out (to build test variants).
     seed
         Text from which every UID derives.
     """
@@ -65,6 +71,9 @@ class ThoraxPhantom:
     contour_spacing_mm: float = 2.5
     dose_spacing_mm: float = 3.0
     cord_dose_fraction: float = 0.35
+    lesion_dose_scale: float = 1.08
+    dose_z_range_mm: tuple[float, float] | None = None
+    renamed: tuple[tuple[str, str | None], ...] = ()
     seed: str = "rtcheck-thorax-phantom-1"
     patient_id: str = "PHANTOM-001"
     patient_name: str = "PHANTOM^THORAX"
@@ -105,8 +114,11 @@ def rois(phantom: ThoraxPhantom) -> list[S.RoiSpec]:
             (lesion.ptv_name, "PTV", S.sphere(cx, cy, cz, lesion.ptv_radius), (255, 128, 255))
         )
     specs = []
+    renamed = dict(phantom.renamed)
     for name, kind, shape, color in shapes:
-        spec = S.RoiSpec.from_shape(name, kind, shape, zs)
+        if name in renamed and renamed[name] is None:
+            continue
+        spec = S.RoiSpec.from_shape(renamed.get(name) or name, kind, shape, zs)
         spec.color = color
         specs.append(spec)
     return specs + list(phantom.extra_rois)
@@ -140,7 +152,7 @@ def dose_gy(
         outside = r - lesion.ptv_radius
         conformal = 0.5 * erfc((outside - 4.0) / (2.5 * math.sqrt(2)))
         halo = np.exp(-np.maximum(outside, 0.0) / 15.0)
-        total += rx * 1.03 * (0.75 * conformal + 0.25 * halo)
+        total += rx * phantom.lesion_dose_scale * (0.75 * conformal + 0.25 * halo)
     return np.asarray(total, dtype=np.float64)
 
 
@@ -168,15 +180,19 @@ def write_thorax_phantom(out_dir: str | Path, phantom: ThoraxPhantom | None = No
     specs = rois(p)
     structure_set = S.build_rtstruct(specs, patient, ss_uid, label="THORAX")
     numbers = {spec.name: n for n, spec in enumerate(specs, start=1)}
-    prescriptions = [("PTV_50", numbers["PTV_50"], p.prescription_gy)]
-    prescriptions += [(ls.ptv_name, numbers[ls.ptv_name], p.prescription_gy) for ls in p.lesions]
+    prescriptions = [
+        (name, numbers[name], p.prescription_gy)
+        for name in ("PTV_50", *(ls.ptv_name for ls in p.lesions))
+        if name in numbers
+    ]
     plan = S.build_rtplan(patient, plan_uid, ss_uid, "THORAX", p.fractions, prescriptions)
 
     step = p.dose_spacing_mm
     z0, z1 = p.z_range_mm
     xs = np.arange(-174.0, 174.0 + 1e-6, step)
     ys = np.arange(-123.0, 123.0 + 1e-6, step)
-    zs = np.arange(z0 - step, z1 + step + 1e-6, step)
+    dz0, dz1 = p.dose_z_range_mm or (z0 - step, z1 + step)
+    zs = np.arange(dz0, dz1 + 1e-6, step)
     grid = dose_gy(p, xs[None, None, :], ys[None, :, None], zs[:, None, None])
     dose = S.build_rtdose(
         patient, dose_uid, grid, (xs[0], ys[0], zs[0]), (step, step), zs - zs[0], plan_uid

@@ -269,8 +269,8 @@ class _Reader:
             raise self.fail(where, f"priority {priority!r} is not mandatory or optimal")
         fractions = entry.get("fractions", fractions)
         metric_raw, limit_raw = entry["metric"], entry["limit"]
-        tables = [self.columns(v, where, k) for k, v in (("metric", metric_raw), ("limit", limit_raw))
-                  if isinstance(v, dict)]  # fmt: skip
+        pairs = (("metric", metric_raw), ("limit", limit_raw))
+        tables = [self.columns(v, where, k) for k, v in pairs if isinstance(v, dict)]
         if len(tables) == 2 and set(tables[0]) != set(tables[1]):
             raise self.fail(where, "metric and limit give different fraction columns")
         if tables:
