@@ -1,6 +1,7 @@
 """The ``rtcheck`` command line: a thin shell over the library.
 
-Exit status: 0 success, 2 bad input or usage (one line on stderr, no traceback).
+Exit status: 0 success (``check``: not excluded), 1 ``check``: excluded, 3 ``check``:
+indeterminate, 2 bad input or usage (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from rtcheck import __version__
 from rtcheck.errors import RtcheckError
 
 EXIT_OK = 0
+EXIT_EXCLUDED = 1
 EXIT_USAGE = 2
+EXIT_INDETERMINATE = 3
 EXIT_INTERNAL = 70
 
 
@@ -72,6 +75,32 @@ def _parser() -> argparse.ArgumentParser:
         "--sum", action="store_true", help="sum the doses of several plans into one dose set"
     )
 
+    check = commands.add_parser(
+        "check",
+        help="evaluate a protocol's dose limits and decide exclusion criterion 19",
+        description="Evaluate every limit of a protocol on a plan and decide criterion 19. "
+        "Exit status: 0 not_excluded, 1 excluded, 3 indeterminate, 2 bad input.",
+    )
+    check.add_argument(
+        "paths", nargs="+", metavar="PATH", help="DICOM files or folders of one plan"
+    )
+    check.add_argument(
+        "--protocol",
+        metavar="NAME|FILE",
+        help="bundled protocol name or YAML file (default: eso-oligo-rt)",
+    )
+    check.add_argument(
+        "--fractions", type=int, metavar="N", help="number of fractions where no RTPLAN says"
+    )
+    check.add_argument("--map", metavar="FILE", help="YAML map of ROI names to TG-263 names")
+    check.add_argument("--json", metavar="FILE", help="write the eligibility record ('-': stdout)")
+
+    commands.add_parser(
+        "protocols",
+        help="list the bundled protocols",
+        description="List the bundled protocols with their version and sources.",
+    )
+
     phantom = commands.add_parser(
         "phantom",
         help="write the synthetic thorax phantom plan",
@@ -112,6 +141,53 @@ def _run_dvh(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_check(args: argparse.Namespace) -> int:
+    from rtcheck.eligibility import EXCLUDED, INDETERMINATE, evaluate
+    from rtcheck.names import read_lesion_map, read_map_file
+    from rtcheck.plan import load_plan
+    from rtcheck.protocol import load_protocol
+    from rtcheck.record import eligibility_record
+    from rtcheck.report import check_table
+
+    if args.fractions is not None and args.fractions < 1:
+        raise UsageError("--fractions must be a positive number of fractions")
+    protocol = load_protocol(args.protocol)
+    mapping = read_map_file(args.map) if args.map else {}
+    lesion_map = read_lesion_map(args.map) if args.map else {}
+    plan = load_plan(args.paths)
+    evaluation = evaluate(plan, protocol, mapping, lesion_map, args.fractions)
+    record = eligibility_record(evaluation)
+    if args.json == "-":
+        json.dump(record, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(check_table(evaluation))
+        if args.json:
+            _write_text(args.json, json.dumps(record, indent=2, allow_nan=False))
+    decision = evaluation.decision.decision
+    if decision == EXCLUDED:
+        return EXIT_EXCLUDED
+    if decision == INDETERMINATE:
+        return EXIT_INDETERMINATE
+    return EXIT_OK
+
+
+def _run_protocols(args: argparse.Namespace) -> int:
+    from rtcheck.protocol import bundled_protocols, load_protocol
+
+    for path in bundled_protocols():
+        protocol = load_protocol(str(path))
+        print(f"{protocol.name}  version {protocol.version}  ({path})")
+        if protocol.title:
+            print(f"  {protocol.title}")
+        limits = len(protocol.oar_limits) + len(protocol.lesion_coverage)
+        limits += len(protocol.lesion_oar_limits)
+        print(f"  {limits} limits; sources:")
+        for key, text in protocol.sources.items():
+            print(f"    {key}: {text}")
+    return EXIT_OK
+
+
 def _run_phantom(args: argparse.Namespace) -> int:
     from rtcheck.phantom import write_thorax_phantom
 
@@ -134,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "dvh":
             return _run_dvh(args)
+        if args.command == "check":
+            return _run_check(args)
+        if args.command == "protocols":
+            return _run_protocols(args)
         if args.command == "phantom":
             return _run_phantom(args)
         raise UsageError(f"unknown command {args.command}")
