@@ -220,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RtcheckError as exc:
         print(f"rtcheck: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader (e.g. head) has gone; nothing left to say
+        return EXIT_OK
     except OSError as exc:
         print(f"rtcheck: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -206,7 +206,7 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
     if not np.isfinite(scaling) or scaling <= 0:
         raise fail(f"DoseGridScaling {scaling} is not a positive number")
     raw = _pixel_values(ds, frames, rows, cols, fail)
-    dose = raw.astype(np.float32) * np.float32(scaling)
+    dose = (raw * scaling).astype(np.float32)  # scaled in float64, then stored compactly
     if dose.size and float(dose.min()) < 0:
         raise fail("the dose grid holds negative doses")
 

@@ -456,11 +456,14 @@ def convert_limit(
         return metric, comparison, None  # published without a fractionation
     wanted = wanted_fractions if wanted_fractions is not None else plan_fractions
     if wanted is None:
-        raise _NotEvaluable("unknown fractionation")
-    exact = [c for c in columns if c[0] == wanted]
-    source_fx, metric, comparison = (
-        exact[0] if exact else min(columns, key=lambda c: (abs(math.log(c[0] / wanted)), c[0]))
-    )
+        if len(columns) > 1:
+            raise _NotEvaluable("unknown fractionation: cannot choose a published column")
+        source_fx, metric, comparison = columns[0]
+    else:
+        exact = [c for c in columns if c[0] == wanted]
+        source_fx, metric, comparison = (
+            exact[0] if exact else min(columns, key=lambda c: (abs(math.log(c[0] / wanted)), c[0]))
+        )
     target_fx = plan_fractions
 
     def dose(value_gy: float) -> float:
