@@ -12,7 +12,7 @@ $(BIN)/rtcheck: pyproject.toml
 	touch $@
 
 demo: $(BIN)/rtcheck
-	$(BIN)/rtcheck dvh phantom_data/thorax
+	$(BIN)/rtcheck check phantom_data/thorax
 
 test: $(BIN)/rtcheck
 	$(BIN)/ruff check src tests benchmarks
