@@ -14,7 +14,8 @@ from rtcheck.structures import Structure
     ("name", "standard"),
     [
         ("RT LUNG", "Lung_R"), ("Lung R", "Lung_R"), ("lung_r", "Lung_R"), ("Right Lung", "Lung_R"),
-        ("LUNG LT", "Lung_L"), ("Lung_L", "Lung_L"), ("lungs", "Lungs"), ("Oesophagus", "Esophagus"),
+        ("LUNG LT", "Lung_L"), ("Lung_L", "Lung_L"), ("lungs", "Lungs"),
+        ("Oesophagus", "Esophagus"),
         ("Cord", "SpinalCord"), ("Spinal Cord", "SpinalCord"), ("spinal_cord", "SpinalCord"),
         ("SpinalCord", "SpinalCord"), ("heart", "Heart"), ("Kidney Lt", "Kidney_L"),
         ("BODY", "External"), ("Pericardium", "Pericardium"), ("PTV_M1", None), ("Spleen", None),
