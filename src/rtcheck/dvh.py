@@ -3,9 +3,10 @@
 For each ROI, a sampling grid finer than the dose grid is laid over the ROI's bounding box:
 fine enough to put about :data:`SAMPLES_ACROSS` samples across the ROI's smallest in-plane
 extent, never coarser than the dose grid or :data:`MAX_SAMPLE_SPACING_MM`. Each contour slab is
-cut into sub-slices of about the same thickness. Every sample carries the fraction of its pixel
-inside the ROI (exact along x, sampled on scanlines along y) and the dose interpolated
-trilinearly from the RTDOSE grid at its centre.
+cut at the dose frames it contains, so that the trilinear dose is linear in z within each piece.
+Every sample carries the fraction of its pixel inside the ROI (exact along x, on scanlines along
+y), the dose at the centroid of the covered part, and the spread of dose across it that the
+local gradient gives.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ MIN_SAMPLE_SPACING_MM = 0.2
 MAX_SAMPLE_SPACING_MM = 1.5
 #: Scanlines per sampling-pixel row for the coverage computation.
 SCANLINES_PER_PIXEL = 4
-MAX_SUBSLICES = 1
 #: Planes are filled in batches of at most this many sampling pixels (memory bound).
 CHUNK_PIXELS = 2_000_000
 
@@ -162,8 +162,6 @@ def compute_dvh(
     inside_xy = np.outer(inside_y, inside_x)
 
     thickness = region.slab_thickness_mm
-    n_sub = int(min(MAX_SUBSLICES, max(1, math.ceil(thickness / s - 1e-9))))
-    uniform_faces = np.linspace(-thickness / 2, thickness / 2, n_sub + 1)
     frames = _FineFrames(dose, wy, wx, rows, cols, s)
 
     doses: list[NDArray[np.float64]] = []
@@ -190,7 +188,7 @@ def compute_dvh(
             fraction = fraction_all[part]
             offset_x, offset_y = offset_x_all[part], offset_y_all[part]
             width = s * np.sqrt(fraction)  # side of the square with the covered area
-            for centre, dz in _subslices(plane_z, uniform_faces, dose.z_mm):
+            for centre, dz in _subslices(plane_z, thickness, dose.z_mm):
                 located = dose.locate_z(centre)
                 if located is None:
                     continue
@@ -208,9 +206,17 @@ def compute_dvh(
     warnings = list(region.warnings)
     if not doses or sum(w.size for w in weights) == 0:
         warnings.append(f"ROI {region.name!r} lies entirely outside the dose grid")
-        nan = math.nan
-        return DVH(region.name, volume_cc, 0.0, BIN_WIDTH_GY, np.zeros(1), nan, nan, nan,
-                   tuple(warnings))  # fmt: skip
+        return DVH(
+            name=region.name,
+            volume_cc=volume_cc,
+            volume_in_grid_cc=0.0,
+            bin_width_gy=BIN_WIDTH_GY,
+            differential_cc=np.zeros(1),
+            mean_gy=math.nan,
+            min_gy=math.nan,
+            max_gy=math.nan,
+            warnings=tuple(warnings),
+        )
     d = np.maximum(np.concatenate(doses), 0.0)
     w = np.concatenate(weights) / 1000.0
     h = np.concatenate(spreads)
@@ -270,16 +276,14 @@ def spread_histogram(
 
 
 def _subslices(
-    z_mm: float, faces: NDArray[np.float64], frames_mm: NDArray[np.float64]
+    z_mm: float, thickness_mm: float, frames_mm: NDArray[np.float64]
 ) -> list[tuple[float, float]]:
-    """(centre, thickness) in mm of the sub-slices of the slab at ``z_mm``.
-
-    The slab is cut at ``faces`` (offsets from ``z_mm``) and also at every dose frame inside it,
-    so that the interpolated dose is linear in z within each sub-slice.
-    """
-    cuts = z_mm + faces
-    inner = frames_mm[(frames_mm > cuts[0] + 1e-6) & (frames_mm < cuts[-1] - 1e-6)]
-    edges = np.unique(np.concatenate([cuts, inner]))
+    """(centre, thickness) in mm of the pieces of the slab ``z_mm ± thickness_mm / 2`` cut at
+    every dose frame inside it: the interpolated dose is linear in z within each piece, which
+    the spread of each sample then represents exactly."""
+    lo, hi = z_mm - thickness_mm / 2, z_mm + thickness_mm / 2
+    inner = frames_mm[(frames_mm > lo + 1e-6) & (frames_mm < hi - 1e-6)]
+    edges = np.concatenate([[lo], inner, [hi]])
     return [
         (float((a + b) / 2), float(b - a))
         for a, b in zip(edges[:-1], edges[1:], strict=True)
