@@ -110,3 +110,23 @@ def test_non_dicom_file_is_one_line(tmp_path):
     junk = tmp_path / "plan.dcm"
     junk.write_bytes(b"\x00" * 50)
     assert_one_line_error(rtcheck("dvh", str(junk)), "not a DICOM file")
+
+
+def test_check_with_a_broken_protocol_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("protocol: x\nversion: '1'\noar_limits: {fractions: 25, limits: [{structure: "
+                   "SpinalCord, metric: 'D0.03cc[Gy]', limit: '45', priority: mandatory, "
+                   "source: s}]}\n")  # fmt: skip
+    result = rtcheck("check", str(PHANTOM), "--protocol", str(bad))
+    assert_one_line_error(result, "must be a comparator and a number")
+    assert_one_line_error(rtcheck("check", str(PHANTOM), "--protocol", "nope"), "no bundled")
+    assert_one_line_error(rtcheck("check", str(PHANTOM), "--map", str(tmp_path / "x.yaml")),
+                          "cannot read the map file")  # fmt: skip
+
+
+def test_check_table_and_protocols_listing():
+    result = rtcheck("check", str(PHANTOM))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Criterion 19: NOT_EXCLUDED")
+    listing = rtcheck("protocols")
+    assert listing.returncode == 0 and "eso-oligo-rt  version 1.0.0" in listing.stdout
