@@ -39,6 +39,7 @@ from rtcheck.structures import Structure
 EXCLUDED = "excluded"
 NOT_EXCLUDED = "not_excluded"
 INDETERMINATE = "indeterminate"
+_MISSING = "not found among the ROIs"
 #: Dose coverage below which a structure counts as not fully inside the dose grid.
 COVERAGE_TOLERANCE = 0.999
 
@@ -94,6 +95,12 @@ class LimitResult:
     source: str
     optional: bool = False
     dose_coverage: float | None = None
+
+    @property
+    def absent_optional(self) -> bool:
+        """True for a limit on an optional structure that the plan does not have: not a
+        finding, and no reason for an indeterminate decision."""
+        return self.optional and self.result == "not_evaluated" and _MISSING in (self.reason or "")
 
 
 @dataclass(frozen=True)
@@ -201,7 +208,7 @@ class _Evaluator:
     def single(self, name: str) -> Structure:
         found = self.match(name)
         if found.status == "missing":
-            raise _NotEvaluable(f"structure {name} not found among the ROIs")
+            raise _NotEvaluable(f"structure {name} {_MISSING}")
         if found.status == "ambiguous":
             raise _NotEvaluable(
                 f"structure {name} is ambiguous: {', '.join(repr(r) for r in found.rois)} match"
@@ -356,11 +363,7 @@ class _Evaluator:
                 raise _NotEvaluable(f"fractionation of lesion {lesion.name} unknown")
             metric, comparison, conversion = convert_limit(limit, wanted_fx, plan_fx, alpha_beta)
             dvh = self.dvh(region, grid, key)
-        except _NotEvaluable as exc:
-            return self.not_evaluated(
-                limit, limit.label, str(limit.by_fractions[0][2]), rois, str(exc), lesion_name
-            )
-        except RtcheckError as exc:
+        except (_NotEvaluable, RtcheckError) as exc:
             return self.not_evaluated(
                 limit, limit.label, str(limit.by_fractions[0][2]), rois, str(exc), lesion_name
             )
@@ -420,23 +423,16 @@ class _Evaluator:
             return self.not_evaluated(
                 limit, metric.text, str(comparison), rois, "no dose in the structure", lesion
             )
-        passed = comparison.holds(value)
-        return LimitResult(
-            structure=limit.structure or (lesion or ""),
-            rois=rois,
-            metric=metric.text,
-            limit=str(comparison),
+        unevaluated = self.not_evaluated(
+            limit, metric.text, str(comparison), rois, "", lesion, dvh.dose_coverage
+        )
+        return replace(
+            unevaluated,
             value=value,
             margin=comparison.margin(value),
-            result="pass" if passed else "fail",
-            priority=limit.priority,
-            group=limit.group,
-            lesion=lesion,
+            result="pass" if comparison.holds(value) else "fail",
             reason=None,
             conversion=conversion,
-            source=limit.source,
-            optional=limit.optional,
-            dose_coverage=dvh.dose_coverage,
         )
 
 
@@ -501,9 +497,7 @@ def decide(results: Sequence[LimitResult]) -> Decision:
     unknown = [
         r
         for r in results
-        if r.result == "not_evaluated"
-        and r.priority == "mandatory"
-        and not (r.optional and r.reason and "not found" in r.reason)
+        if r.result == "not_evaluated" and r.priority == "mandatory" and not r.absent_optional
     ]
     minor = [r for r in results if r.result == "fail" and r.priority == "optimal"]
     if failed:

@@ -16,19 +16,10 @@ _ORDER = {
 _SHOWN = {"fail": "FAIL", "not_evaluated": "N/E", "pass": "pass"}
 
 
-def _absent(result: LimitResult) -> bool:
-    """An optional structure that the plan does not have: not a finding."""
-    return (
-        result.optional
-        and result.result == "not_evaluated"
-        and "not found" in (result.reason or "")
-    )
-
-
 def sort_key(result: LimitResult) -> tuple[int, float]:
     """Failures first, then what could not be evaluated, then passes by margin."""
     margin = result.margin if result.margin is not None else 0.0
-    return (6 if _absent(result) else _ORDER[(result.result, result.priority)], margin)
+    return (6 if result.absent_optional else _ORDER[(result.result, result.priority)], margin)
 
 
 def check_table(evaluation: Evaluation) -> str:
@@ -48,7 +39,7 @@ def check_table(evaluation: Evaluation) -> str:
         structure = r.structure + (f" [{r.lesion}]" if r.lesion else "")
         rows.append(
             [
-                "absent" if _absent(r) else _SHOWN[r.result],
+                "absent" if r.absent_optional else _SHOWN[r.result],
                 r.priority,
                 structure,
                 _shorten(", ".join(r.rois) or "-"),
