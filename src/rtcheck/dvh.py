@@ -257,19 +257,24 @@ def spread_histogram(
     # Cumulative volume below each edge, G(e_m) = sum over kinks p of slope * max(0, e_m - p),
     # accumulated with two cumulative sums over the bin index where each kink takes effect.
     ramp = half_width_gy > 1e-9
-    slope = volume_cc[ramp] / (2 * half_width_gy[ramp])
-    kinks = np.concatenate(
-        [dose_gy[ramp] - half_width_gy[ramp], dose_gy[ramp] + half_width_gy[ramp]]
-    )
-    slopes = np.concatenate([slope, -slope])
-    index = np.clip(np.floor(kinks / bin_width_gy).astype(np.int64) + 1, 0, n_bins)
-    s1 = np.cumsum(np.bincount(index, weights=slopes, minlength=n_bins + 1))
-    s2 = np.cumsum(np.bincount(index, weights=slopes * kinks, minlength=n_bins + 1))
-    below = edges * s1 - s2
-    # Samples with no spread are steps at their dose.
-    step = ~ramp
-    step_index = np.clip(np.floor(dose_gy[step] / bin_width_gy).astype(np.int64) + 1, 0, n_bins)
-    below += np.cumsum(np.bincount(step_index, weights=volume_cc[step], minlength=n_bins + 1))
+    all_ramp = bool(ramp.all())
+    d, h, w = (a if all_ramp else a[ramp] for a in (dose_gy, half_width_gy, volume_cc))
+    slope = w / (2 * h)
+    size = n_bins + 1
+    s1 = np.zeros(size)
+    s2 = np.zeros(size)
+    for kink, sign in ((d - h, 1.0), (d + h, -1.0)):
+        index = np.floor(kink * (1 / bin_width_gy)).astype(np.int64)
+        index += 1
+        np.clip(index, 0, n_bins, out=index)
+        s1 += sign * np.bincount(index, weights=slope, minlength=size)
+        s2 += sign * np.bincount(index, weights=slope * kink, minlength=size)
+    below = edges * np.cumsum(s1) - np.cumsum(s2)
+    if not all_ramp:  # samples with no spread are steps at their dose
+        step = ~ramp
+        index = np.floor(dose_gy[step] * (1 / bin_width_gy)).astype(np.int64) + 1
+        np.clip(index, 0, n_bins, out=index)
+        below += np.cumsum(np.bincount(index, weights=volume_cc[step], minlength=size))
     histogram = np.diff(below)
     histogram[0] += below[0]  # volume spread below 0 Gy belongs to the first bin
     return np.maximum(histogram, 0.0)
@@ -332,8 +337,10 @@ class _FineFrames:
         upper = self._frame(k + 1)
         lo_v, up_v = lower[0][index], upper[0][index]
         value = lo_v + f * (up_v - lo_v)
-        gx = (1 - f) * lower[1][index] + f * upper[1][index]
-        gy = (1 - f) * lower[2][index] + f * upper[2][index]
+        gx = lower[1][index]
+        gx += f * (upper[1][index] - gx)
+        gy = lower[2][index]
+        gy += f * (upper[2][index] - gy)
         gz = (up_v - lo_v) / (z[k + 1] - z[k])
         return value, gx, gy, gz
 

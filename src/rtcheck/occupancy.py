@@ -154,7 +154,9 @@ def polygon_coverage(
         weights = np.broadcast_to(weight, starts.shape)
         steps = np.bincount(starts, weights=weights, minlength=rows_total * stride)
         steps -= np.bincount(stops, weights=weights, minlength=rows_total * stride)
-        target += np.cumsum(steps.reshape(rows_total, stride), axis=1)[:, : grid.nx].ravel()
+        # Each row's steps sum to zero (every start has its stop in the same row), so one
+        # running sum over the flattened rows is the running sum within each row.
+        target += np.cumsum(steps).reshape(rows_total, stride)[:, : grid.nx].ravel()
 
     shape = (n_planes, grid.ny, grid.nx)
     fraction = fraction.reshape(shape)
