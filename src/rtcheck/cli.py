@@ -22,6 +22,7 @@ EXIT_OK = 0
 EXIT_EXCLUDED = 1
 EXIT_USAGE = 2
 EXIT_INDETERMINATE = 3
+EXIT_PLAN_ERRORS = 4
 EXIT_INTERNAL = 70
 
 
@@ -94,6 +95,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--map", metavar="FILE", help="YAML map of ROI names to TG-263 names")
     check.add_argument("--json", metavar="FILE", help="write the eligibility record ('-': stdout)")
+
+    batch = commands.add_parser(
+        "batch",
+        help="check every plan of an archive in parallel into a database (resumable)",
+        description="Index an archive, check every plan not yet stored, store the outcomes. "
+        "Exit status: 0 all plans checked, 4 some plans could not be checked, 2 bad input.",
+    )
+    batch.add_argument("archive", metavar="ARCHIVE", help="folder to index (searched recursively)")
+    batch.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: eso-oligo-rt)")
+    batch.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    batch.add_argument("--workers", type=int, metavar="N", help="local worker processes")
+    batch.add_argument(
+        "--scheduler", metavar="ADDRESS", help="Dask scheduler to run on (tcp://host:8786)"
+    )
+    batch.add_argument("--out", metavar="CSV", help="write one CSV row per stored plan")
+    batch.add_argument("--records", metavar="DIR", help="write each plan's eligibility record")
+
+    results = commands.add_parser(
+        "results",
+        help="what the database holds, one row per plan",
+        description="List stored plans.",
+    )
+    results.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    results.add_argument("--format", choices=("csv", "json"), default="csv")
 
     commands.add_parser(
         "protocols",
@@ -172,6 +197,77 @@ def _run_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _db_url(value: str | None) -> str:
+    if not value:
+        return "sqlite:///rtcheck.db"
+    return value if "://" in value else f"sqlite:///{value}"
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rtcheck.batch import results_csv, run_batch, write_records
+    from rtcheck.store import open_store
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    bar = tqdm(total=0, unit="plan", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def progress(summary: object, total: int) -> None:
+        from rtcheck.batch import BatchSummary
+
+        assert isinstance(summary, BatchSummary)
+        bar.total = total
+        bar.set_postfix(
+            excluded=summary.decisions["excluded"],
+            indeterminate=summary.decisions["indeterminate"],
+            errors=len(summary.errors),
+            refresh=False,
+        )
+        bar.update(1)
+
+    url = _db_url(args.db)
+    try:
+        summary = run_batch(
+            args.archive, args.protocol, url, args.workers, args.scheduler, progress
+        )
+    finally:
+        bar.close()
+    index = summary.index
+    assert index is not None
+    print(
+        f"{index.files_seen} files indexed: {summary.plans_found} plans, "
+        f"{index.images_skipped} images skipped, {len(index.orphans)} orphans, "
+        f"{len(index.unreadable)} unreadable"
+    )
+    print(
+        f"{summary.checked} plans checked, {summary.skipped} already stored: "
+        + ", ".join(f"{n} {d}" for d, n in sorted(summary.decisions.items()))
+        + f", {len(summary.errors)} errors; results in {url}"
+    )
+    for orphan in index.orphans:
+        print(f"orphan {orphan.modality}: {orphan.path}: {orphan.reason}")
+    for path, reason in index.unreadable:
+        print(f"unreadable: {path}: {reason}")
+    for key, message in summary.errors:
+        print(f"error: plan {key}: {message}")
+    engine = open_store(url)
+    if args.out:
+        _write_text(args.out, results_csv(engine))
+    if args.records:
+        write_records(engine, args.records)
+    return EXIT_PLAN_ERRORS if summary.errors else EXIT_OK
+
+
+def _run_results(args: argparse.Namespace) -> int:
+    from rtcheck.batch import results_csv, results_json
+    from rtcheck.store import open_store
+
+    engine = open_store(_db_url(args.db))
+    sys.stdout.write(results_csv(engine) if args.format == "csv" else results_json(engine) + "\n")
+    return EXIT_OK
+
+
 def _run_protocols(args: argparse.Namespace) -> int:
     from rtcheck.protocol import bundled_protocols, load_protocol
 
@@ -212,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_dvh(args)
         if args.command == "check":
             return _run_check(args)
+        if args.command == "batch":
+            return _run_batch(args)
+        if args.command == "results":
+            return _run_results(args)
         if args.command == "protocols":
             return _run_protocols(args)
         if args.command == "phantom":

@@ -114,7 +114,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Everything ``rtcheck check`` found about a plan."""
+    """Everything ``rtcheck check`` found about a plan; ``dvhs`` holds (structure, dose, DVH)
+    for every DVH computed."""
 
     plan: Plan
     protocol: Protocol
@@ -124,6 +125,7 @@ class Evaluation:
     decision: Decision
     dose_mode: str
     warnings: tuple[str, ...] = field(default=())
+    dvhs: tuple[tuple[str, str, DVH], ...] = field(default=())
 
     @property
     def organ_count(self) -> int:
@@ -308,6 +310,7 @@ class _Evaluator:
             decision=decide(results),
             dose_mode="EQD2 sum of plans" if self.summed else "physical dose",
             warnings=tuple(self.warnings),
+            dvhs=tuple((name, dose, dvh) for (name, dose), dvh in self.dvh_cache.items()),
         )
 
     def check_counts(self) -> None:

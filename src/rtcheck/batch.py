@@ -1,0 +1,230 @@
+"""Checking a whole archive: index it, check every plan in parallel, store, resume.
+
+The driver (this process) indexes the archive, skips plans already stored with the same input
+and protocol hashes, sends one task per plan to a local process pool or to a Dask cluster, and
+writes each outcome to the database as it arrives, one transaction per plan. Workers never
+write. A broken plan becomes an error row; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from rtcheck.archive import ArchiveIndex, PlanTask, index_archive
+from rtcheck.errors import RtcheckError
+from rtcheck.protocol import Protocol, load_protocol
+from rtcheck.store import PlanOutcome, open_store, plan_rows, save_outcome, stored_hashes
+
+CSV_COLUMNS = (
+    "plan_key", "patient_id", "study_uid", "status", "decision", "failed_mandatory",
+    "lesion_count", "protocol", "checked_at", "error",
+)  # fmt: skip
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did."""
+
+    plans_found: int = 0
+    skipped: int = 0
+    checked: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    index: ArchiveIndex | None = None
+
+
+@lru_cache(maxsize=4)
+def _protocol(path: str) -> Protocol:
+    return load_protocol(path)
+
+
+def check_task(task: PlanTask, protocol_path: str) -> PlanOutcome:
+    """Check one plan (runs in a worker). Never raises: an error becomes the outcome."""
+    from rtcheck.eligibility import evaluate
+    from rtcheck.plan import load_plan
+    from rtcheck.record import eligibility_record
+
+    record: dict[str, Any] | None = None
+    summaries: tuple[dict[str, Any], ...] = ()
+    error = None
+    try:
+        evaluation = evaluate(load_plan(list(task.files)), _protocol(protocol_path))
+        record = eligibility_record(evaluation)
+        summaries = tuple(
+            {
+                "structure": name,
+                "dose": dose,
+                "volume_cc": dvh.volume_cc,
+                "dose_coverage": dvh.dose_coverage,
+                "mean_gy": _finite(dvh.mean_gy),
+                "max_gy": _finite(dvh.max_gy),
+            }
+            for name, dose, dvh in evaluation.dvhs
+        )
+    except RtcheckError as exc:
+        error = str(exc)
+    except Exception as exc:  # a bug in rtcheck: stored, so the batch goes on
+        error = f"internal error: {type(exc).__name__}: {exc}"
+    return PlanOutcome(
+        key=task.key,
+        input_hash=task.input_hash,
+        patient_id=task.patient_id,
+        study_uid=task.study_uid,
+        files=task.files,
+        record=record,
+        dvh_summaries=summaries,
+        error=error,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def run_batch(
+    archive: str | Path,
+    protocol_name: str | None = None,
+    db_url: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[BatchSummary, int], None] | None = None,
+) -> BatchSummary:
+    """Index ``archive``, check every plan not already stored, store every outcome.
+
+    Parameters
+    ----------
+    archive
+        The folder to index.
+    protocol_name
+        Bundled protocol name or file (default: the trial's).
+    db_url
+        SQLAlchemy URL of the results database (default: ``sqlite:///rtcheck.db``).
+    workers
+        Local worker processes (default: one per core). Ignored with ``scheduler``.
+    scheduler
+        Address of a Dask distributed scheduler (``tcp://host:8786``) to run the tasks on.
+    progress
+        Called after each stored outcome with the summary so far and the number of tasks.
+    """
+    protocol = load_protocol(protocol_name)
+    if not Path(archive).is_dir():
+        raise RtcheckError(f"{archive}: no such folder")
+    engine = open_store(db_url or "sqlite:///rtcheck.db")
+    summary = BatchSummary()
+    summary.index = index_archive(archive)
+    summary.plans_found = len(summary.index.tasks)
+    stored = stored_hashes(engine)
+    todo = []
+    for task in summary.index.tasks:
+        previous = stored.get(task.key)
+        if previous == (task.input_hash, protocol.sha256, "ok"):
+            summary.skipped += 1
+        else:
+            todo.append(task)
+    outcomes = (
+        _run_dask(todo, protocol.path, scheduler)
+        if scheduler
+        else _run_local(todo, protocol.path, workers)
+    )
+    for outcome in outcomes:
+        save_outcome(engine, outcome, f"{protocol.name} {protocol.version}", protocol.sha256)
+        summary.checked += 1
+        if outcome.error:
+            summary.errors.append((outcome.key, outcome.error))
+        elif outcome.record:
+            summary.decisions[outcome.record["criterion_19"]["decision"]] += 1
+        if progress:
+            progress(summary, len(todo))
+    return summary
+
+
+def _run_local(
+    tasks: list[PlanTask], protocol_path: str, workers: int | None
+) -> Iterator[PlanOutcome]:
+    if not tasks:
+        return
+    count = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(check_task, task, protocol_path) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _run_dask(tasks: list[PlanTask], protocol_path: str, scheduler: str) -> Iterator[PlanOutcome]:
+    if not tasks:
+        return
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+        futures = client.map(check_task, tasks, protocol_path=protocol_path, pure=False)
+        try:
+            for future in dask_completed(futures):  # type: ignore[no-untyped-call]
+                yield future.result()
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+def results_csv(engine: Engine) -> str:
+    """Stored plans as CSV, one row per plan."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in plan_rows(engine):
+        writer.writerow({k: row.get(k) for k in CSV_COLUMNS})
+    return out.getvalue()
+
+
+def results_json(engine: Engine) -> str:
+    """Stored plans as a JSON array, one object per plan."""
+    return json.dumps(list(plan_rows(engine)), indent=2)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str, limit: int = 64) -> str:
+    """A file-name part made from an identifier: no separators, no '..', no leading dot."""
+    cleaned = _UNSAFE.sub("_", text).strip("._") or "unknown"
+    cleaned = cleaned.replace("..", "_")
+    return cleaned[:limit]
+
+
+def write_records(engine: Engine, folder: str | Path, keys: Iterable[str] | None = None) -> int:
+    """Write each stored plan's eligibility record to ``folder``, named by sanitised identifiers
+    (``<PatientID>_<plan key>.json``). Returns the number written."""
+    from rtcheck.store import plan_record
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = set(keys) if keys is not None else None
+    written = 0
+    for row in plan_rows(engine):
+        if wanted is not None and row["plan_key"] not in wanted:
+            continue
+        record = plan_record(engine, row["plan_key"])
+        if record is None:
+            continue
+        name = f"{safe_name(row['patient_id'] or 'unknown')}_{safe_name(row['plan_key'])}.json"
+        (target / name).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        written += 1
+    return written

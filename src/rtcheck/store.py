@@ -1,0 +1,245 @@
+"""The results database: one row per plan, per evaluated limit, per DVH summary, per error.
+
+SQLAlchemy Core, so the same code writes SQLite (the default, ``rtcheck.db``) and PostgreSQL
+(``postgresql+psycopg://...``). The schema is created and migrated by :func:`open_store`; its
+version is kept in ``rtcheck_schema``. Each plan's rows are written in one transaction by the
+driver alone, so a crash loses at most the plans in flight and never leaves half a plan.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from rtcheck.errors import RtcheckError
+
+SCHEMA_VERSION = 1
+DEFAULT_URL = "sqlite:///rtcheck.db"
+
+metadata = sa.MetaData()
+
+schema_table = sa.Table(
+    "rtcheck_schema",
+    metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+plans_table = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_key", sa.String(128), nullable=False, unique=True),
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("protocol_hash", sa.String(64), nullable=False),
+    sa.Column("protocol", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # ok | error
+    sa.Column("decision", sa.String(16)),
+    sa.Column("patient_id", sa.String(128)),
+    sa.Column("study_uid", sa.String(128)),
+    sa.Column("lesion_count", sa.Integer),
+    sa.Column("failed_mandatory", sa.Text),
+    sa.Column("files", sa.Text, nullable=False),
+    sa.Column("record", sa.Text),
+    sa.Column("checked_at", sa.String(32), nullable=False),
+)
+
+limits_table = sa.Table(
+    "limits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), index=True),
+    sa.Column("structure", sa.String(128), nullable=False),
+    sa.Column("roi", sa.Text),
+    sa.Column("lesion", sa.String(16)),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("limit", sa.String(32), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("margin", sa.Float),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+)
+
+dvh_table = sa.Table(
+    "dvh_summaries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), index=True),
+    sa.Column("structure", sa.String(128), nullable=False),
+    sa.Column("dose", sa.String(64), nullable=False),
+    sa.Column("volume_cc", sa.Float),
+    sa.Column("dose_coverage", sa.Float),
+    sa.Column("mean_gy", sa.Float),
+    sa.Column("max_gy", sa.Float),
+)
+
+errors_table = sa.Table(
+    "errors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), index=True),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+
+class StoreError(RtcheckError):
+    """The results database cannot be opened or is of an unknown schema."""
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """What a worker returns for one plan: a record, or an error message."""
+
+    key: str
+    input_hash: str
+    patient_id: str
+    study_uid: str
+    files: tuple[str, ...]
+    record: Mapping[str, Any] | None
+    dvh_summaries: tuple[Mapping[str, Any], ...]
+    error: str | None
+
+
+def open_store(url: str = DEFAULT_URL) -> Engine:
+    """Connect, create the schema if the database is new, migrate it if it is older.
+
+    Raises
+    ------
+    StoreError
+        If the database cannot be reached or was written by a newer rtcheck.
+    """
+    try:
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        with engine.begin() as connection:
+            metadata.create_all(connection)
+            version = connection.execute(sa.select(schema_table.c.version)).scalar()
+            if version is None:
+                connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {version}; this rtcheck knows up to "
+                    f"{SCHEMA_VERSION}"
+                )
+            # Migrations from older versions go here, one step per version.
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot open the results database: {exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0]}") from exc  # fmt: skip
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def stored_hashes(engine: Engine) -> dict[str, tuple[str, str, str]]:
+    """plan key → (input hash, protocol hash, status) of every stored plan."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                plans_table.c.plan_key,
+                plans_table.c.input_hash,
+                plans_table.c.protocol_hash,
+                plans_table.c.status,
+            )
+        )
+        return {r.plan_key: (r.input_hash, r.protocol_hash, r.status) for r in rows}
+
+
+def save_outcome(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: str) -> None:
+    """Store one plan's outcome in one transaction, replacing any earlier row of the plan."""
+    record = outcome.record
+    decision = record["criterion_19"]["decision"] if record else None
+    failed = [
+        f"{lim['structure']} {lim['metric']}" + (f" [{lim['lesion']}]" if lim.get("lesion") else "")
+        for lim in (record["limits"] if record else [])
+        if lim["result"] == "fail" and lim["priority"] == "mandatory"
+    ]
+    with engine.begin() as connection:
+        connection.execute(plans_table.delete().where(plans_table.c.plan_key == outcome.key))
+        inserted = connection.execute(
+            plans_table.insert().values(
+                plan_key=outcome.key,
+                input_hash=outcome.input_hash,
+                protocol_hash=protocol_hash,
+                protocol=protocol,
+                status="error" if outcome.error else "ok",
+                decision=decision,
+                patient_id=outcome.patient_id,
+                study_uid=outcome.study_uid,
+                lesion_count=record["lesion_count"] if record else None,
+                failed_mandatory="; ".join(failed),
+                files=json.dumps(list(outcome.files)),
+                record=json.dumps(record) if record else None,
+                checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        plan_id = inserted[0]
+        if record:
+            rows = [
+                {
+                    "plan_id": plan_id,
+                    "structure": lim["structure"],
+                    "roi": ", ".join(lim["roi"]),
+                    "lesion": lim["lesion"],
+                    "metric": lim["metric"],
+                    "limit": lim["limit"],
+                    "value": lim["value"],
+                    "margin": lim["margin"],
+                    "result": lim["result"],
+                    "priority": lim["priority"],
+                    "reason": lim["reason"],
+                }
+                for lim in record["limits"]
+            ]
+            if rows:
+                connection.execute(limits_table.insert(), rows)
+        if outcome.dvh_summaries:
+            connection.execute(
+                dvh_table.insert(), [{"plan_id": plan_id, **row} for row in outcome.dvh_summaries]
+            )
+        if outcome.error:
+            connection.execute(errors_table.insert().values(plan_id=plan_id, message=outcome.error))
+
+
+def plan_rows(engine: Engine) -> Iterator[dict[str, Any]]:
+    """Every stored plan, one dict per row, ordered by key."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                plans_table.c.plan_key,
+                plans_table.c.patient_id,
+                plans_table.c.study_uid,
+                plans_table.c.status,
+                plans_table.c.decision,
+                plans_table.c.failed_mandatory,
+                plans_table.c.lesion_count,
+                plans_table.c.protocol,
+                plans_table.c.checked_at,
+                errors_table.c.message.label("error"),
+            )
+            .select_from(plans_table.outerjoin(errors_table))
+            .order_by(plans_table.c.plan_key)
+        )
+        for row in rows:
+            yield dict(row._mapping)
+
+
+def plan_record(engine: Engine, key: str) -> dict[str, Any] | None:
+    """The eligibility record stored for a plan, or None."""
+    with engine.connect() as connection:
+        text = connection.execute(
+            sa.select(plans_table.c.record).where(plans_table.c.plan_key == key)
+        ).scalar()
+    return json.loads(text) if text else None
