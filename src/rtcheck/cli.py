@@ -240,10 +240,11 @@ def _run_batch(args: argparse.Namespace) -> int:
         f"{index.images_skipped} images skipped, {len(index.orphans)} orphans, "
         f"{len(index.unreadable)} unreadable"
     )
+    counts = [f"{n} {d}" for d, n in sorted(summary.decisions.items())]
+    counts.append(f"{len(summary.errors)} errors")
     print(
         f"{summary.checked} plans checked, {summary.skipped} already stored: "
-        + ", ".join(f"{n} {d}" for d, n in sorted(summary.decisions.items()))
-        + f", {len(summary.errors)} errors; results in {url}"
+        f"{', '.join(counts)}; results in {url}"
     )
     for orphan in index.orphans:
         print(f"orphan {orphan.modality}: {orphan.path}: {orphan.reason}")

@@ -137,8 +137,9 @@ def open_store(url: str = DEFAULT_URL) -> Engine:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
+    # The default rollback journal (not WAL) keeps the whole database in its one file, so that a
+    # copied rtcheck.db is complete.
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
