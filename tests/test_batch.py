@@ -213,7 +213,7 @@ def test_dask_scheduler_and_two_workers_in_separate_processes(archive, reference
 
 
 @pytest.mark.skipif(not POSTGRES, reason="set RTCHECK_TEST_POSTGRES_URL to test PostgreSQL")
-def test_postgresql_store(archive, bases, reference_run, tmp_path):
+def test_postgresql_store(bases, tmp_path):
     assert POSTGRES is not None
     engine = open_store(POSTGRES)
     with engine.begin() as connection:
