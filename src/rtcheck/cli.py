@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -246,18 +246,25 @@ def _run_batch(args: argparse.Namespace) -> int:
         f"{summary.checked} plans checked, {summary.skipped} already stored: "
         f"{', '.join(counts)}; results in {url}"
     )
-    for orphan in index.orphans:
-        print(f"orphan {orphan.modality}: {orphan.path}: {orphan.reason}")
-    for path, reason in index.unreadable:
-        print(f"unreadable: {path}: {reason}")
-    for key, message in summary.errors:
-        print(f"error: plan {key}: {message}")
+    _print_some(f"orphan {o.modality}: {o.path}: {o.reason}" for o in index.orphans)
+    _print_some(f"unreadable: {path}: {reason}" for path, reason in index.unreadable)
+    _print_some(f"error: plan {key}: {message}" for key, message in summary.errors)
     engine = open_store(url)
     if args.out:
         _write_text(args.out, results_csv(engine))
     if args.records:
         write_records(engine, args.records)
     return EXIT_PLAN_ERRORS if summary.errors else EXIT_OK
+
+
+def _print_some(lines: Iterable[str], limit: int = 20) -> None:
+    """Print the first ``limit`` lines and how many more there are (all are in the database or
+    can be listed again)."""
+    items = list(lines)
+    for line in items[:limit]:
+        print(line)
+    if len(items) > limit:
+        print(f"... and {len(items) - limit} more")
 
 
 def _run_results(args: argparse.Namespace) -> int:
