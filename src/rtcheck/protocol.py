@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,11 @@ import yaml
 from rtcheck.errors import MetricSyntaxError, RtcheckError
 from rtcheck.metrics import Metric, parse_metric
 
-#: Where the bundled protocols live: the repository's ``constraints/`` folder, or the copy
-#: installed inside the package.
+#: Where the bundled protocols live: the repository's ``constraints/`` folder (source checkout or
+#: editable install), or the copy a wheel installs under ``<prefix>/share/rtcheck``.
 _BUNDLED_DIRS = (
     Path(__file__).resolve().parents[2] / "constraints",
-    Path(__file__).resolve().parent / "constraints",
+    Path(sys.prefix) / "share" / "rtcheck" / "constraints",
 )
 DEFAULT_PROTOCOL = "eso-oligo-rt"
 PRIORITIES = ("mandatory", "optimal")
