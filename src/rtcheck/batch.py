@@ -157,7 +157,7 @@ def _run_local(
     if not tasks:
         return
     count = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=count) as pool:
+    with ProcessPoolExecutor(max_workers=count, initializer=_one_blas_thread) as pool:
         futures = [pool.submit(check_task, task, protocol_path) for task in tasks]
         try:
             for future in as_completed(futures):
@@ -166,6 +166,15 @@ def _run_local(
             for future in futures:
                 future.cancel()
             raise
+
+
+def _one_blas_thread() -> None:
+    """Worker start-up: one BLAS thread per worker process. OpenBLAS's own threads, one per core
+    in every worker, fight each other and halve the throughput (measured: 12 plans in 16.7 s with
+    them, 7.5 s without, on 2 workers). Dask's nanny does the same for its workers."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _run_dask(tasks: list[PlanTask], protocol_path: str, scheduler: str) -> Iterator[PlanOutcome]:
