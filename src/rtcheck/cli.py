@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--map", metavar="FILE", help="YAML map of ROI names to TG-263 names")
     check.add_argument("--json", metavar="FILE", help="write the eligibility record ('-': stdout)")
+    check.add_argument("--html", metavar="FILE", help="write the plan report (one HTML file)")
 
     batch = commands.add_parser(
         "batch",
@@ -189,6 +190,10 @@ def _run_check(args: argparse.Namespace) -> int:
         sys.stdout.write(check_table(evaluation))
         if args.json:
             _write_text(args.json, json.dumps(record, indent=2, allow_nan=False))
+    if args.html:
+        from rtcheck.html_report import plan_report_html
+
+        _write_text(args.html, plan_report_html(evaluation))
     decision = evaluation.decision.decision
     if decision == EXCLUDED:
         return EXIT_EXCLUDED
