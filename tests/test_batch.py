@@ -232,3 +232,30 @@ def test_postgresql_store(bases, tmp_path):
         limits = connection.execute(sa.text("SELECT count(*) FROM limits")).scalar()
         summaries = connection.execute(sa.text("SELECT count(*) FROM dvh_summaries")).scalar()
     assert limits and summaries
+
+
+def test_archive_summary_page_links_every_report(bases, tmp_path):
+    archive = tmp_path / "small"
+    for i, kind in enumerate(["pass", "pass", "excluded", "indeterminate", "pass"]):
+        clone_plan(bases[kind], archive / f"P{i}", f"summary-{i}", f"SUM-{i}", "Doe^John")
+    broken = archive / "P4" / "RD.dcm"
+    broken.write_bytes(broken.read_bytes()[:1000])
+    page = tmp_path / "out" / "summary.html"
+    page.parent.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli", "batch", str(archive),
+         "--db", str(tmp_path / "s.db"), "--html", str(page)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    text = page.read_text()
+    for decision, count in (("excluded", 1), ("indeterminate", 1), ("not_excluded", 2)):
+        row = text.split(f'<tr data-decision="{decision}">', 1)[1].split("</tr>", 1)[0]
+        assert f'<td class="num">{count}</td>' in row
+    assert text.count('<tr class="plan"') == 5
+    links = [part.split('"', 1)[0] for part in text.split('<a href="')[1:]]
+    assert len(links) == 4
+    assert all((page.parent / link).is_file() for link in links)
+    assert all("Doe" not in link and ".." not in link for link in links)
+    failing = text.split('id="failing"', 1)[1]
+    assert "SpinalCord" in failing

@@ -51,8 +51,9 @@ def _protocol(path: str) -> Protocol:
     return load_protocol(path)
 
 
-def check_task(task: PlanTask, protocol_path: str) -> PlanOutcome:
-    """Check one plan (runs in a worker). Never raises: an error becomes the outcome."""
+def check_task(task: PlanTask, protocol_path: str, with_report: bool = False) -> PlanOutcome:
+    """Check one plan (runs in a worker). Never raises: an error becomes the outcome. With
+    ``with_report``, the outcome carries the plan's HTML report."""
     from rtcheck.eligibility import evaluate
     from rtcheck.plan import load_plan
     from rtcheck.record import eligibility_record
@@ -60,9 +61,14 @@ def check_task(task: PlanTask, protocol_path: str) -> PlanOutcome:
     record: dict[str, Any] | None = None
     summaries: tuple[dict[str, Any], ...] = ()
     error = None
+    report = None
     try:
         evaluation = evaluate(load_plan(list(task.files)), _protocol(protocol_path))
         record = eligibility_record(evaluation)
+        if with_report:
+            from rtcheck.html_report import plan_report_html
+
+            report = plan_report_html(evaluation)
         summaries = tuple(
             {
                 "structure": name,
@@ -87,6 +93,7 @@ def check_task(task: PlanTask, protocol_path: str) -> PlanOutcome:
         record=record,
         dvh_summaries=summaries,
         error=error,
+        report_html=report,
     )
 
 
@@ -101,6 +108,7 @@ def run_batch(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Callable[[BatchSummary, int], None] | None = None,
+    report_dir: str | Path | None = None,
 ) -> BatchSummary:
     """Index ``archive``, check every plan not already stored, store every outcome.
 
@@ -118,6 +126,8 @@ def run_batch(
         Address of a Dask distributed scheduler (``tcp://host:8786``) to run the tasks on.
     progress
         Called after each stored outcome with the summary so far and the number of tasks.
+    report_dir
+        Write each checked plan's HTML report there, named as :func:`report_name` says.
     """
     protocol = load_protocol(protocol_name)
     if not Path(archive).is_dir():
@@ -134,13 +144,20 @@ def run_batch(
             summary.skipped += 1
         else:
             todo.append(task)
+    reports = Path(report_dir) if report_dir is not None else None
+    if reports is not None:
+        reports.mkdir(parents=True, exist_ok=True)
+    with_report = reports is not None
     outcomes = (
-        _run_dask(todo, protocol.path, scheduler)
+        _run_dask(todo, protocol.path, scheduler, with_report)
         if scheduler
-        else _run_local(todo, protocol.path, workers)
+        else _run_local(todo, protocol.path, workers, with_report)
     )
     for outcome in outcomes:
         save_outcome(engine, outcome, f"{protocol.name} {protocol.version}", protocol.sha256)
+        if reports is not None and outcome.report_html:
+            path = reports / report_name(outcome.patient_id, outcome.key)
+            path.write_text(outcome.report_html, encoding="utf-8")
         summary.checked += 1
         if outcome.error:
             summary.errors.append((outcome.key, outcome.error))
@@ -152,13 +169,13 @@ def run_batch(
 
 
 def _run_local(
-    tasks: list[PlanTask], protocol_path: str, workers: int | None
+    tasks: list[PlanTask], protocol_path: str, workers: int | None, with_report: bool
 ) -> Iterator[PlanOutcome]:
     if not tasks:
         return
     count = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(max_workers=count, initializer=_one_blas_thread) as pool:
-        futures = [pool.submit(check_task, task, protocol_path) for task in tasks]
+        futures = [pool.submit(check_task, task, protocol_path, with_report) for task in tasks]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -177,14 +194,18 @@ def _one_blas_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def _run_dask(tasks: list[PlanTask], protocol_path: str, scheduler: str) -> Iterator[PlanOutcome]:
+def _run_dask(
+    tasks: list[PlanTask], protocol_path: str, scheduler: str, with_report: bool
+) -> Iterator[PlanOutcome]:
     if not tasks:
         return
     from distributed import Client
     from distributed import as_completed as dask_completed
 
     with Client(scheduler) as client:  # type: ignore[no-untyped-call]
-        futures = client.map(check_task, tasks, protocol_path=protocol_path, pure=False)
+        futures = client.map(
+            check_task, tasks, protocol_path=protocol_path, with_report=with_report, pure=False
+        )
         try:
             for future in dask_completed(futures):  # type: ignore[no-untyped-call]
                 yield future.result()
@@ -216,6 +237,11 @@ def safe_name(text: str, limit: int = 64) -> str:
     cleaned = _UNSAFE.sub("_", text).strip("._") or "unknown"
     cleaned = cleaned.replace("..", "_")
     return cleaned[:limit]
+
+
+def report_name(patient_id: str, key: str) -> str:
+    """File name of a plan's HTML report: sanitised identifiers, never a raw PatientID."""
+    return f"{safe_name(patient_id or 'unknown')}_{safe_name(key)}.html"
 
 
 def write_records(engine: Engine, folder: str | Path, keys: Iterable[str] | None = None) -> int:

@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--out", metavar="CSV", help="write one CSV row per stored plan")
     batch.add_argument("--records", metavar="DIR", help="write each plan's eligibility record")
+    batch.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write an archive summary page, with each checked plan's report beside it",
+    )
 
     results = commands.add_parser(
         "results",
@@ -233,8 +238,9 @@ def _run_batch(args: argparse.Namespace) -> int:
 
     url = _db_url(args.db)
     try:
+        report_dir = _reports_beside(args.html) if args.html else None
         summary = run_batch(
-            args.archive, args.protocol, url, args.workers, args.scheduler, progress
+            args.archive, args.protocol, url, args.workers, args.scheduler, progress, report_dir
         )
     finally:
         bar.close()
@@ -259,7 +265,20 @@ def _run_batch(args: argparse.Namespace) -> int:
         _write_text(args.out, results_csv(engine))
     if args.records:
         write_records(engine, args.records)
+    if args.html:
+        from rtcheck.html_summary import archive_summary_html
+
+        page = Path(args.html)
+        _write_text(args.html, archive_summary_html(engine, page, _reports_beside(args.html)))
     return EXIT_PLAN_ERRORS if summary.errors else EXIT_OK
+
+
+def _reports_beside(summary_path: str) -> Path:
+    """The folder of plan reports that goes with an archive summary page."""
+    page = Path(summary_path)
+    if not page.parent.is_dir():
+        raise UsageError(f"{summary_path}: folder {page.parent} does not exist")
+    return page.with_name(page.stem + "_reports")
 
 
 def _print_some(lines: Iterable[str], limit: int = 20) -> None:

@@ -104,6 +104,7 @@ class PlanOutcome:
     record: Mapping[str, Any] | None
     dvh_summaries: tuple[Mapping[str, Any], ...]
     error: str | None
+    report_html: str | None = None
 
 
 def open_store(url: str = DEFAULT_URL) -> Engine:
