@@ -37,8 +37,10 @@ _DECISIONS = {
 _CSS = """
 @page { size: A4; margin: 14mm; }
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; color: #111; margin: 0 auto;
-       max-width: 190mm; }
-h1 { font-size: 15pt; margin: 0 0 4pt; } h2 { font-size: 12pt; margin: 14pt 0 4pt; }
+       max-width: 182mm; }
+h1 { font-size: 15pt; margin: 0 0 4pt; }
+h2 { font-size: 12pt; margin: 14pt 0 4pt; break-after: avoid; }
+@media print { body { max-width: none; } }
 .decision { border: 3px solid; padding: 6pt 10pt; margin: 8pt 0; break-inside: avoid; }
 .decision .state { font-size: 16pt; font-weight: bold; }
 table { border-collapse: collapse; width: 100%; font-size: 8.5pt; }
