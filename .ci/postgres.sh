@@ -2,7 +2,8 @@
 # Start a throw-away PostgreSQL server on loopback for the store tests and print its URL.
 # Installs Debian's postgresql when the machine has none. Output: the SQLAlchemy URL on stdout.
 set -euo pipefail
-port="${RTCHECK_PG_PORT:-54329}"
+# A free loopback port, so that a server left from an earlier run never gets in the way.
+port="${RTCHECK_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
   export DEBIAN_FRONTEND=noninteractive
