@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from rtcheck.archive import ArchiveIndex, PlanTask, index_archive
 from rtcheck.errors import RtcheckError
+from rtcheck.export import json_number
 from rtcheck.protocol import Protocol, load_protocol
 from rtcheck.store import PlanOutcome, open_store, plan_rows, save_outcome, stored_hashes
 
@@ -75,8 +76,8 @@ def check_task(task: PlanTask, protocol_path: str, with_report: bool = False) ->
                 "dose": dose,
                 "volume_cc": dvh.volume_cc,
                 "dose_coverage": dvh.dose_coverage,
-                "mean_gy": _finite(dvh.mean_gy),
-                "max_gy": _finite(dvh.max_gy),
+                "mean_gy": json_number(dvh.mean_gy, 6),
+                "max_gy": json_number(dvh.max_gy, 6),
             }
             for name, dose, dvh in evaluation.dvhs
         )
@@ -95,10 +96,6 @@ def check_task(task: PlanTask, protocol_path: str, with_report: bool = False) ->
         error=error,
         report_html=report,
     )
-
-
-def _finite(value: float) -> float | None:
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def run_batch(

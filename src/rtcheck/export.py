@@ -13,7 +13,8 @@ from rtcheck.plan import Plan
 from rtcheck.plandvh import StructureDVH
 
 
-def _number(value: float, digits: int = 4) -> float | None:
+def json_number(value: float | None, digits: int = 4) -> float | None:
+    """A finite number rounded for JSON, or None (JSON has no NaN or infinity)."""
     return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
@@ -30,7 +31,7 @@ def dvh_document(plan: Plan, results: Sequence[StructureDVH]) -> dict[str, Any]:
                 "fractions": dose.plan.fractions if dose.plan else None,
                 "prescription_gy": dose.plan.prescription_gy if dose.plan else None,
                 "rtdose_sop_instance_uids": list(dose.source_uids),
-                "max_gy": _number(dose.grid.max_gy),
+                "max_gy": json_number(dose.grid.max_gy),
             }
         )
     structures = []
@@ -43,10 +44,10 @@ def dvh_document(plan: Plan, results: Sequence[StructureDVH]) -> dict[str, Any]:
                 "interpreted_type": r.structure.interpreted_type,
                 "dose": r.dose.label,
                 "empty": dvh is None,
-                "volume_cc": _number(dvh.volume_cc) if dvh else 0.0,
-                "volume_in_grid_cc": _number(dvh.volume_in_grid_cc) if dvh else 0.0,
-                "dose_coverage": _number(dvh.dose_coverage, 6) if dvh else None,
-                "metrics": {k: _number(v) for k, v in r.metrics.items()},
+                "volume_cc": json_number(dvh.volume_cc) if dvh else 0.0,
+                "volume_in_grid_cc": json_number(dvh.volume_in_grid_cc) if dvh else 0.0,
+                "dose_coverage": json_number(dvh.dose_coverage, 6) if dvh else None,
+                "metrics": {k: json_number(v) for k, v in r.metrics.items()},
                 "warnings": list(r.warnings),
             }
         )

@@ -7,21 +7,15 @@ the PatientID) but never the patient's name.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from rtcheck import __version__
 from rtcheck.eligibility import Evaluation
+from rtcheck.export import json_number
 
 RECORD_VERSION = "1.0"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"
-
-
-def _number(value: float | None, digits: int = 4) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(float(value), digits)
 
 
 def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
@@ -97,14 +91,14 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
                 "group": r.group,
                 "metric": r.metric,
                 "limit": r.limit,
-                "value": _number(r.value),
-                "margin": _number(r.margin),
+                "value": json_number(r.value),
+                "margin": json_number(r.margin),
                 "result": r.result,
                 "priority": r.priority,
                 "optional": r.optional,
                 "reason": r.reason,
                 "conversion": r.conversion,
-                "dose_coverage": _number(r.dose_coverage, 6),
+                "dose_coverage": json_number(r.dose_coverage, 6),
                 "source": r.source,
             }
             for r in evaluation.limits
