@@ -21,7 +21,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from rtcheck.plan import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT
+from rtcheck.plan import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT, referenced_uid
 
 _RT_CLASSES = {RTDOSE, RTSTRUCT, RTPLAN, RTION_PLAN}
 _HEADER_TAGS = [
@@ -118,10 +118,6 @@ def read_header(path: str) -> Header | None:
     if sop_class not in _RT_CLASSES:
         return None
 
-    def referenced(keyword: str) -> str:
-        items = ds.get(keyword)
-        return str(items[0].get("ReferencedSOPInstanceUID", "")) if items else ""
-
     frame = str(ds.get("FrameOfReferenceUID", ""))
     if not frame and ds.get("ReferencedFrameOfReferenceSequence"):
         frame = str(ds.ReferencedFrameOfReferenceSequence[0].get("FrameOfReferenceUID", ""))
@@ -132,8 +128,8 @@ def read_header(path: str) -> Header | None:
         study_uid=str(ds.get("StudyInstanceUID", "")),
         frame_uid=frame,
         patient_id=str(ds.get("PatientID", "")),
-        referenced_plan=referenced("ReferencedRTPlanSequence"),
-        referenced_structure_set=referenced("ReferencedStructureSetSequence"),
+        referenced_plan=referenced_uid(ds, "ReferencedRTPlanSequence"),
+        referenced_structure_set=referenced_uid(ds, "ReferencedStructureSetSequence"),
         sha256=_sha256(path),
     )
 

@@ -27,7 +27,14 @@ from rtcheck.archive import ArchiveIndex, PlanTask, index_archive
 from rtcheck.errors import RtcheckError
 from rtcheck.export import json_number
 from rtcheck.protocol import Protocol, load_protocol
-from rtcheck.store import PlanOutcome, open_store, plan_rows, save_outcome, stored_hashes
+from rtcheck.store import (
+    DEFAULT_URL,
+    PlanOutcome,
+    open_store,
+    plan_rows,
+    save_outcome,
+    stored_hashes,
+)
 
 CSV_COLUMNS = (
     "plan_key", "patient_id", "study_uid", "status", "decision", "failed_mandatory",
@@ -129,7 +136,7 @@ def run_batch(
     protocol = load_protocol(protocol_name)
     if not Path(archive).is_dir():
         raise RtcheckError(f"{archive}: no such folder")
-    engine = open_store(db_url or "sqlite:///rtcheck.db")
+    engine = open_store(db_url or DEFAULT_URL)
     summary = BatchSummary()
     summary.index = index_archive(archive)
     summary.plans_found = len(summary.index.tasks)
@@ -236,9 +243,14 @@ def safe_name(text: str, limit: int = 64) -> str:
     return cleaned[:limit]
 
 
-def report_name(patient_id: str, key: str) -> str:
-    """File name of a plan's HTML report: sanitised identifiers, never a raw PatientID."""
-    return f"{safe_name(patient_id or 'unknown')}_{safe_name(key)}.html"
+def plan_file_name(patient_id: str | None, key: str, suffix: str) -> str:
+    """File name for a plan's record or report: sanitised identifiers, never a raw PatientID."""
+    return f"{safe_name(patient_id or 'unknown')}_{safe_name(key)}{suffix}"
+
+
+def report_name(patient_id: str | None, key: str) -> str:
+    """File name of a plan's HTML report."""
+    return plan_file_name(patient_id, key, ".html")
 
 
 def write_records(engine: Engine, folder: str | Path, keys: Iterable[str] | None = None) -> int:
@@ -256,7 +268,7 @@ def write_records(engine: Engine, folder: str | Path, keys: Iterable[str] | None
         record = plan_record(engine, row["plan_key"])
         if record is None:
             continue
-        name = f"{safe_name(row['patient_id'] or 'unknown')}_{safe_name(row['plan_key'])}.json"
+        name = plan_file_name(row["patient_id"], row["plan_key"], ".json")
         (target / name).write_text(json.dumps(record, indent=2), encoding="utf-8")
         written += 1
     return written

@@ -209,7 +209,9 @@ def _run_check(args: argparse.Namespace) -> int:
 
 def _db_url(value: str | None) -> str:
     if not value:
-        return "sqlite:///rtcheck.db"
+        from rtcheck.store import DEFAULT_URL
+
+        return DEFAULT_URL
     return value if "://" in value else f"sqlite:///{value}"
 
 

@@ -21,20 +21,20 @@ from rtcheck.metrics import parse_metric
 from rtcheck.report import sort_key
 
 # Okabe-Ito palette: distinguishable with any colour vision deficiency.
-_COLOURS = {"fail": "#D55E00", "not_evaluated": "#E69F00", "pass": "#009E73", "absent": "#999999"}
-_LABELS = {
+COLOURS = {"fail": "#D55E00", "not_evaluated": "#E69F00", "pass": "#009E73", "absent": "#999999"}
+LABELS = {
     "fail": "✗ FAIL",
     "not_evaluated": "? NOT EVALUATED",
     "pass": "✓ pass",
     "absent": "– absent",
 }
-_DECISIONS = {
+DECISIONS = {
     "excluded": ("#D55E00", "✗ EXCLUDED"),
     "indeterminate": ("#E69F00", "? INDETERMINATE"),
     "not_excluded": ("#009E73", "✓ NOT EXCLUDED"),
 }
 
-_CSS = """
+CSS = """
 @page { size: A4; margin: 14mm; }
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; color: #111; margin: 0 auto;
        max-width: 182mm; }
@@ -75,13 +75,13 @@ def _number(value: float | None, signed: bool = False) -> str:
 def plan_report_html(evaluation: Evaluation) -> str:
     """The report of one evaluated plan, as a complete HTML document."""
     decision = evaluation.decision
-    colour, label = _DECISIONS[decision.decision]
+    colour, label = DECISIONS[decision.decision]
     plan, protocol = evaluation.plan, evaluation.protocol
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>rtcheck report {_escape(plan.patient_id)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>Radiotherapy dose limits — exclusion criterion 19</h1>",
         f'<section class="decision" id="decision" style="border-color:{colour}">',
         f'<div class="state" style="color:{colour}" data-decision="{decision.decision}">'
@@ -124,7 +124,7 @@ def plan_report_html(evaluation: Evaluation) -> str:
         note = r.reason if r.result == "not_evaluated" else r.conversion
         parts.append(
             f'<tr class="limit {state}" data-result="{state}">'
-            f'<td class="result" style="border-left-color:{_COLOURS[state]}">{_LABELS[state]}</td>'
+            f'<td class="result" style="border-left-color:{COLOURS[state]}">{LABELS[state]}</td>'
             f"<td>{_escape(r.priority)}</td><td>{_escape(structure)}</td>"
             f"<td>{_escape(', '.join(r.rois) or '–')}</td><td>{_escape(r.metric)}</td>"
             f'<td class="num">{_escape(r.limit)}</td><td class="num">{_number(r.value)}</td>'
@@ -225,7 +225,7 @@ def _draw(axes: object, dvh: DVH, limits: Sequence[LimitResult]) -> None:
         axes.plot(  # type: ignore[attr-defined]
             *point,
             marker=markers.get(r.result, "o"),
-            color=_COLOURS[r.result],
+            color=COLOURS[r.result],
             markersize=7,
             markeredgecolor="black",
             linestyle="none",

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from rtcheck.batch import report_name
-from rtcheck.html_report import _COLOURS, _CSS, _DECISIONS
+from rtcheck.html_report import COLOURS, CSS, DECISIONS
 from rtcheck.store import limits_table, plan_rows, plans_table
 
 _SORT_SCRIPT = """
@@ -62,13 +62,13 @@ def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) ->
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>rtcheck archive summary</title>',
-        f"<style>{_CSS} body {{ max-width: 277mm; }} @page {{ size: A4 landscape; }}</style>",
+        f"<style>{CSS} body {{ max-width: 277mm; }} @page {{ size: A4 landscape; }}</style>",
         "</head><body><h1>Archive summary — exclusion criterion 19</h1>",
         f'<p id="total">{total} plans in the database.</p>',
         '<table id="counts"><thead><tr><th>Decision</th><th>Plans</th></tr></thead><tbody>',
     ]
     for decision in ("excluded", "indeterminate", "not_excluded", "error"):
-        colour, label = _DECISIONS.get(decision, (_COLOURS["absent"], "! ERROR"))
+        colour, label = DECISIONS.get(decision, (COLOURS["absent"], "! ERROR"))
         parts.append(
             f'<tr data-decision="{decision}"><td style="color:{colour}; font-weight:bold">'
             f'{label}</td><td class="num">{counts.get(decision, 0)}</td></tr>'
@@ -95,7 +95,7 @@ def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) ->
         decision = r["decision"] or r["status"]
         link = "–"
         if report_dir is not None and r["status"] == "ok":
-            target = report_dir / report_name(r["patient_id"] or "", r["plan_key"])
+            target = report_dir / report_name(r["patient_id"], r["plan_key"])
             if target.exists():
                 href = _relative(target, page.parent)
                 link = f'<a href="{_e(href)}">report</a>'

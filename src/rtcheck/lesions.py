@@ -164,7 +164,7 @@ def _site(
         for word in words(roi.name):
             if word in SITE_WORDS:
                 return SITE_WORDS[word], f"name {roi.name!r}"
-            if _VERTEBRA_LEVEL.match(word) and word[0] in "tlcs" and not word.startswith("m"):
+            if _VERTEBRA_LEVEL.match(word):
                 return "bone", f"name {roi.name!r} (vertebral level {word.upper()})"
     return None, "unknown: not inside a known organ ROI, no site in its name or the map file"
 

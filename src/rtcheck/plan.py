@@ -183,7 +183,7 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
                 f"{path}: FrameOfReferenceUID {other} differs from the RTSTRUCT's {frame_uid}"
             )
     for path, ds in doses:
-        referenced = _referenced_uid(ds, "ReferencedStructureSetSequence")
+        referenced = referenced_uid(ds, "ReferencedStructureSetSequence")
         if referenced and referenced != structure_set.sop_instance_uid:
             raise PlanLinkError(
                 f"{path}: RTDOSE references RTSTRUCT {referenced}, not the structure set used "
@@ -295,7 +295,8 @@ def _refuse_duplicate_uids(datasets: list[tuple[str, Dataset]]) -> None:
         seen[uid] = path
 
 
-def _referenced_uid(ds: Dataset, sequence: str) -> str:
+def referenced_uid(ds: Dataset, sequence: str) -> str:
+    """ReferencedSOPInstanceUID of the first item of ``sequence``, or ""."""
     items = ds.get(sequence)
     if not items:
         return ""
@@ -332,7 +333,7 @@ def _read_plan_info(ds: Dataset) -> PlanInfo:
         fractions=fractions,
         prescription_gy=prescription,
         target_prescriptions=tuple(targets),
-        structure_set_uid=_referenced_uid(ds, "ReferencedStructureSetSequence"),
+        structure_set_uid=referenced_uid(ds, "ReferencedStructureSetSequence"),
     )
 
 
@@ -369,7 +370,7 @@ def _dose_sets(
 ) -> list[DoseSet]:
     groups: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
     for path, ds in doses:
-        plan_uid = _referenced_uid(ds, "ReferencedRTPlanSequence")
+        plan_uid = referenced_uid(ds, "ReferencedRTPlanSequence")
         if have_plans and plan_uid not in plan_by_uid:
             raise PlanLinkError(
                 f"{path}: RTDOSE references RTPLAN {plan_uid or '(none)'}, "
