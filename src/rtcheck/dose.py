@@ -93,28 +93,33 @@ class DoseGrid:
 
 def interpolation_matrix(
     grid: FloatArray, points: FloatArray
-) -> tuple[FloatArray, NDArray[np.bool_]]:
+) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """Linear interpolation weights from ``grid`` to ``points`` along one axis.
 
     Returns the matrix ``W`` (len(points) x len(grid)) such that ``W @ values`` interpolates
-    values given at the grid coordinates, and a mask of the points that lie within the grid.
-    Points outside get an all-zero row.
+    values given at the grid coordinates; the matrix ``S`` such that ``S @ values`` is the slope
+    (per mm) of that interpolant at each point, taken within the grid interval that holds the
+    point; and a mask of the points that lie within the grid. Points outside get all-zero rows.
     """
     n = len(grid)
     weights = np.zeros((len(points), n))
+    slopes = np.zeros((len(points), n))
     inside = (points >= grid[0] - GRID_EDGE_TOLERANCE_MM) & (
         points <= grid[-1] + GRID_EDGE_TOLERANCE_MM
     )
     rows = np.nonzero(inside)[0]
     if n == 1:
         weights[rows, 0] = 1.0
-        return weights, inside
+        return weights, slopes, inside
     q = points[rows]
     k = np.clip(np.searchsorted(grid, q, side="right") - 1, 0, n - 2)
-    f = np.clip((q - grid[k]) / (grid[k + 1] - grid[k]), 0.0, 1.0)
+    width = grid[k + 1] - grid[k]
+    f = np.clip((q - grid[k]) / width, 0.0, 1.0)
     weights[rows, k] = 1.0 - f
     weights[rows, k + 1] += f
-    return weights, inside
+    slopes[rows, k] = -1.0 / width
+    slopes[rows, k + 1] = 1.0 / width
+    return weights, slopes, inside
 
 
 def sum_grids(grids: list[DoseGrid], summation_type: str) -> DoseGrid:

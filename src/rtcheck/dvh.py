@@ -1,12 +1,14 @@
 """Dose-volume histograms from fractional occupancy and trilinearly interpolated dose.
 
-For each ROI, a sampling grid finer than the dose grid is laid over the ROI's bounding box:
-fine enough to put about :data:`SAMPLES_ACROSS` samples across the ROI's smallest in-plane
-extent, never coarser than the dose grid or :data:`MAX_SAMPLE_SPACING_MM`. Each contour slab is
-cut at the dose frames it contains, so that the trilinear dose is linear in z within each piece.
-Every sample carries the fraction of its pixel inside the ROI (exact along x, on scanlines along
-y), the dose at the centroid of the covered part, and the spread of dose across it that the
-local gradient gives.
+For each ROI, a sampling grid is laid over the ROI's bounding box: fine enough to put about
+:data:`SAMPLES_ACROSS` samples across the ROI's smallest in-plane extent, never coarser than the
+dose grid, and aligned with the dose grid so that each sample lies within one dose cell. Each
+contour slab is cut at the dose frames it contains, so that the trilinear dose is linear in z
+within each piece. Every sample carries the fraction of its pixel inside the ROI (exact along x,
+on scanlines along y), the dose at the centroid of the covered part, and the spread of dose
+across it that the local gradient gives. Boundaries are thus resolved below the sample size by
+the fractional coverage and its centroid, which is why large organs need no sampling finer than
+the dose grid, and small ones get it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ BIN_WIDTH_GY = 0.005
 #: Samples across the smallest in-plane extent of an ROI.
 SAMPLES_ACROSS = 32
 MIN_SAMPLE_SPACING_MM = 0.2
-MAX_SAMPLE_SPACING_MM = 1.5
 #: Scanlines per sampling-pixel row for the coverage computation.
 SCANLINES_PER_PIXEL = 4
 #: Planes are filled in batches of at most this many sampling pixels (memory bound).
@@ -114,13 +115,44 @@ class DVH:
         return float(min(max(dose, self.min_gy), self.max_gy))
 
 
-def sampling_spacing_mm(region: Region, dose: DoseGrid) -> float:
-    """In-plane spacing (mm) of the sampling grid used for ``region``."""
+def sampling_grid(region: Region, dose: DoseGrid, spacing_mm: float | None = None) -> PixelGrid:
+    """The in-plane sampling grid laid over ``region``: its pixels tile the region's bounding box
+    with one pixel to spare on every side.
+
+    By default the spacing puts about :data:`SAMPLES_ACROSS` pixels across the region's smallest
+    in-plane extent, between :data:`MIN_SAMPLE_SPACING_MM` and the dose grid spacing. Where the
+    dose grid is uniform and square in-plane, the spacing divides the dose spacing and the pixel
+    edges fall on the dose grid lines: every pixel then lies within one dose cell, where the
+    interpolated dose is bilinear, so its centre value and gradient describe it exactly up to
+    the small bilinear cross term.
+
+    Parameters
+    ----------
+    spacing_mm
+        Pixel spacing (mm) to use instead, with no alignment to the dose grid.
+    """
     lo, hi = region.xy_bounds()
-    smallest_extent = float(min(hi - lo))
-    dose_spacing = min(_step(dose.x_mm), _step(dose.y_mm))
-    coarsest = min(MAX_SAMPLE_SPACING_MM, dose_spacing)
-    return float(np.clip(smallest_extent / SAMPLES_ACROSS, MIN_SAMPLE_SPACING_MM, coarsest))
+    x0, y0 = float(lo[0]), float(lo[1])
+    cell = _uniform_square_spacing(dose)
+    if spacing_mm is not None:
+        s = spacing_mm
+    else:
+        smallest_extent = float(min(hi - lo))
+        coarsest = cell if cell is not None else min(_step(dose.x_mm), _step(dose.y_mm))
+        wanted = float(np.clip(smallest_extent / SAMPLES_ACROSS, MIN_SAMPLE_SPACING_MM, coarsest))
+        if cell is not None:
+            s = cell / math.ceil(cell / wanted - 1e-9)
+            x0 = float(dose.x_mm[0]) + math.floor((x0 - float(dose.x_mm[0])) / s) * s
+            y0 = float(dose.y_mm[0]) + math.floor((y0 - float(dose.y_mm[0])) / s) * s
+        else:
+            s = wanted
+    return PixelGrid(
+        x0_mm=x0 - s,
+        y0_mm=y0 - s,
+        spacing_mm=s,
+        nx=int(math.ceil((float(hi[0]) - x0) / s)) + 2,
+        ny=int(math.ceil((float(hi[1]) - y0) / s)) + 2,
+    )
 
 
 def compute_dvh(
@@ -135,7 +167,7 @@ def compute_dvh(
     dose
         The dose grid (Gy), in the ROI's frame of reference.
     spacing_mm
-        In-plane sampling spacing (mm); by default :func:`sampling_spacing_mm`.
+        In-plane sampling spacing (mm); by default :func:`sampling_grid` chooses it.
 
     Raises
     ------
@@ -145,24 +177,17 @@ def compute_dvh(
     region = structure if isinstance(structure, Region) else Region.of(structure)
     if region.is_empty:
         raise InvalidStructureError(f"ROI {region.name!r} has no closed contours")
-    s = spacing_mm if spacing_mm is not None else sampling_spacing_mm(region, dose)
-    lo, hi = region.xy_bounds()
-    grid = PixelGrid(
-        x0_mm=float(lo[0]) - s,
-        y0_mm=float(lo[1]) - s,
-        spacing_mm=s,
-        nx=int(math.ceil((hi[0] - lo[0]) / s)) + 2,
-        ny=int(math.ceil((hi[1] - lo[1]) / s)) + 2,
-    )
-    wx, inside_x = interpolation_matrix(dose.x_mm, grid.x_centres())
-    wy, inside_y = interpolation_matrix(dose.y_mm, grid.y_centres())
+    grid = sampling_grid(region, dose, spacing_mm)
+    s = grid.spacing_mm
+    wx, sx, inside_x = interpolation_matrix(dose.x_mm, grid.x_centres())
+    wy, sy, inside_y = interpolation_matrix(dose.y_mm, grid.y_centres())
     cols = _support(wx)
     rows = _support(wy)
-    wx, wy = wx[:, cols], wy[:, rows]
+    wx, wy, sx, sy = wx[:, cols], wy[:, rows], sx[:, cols], sy[:, rows]
     inside_xy = np.outer(inside_y, inside_x)
 
     thickness = region.slab_thickness_mm
-    frames = _FineFrames(dose, wy, wx, rows, cols, s)
+    frames = _FineFrames(dose, (wy, sy), (wx, sx), rows, cols)
 
     doses: list[NDArray[np.float64]] = []
     weights: list[NDArray[np.float64]] = []
@@ -175,32 +200,39 @@ def compute_dvh(
         coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
         volume_mm3 += float(coverage.fraction.sum()) * s * s * thickness
         covered = (coverage.fraction > 0) & inside_xy[None, :, :]
-        which, rows_in, cols_in = np.nonzero(covered)
-        fraction_all = coverage.fraction[covered]
-        offset_x_all = coverage.offset_x_mm[covered]
-        offset_y_all = coverage.offset_y_mm[covered]
+        flat = np.flatnonzero(covered)
+        which, pixel = np.divmod(flat, grid.nx * grid.ny)
+        pixels = coverage.at(flat)
+        fraction_all = pixels.fraction
+        offset_x_all, offset_y_all = pixels.offset_x_mm, pixels.offset_y_mm
+        var_x_all, var_y_all, cov_xy_all = pixels.var_x_mm2, pixels.var_y_mm2, pixels.cov_xy_mm2
         bounds = np.searchsorted(which, np.arange(len(batch) + 1))
         for n, plane_z in enumerate(batch):
             part = slice(bounds[n], bounds[n + 1])
             if part.start == part.stop:
                 continue
-            index = rows_in[part] * grid.nx + cols_in[part]
+            index = pixel[part]
             fraction = fraction_all[part]
             offset_x, offset_y = offset_x_all[part], offset_y_all[part]
-            width = s * np.sqrt(fraction)  # side of the square with the covered area
+            var_x, var_y, cov_xy = var_x_all[part], var_y_all[part], cov_xy_all[part]
             for centre, dz in _subslices(plane_z, thickness, dose.z_mm):
                 located = dose.locate_z(centre)
                 if located is None:
                     continue
                 value, grad_x, grad_y, grad_z = frames.sample(*located, index)
                 # The dose at the centroid of the covered part is the mean dose over that part
-                # wherever the field is locally linear.
+                # wherever the field is locally linear, and its variance there follows from the
+                # covered part's second moments. A uniform spread of half-width sqrt(3) sigma
+                # has that variance.
                 doses.append(value + grad_x * offset_x + grad_y * offset_y)
                 weights.append(fraction * (s * s * dz))
-                spreads.append(
-                    0.5
-                    * np.sqrt((grad_x * width) ** 2 + (grad_y * width) ** 2 + (grad_z * dz) ** 2)
+                variance = (
+                    grad_x * grad_x * var_x
+                    + grad_y * grad_y * var_y
+                    + 2.0 * grad_x * grad_y * cov_xy
+                    + grad_z * grad_z * (dz * dz / 12.0)
                 )
+                spreads.append(np.sqrt(3.0 * np.maximum(variance, 0.0)))
 
     volume_cc = volume_mm3 / 1000.0
     warnings = list(region.warnings)
@@ -297,31 +329,33 @@ def _subslices(
 
 
 class _FineFrames:
-    """Dose frames of the RTDOSE resampled (bilinearly) onto an ROI's sampling grid, with their
-    in-plane gradients, computed once per frame and shared by every contour plane."""
+    """Dose frames of the RTDOSE resampled (bilinearly) onto an ROI's sampling grid, with the
+    in-plane slopes of that bilinear interpolant, computed once per frame and shared by every
+    contour plane."""
 
     def __init__(
         self,
         dose: DoseGrid,
-        wy: NDArray[np.float64],
-        wx: NDArray[np.float64],
+        along_y: tuple[NDArray[np.float64], NDArray[np.float64]],
+        along_x: tuple[NDArray[np.float64], NDArray[np.float64]],
         rows: slice,
         cols: slice,
-        spacing_mm: float,
     ) -> None:
-        self._dose, self._wy, self._wx = dose, wy, wx
-        self._rows, self._cols, self._spacing = rows, cols, spacing_mm
+        """``along_y`` and ``along_x`` hold the interpolation and slope matrices of
+        :func:`~rtcheck.dose.interpolation_matrix`, cut to the dose ``rows`` and ``cols``."""
+        self._dose = dose
+        (self._wy, self._sy), (self._wx, self._sx) = along_y, along_x
+        self._rows, self._cols = rows, cols
         self._cache: dict[int, tuple[NDArray[np.float64], ...]] = {}
 
     def _frame(self, k: int) -> tuple[NDArray[np.float64], ...]:
         if k not in self._cache:
             window = self._dose.dose_gy[k, self._rows, self._cols].astype(np.float64)
-            fine = self._wy @ window @ self._wx.T
-            if min(fine.shape) >= 2:
-                grad_y, grad_x = np.gradient(fine, self._spacing)
-            else:
-                grad_y = grad_x = np.zeros_like(fine)
-            self._cache[k] = (fine.ravel(), np.ravel(grad_x), np.ravel(grad_y))
+            across = window @ self._wx.T
+            fine = self._wy @ across
+            grad_y = self._sy @ across
+            grad_x = self._wy @ (window @ self._sx.T)
+            self._cache[k] = (fine.ravel(), grad_x.ravel(), grad_y.ravel())
         return self._cache[k]
 
     def sample(
@@ -343,6 +377,18 @@ class _FineFrames:
         gy += f * (upper[2][index] - gy)
         gz = (up_v - lo_v) / (z[k + 1] - z[k])
         return value, gx, gy, gz
+
+
+def _uniform_square_spacing(dose: DoseGrid) -> float | None:
+    """The in-plane spacing (mm) of a dose grid whose columns and rows are evenly spaced by the
+    same amount, else None."""
+    steps = np.concatenate([np.diff(dose.x_mm), np.diff(dose.y_mm)])
+    if steps.size == 0 or len(dose.x_mm) < 2 or len(dose.y_mm) < 2:
+        return None
+    cell = float(np.mean(steps))
+    if cell <= 0 or np.ptp(steps) > 1e-4 * cell:
+        return None
+    return cell
 
 
 def _step(axis: NDArray[np.float64]) -> float:

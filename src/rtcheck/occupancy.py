@@ -39,21 +39,80 @@ class PixelGrid:
 
 
 @dataclass(frozen=True, eq=False)
+class CoveredPixels:
+    """The covered part of a set of pixels, one entry per pixel (1-D arrays).
+
+    Attributes
+    ----------
+    fraction
+        Fraction (0..1) of each pixel inside.
+    offset_x_mm, offset_y_mm
+        Offset (mm) of the centroid of the covered part from the pixel centre.
+    var_x_mm2, var_y_mm2, cov_xy_mm2
+        Second central moments (mm²) of the covered part per unit of its area: the spread of
+        its points about their centroid (``spacing²/12`` along each axis for a whole pixel).
+    """
+
+    fraction: NDArray[np.float64]
+    offset_x_mm: NDArray[np.float64]
+    offset_y_mm: NDArray[np.float64]
+    var_x_mm2: NDArray[np.float64]
+    var_y_mm2: NDArray[np.float64]
+    cov_xy_mm2: NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
 class Coverage:
     """How polygons cover the pixels of a :class:`PixelGrid`, for a stack of planes.
 
     Attributes
     ----------
     fraction
-        Fraction (0..1) of each pixel inside, shape ``(planes, ny, nx)``.
-    offset_x_mm, offset_y_mm
-        Offset (mm) of the centroid of each pixel's covered part from the pixel centre (0 where
-        nothing or everything is covered).
+        Fraction of each pixel inside, shape ``(planes, ny, nx)``; 0..1 up to rounding (and up
+        to overlaps, for sums of coverages).
+    moments
+        Raw moments of the covered part about each pixel's centre, in pixel units, summed over
+        the covered area like ``fraction``: x, y, xx, yy and xy, each shaped like ``fraction``.
+    spacing_mm
+        The pixel spacing (mm).
     """
 
     fraction: NDArray[np.float64]
-    offset_x_mm: NDArray[np.float64]
-    offset_y_mm: NDArray[np.float64]
+    moments: tuple[NDArray[np.float64], ...]
+    spacing_mm: float
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int, int], spacing_mm: float) -> Coverage:
+        """No pixel covered."""
+        zeros = np.zeros(shape)
+        return cls(zeros, (zeros,) * 5, spacing_mm)
+
+    def at(self, flat_index: NDArray[np.intp]) -> CoveredPixels:
+        """The covered part of the pixels at ``flat_index`` (into the raveled arrays).
+
+        Whole pixels get exact values; rounding cannot push a centroid out of its pixel nor a
+        spread past what a pixel holds.
+        """
+        fraction = np.clip(self.fraction.ravel()[flat_index], 0.0, 1.0)
+        n = fraction.size
+        s, area = self.spacing_mm, self.spacing_mm * self.spacing_mm
+        offset_x, offset_y, cov_xy = np.zeros(n), np.zeros(n), np.zeros(n)
+        var_x, var_y = np.full(n, area / 12.0), np.full(n, area / 12.0)
+        partial = np.flatnonzero((fraction > 0) & (fraction < 1 - 1e-9))
+        if partial.size:
+            f = fraction[partial]
+            mx, my, mxx, myy, mxy = (m.ravel()[flat_index[partial]] / f for m in self.moments)
+            ox = np.clip(mx, -0.5, 0.5)
+            oy = np.clip(my, -0.5, 0.5)
+            vx = np.clip(mxx - ox * ox, 0.0, 0.25)
+            vy = np.clip(myy - oy * oy, 0.0, 0.25)
+            limit = np.sqrt(vx * vy)
+            offset_x[partial] = ox * s
+            offset_y[partial] = oy * s
+            var_x[partial] = vx * area
+            var_y[partial] = vy * area
+            cov_xy[partial] = np.clip(mxy - ox * oy, -limit, limit) * area
+        return CoveredPixels(fraction, offset_x, offset_y, var_x, var_y, cov_xy)
 
 
 def polygon_coverage(
@@ -80,9 +139,9 @@ def polygon_coverage(
     step = grid.spacing_mm / subsamples
     ys = grid.y0_mm + (np.arange(lines_per_plane) + 0.5) * step
     polygons = [poly for plane in planes for poly in plane]
+    shape = (n_planes, grid.ny, grid.nx)
     if not polygons:
-        zeros = np.zeros((n_planes, grid.ny, grid.nx))
-        return Coverage(zeros, zeros, zeros)
+        return Coverage.empty(shape, grid.spacing_mm)
 
     # Every edge of every polygon, with the plane it belongs to.
     sizes = np.array([len(poly) for poly in polygons])
@@ -102,8 +161,7 @@ def polygon_coverage(
     counts = last - first
     total = int(counts.sum())
     if total == 0:
-        zeros = np.zeros((n_planes, grid.ny, grid.nx))
-        return Coverage(zeros, zeros, zeros)
+        return Coverage.empty(shape, grid.spacing_mm)
     edge = np.repeat(np.arange(len(points)), counts)
     local_line = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(total)
     t = (ys[local_line] - y1[edge]) / (y2[edge] - y1[edge])
@@ -124,45 +182,58 @@ def polygon_coverage(
     # Each interval covers part of pixel ia and part of pixel ib (one pixel when ia == ib; the
     # second part is then empty) and the whole of the pixels between them. Sums over the
     # scanlines of a pixel row go straight into that row: every quantity is linear in them.
+    # Moments are about the pixel centre, in pixel units; a scanline stands for a band of
+    # height 1/subsamples, whose own spread adds band²/12 to the y second moment.
     pixel_row = line // subsamples
-    line_offset = (line % subsamples + 0.5) / subsamples - 0.5  # y offset, pixel units
+    line_offset = (line % subsamples + 0.5) / subsamples - 0.5
+    line_yy = line_offset**2 + 1.0 / (12.0 * subsamples**2)
     same = ia == ib
     first_hi = np.where(same, b, ia + 1.0)
     last_lo = np.where(same, b, ib.astype(np.float64))
     size = n_planes * grid.ny * grid.nx
     cells = np.concatenate([pixel_row * grid.nx + ia, pixel_row * grid.nx + ib])
-    lo = np.concatenate([a, last_lo])
-    hi = np.concatenate([first_hi, b])
     centre = np.concatenate([ia, ib]) + 0.5
+    lo = np.concatenate([a, last_lo]) - centre
+    hi = np.concatenate([first_hi, b]) - centre
     part_length = (hi - lo) / subsamples
+    part_x = 0.5 * (hi * hi - lo * lo) / subsamples
     part_offset = np.concatenate([line_offset, line_offset])
-    fraction = np.bincount(cells, weights=part_length, minlength=size)
-    moment_y = np.bincount(cells, weights=part_length * part_offset, minlength=size)
-    # x moment about the pixel centre (pixel units); a whole pixel adds none.
-    moment_x = np.bincount(
-        cells, weights=0.5 * ((hi - centre) ** 2 - (lo - centre) ** 2) / subsamples, minlength=size
-    )
+    part_yy = np.concatenate([line_yy, line_yy])
+
+    def add(weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        # bincount with weights gives float64 (its stubs say integers).
+        return np.asarray(np.bincount(cells, weights=weights, minlength=size), dtype=np.float64)
+
+    fraction = add(part_length)
+    moment_x = add(part_x)
+    moment_y = add(part_length * part_offset)
+    moment_xx = add((hi**3 - lo**3) / (3.0 * subsamples))
+    moment_yy = add(part_length * part_yy)
+    moment_xy = add(part_x * part_offset)
+
+    # The whole pixels between ia and ib: a run of equal steps along the row.
     apart = ~same
     stride = grid.nx + 1
     starts = pixel_row[apart] * stride + ia[apart] + 1
     stops = pixel_row[apart] * stride + ib[apart]
     rows_total = n_planes * grid.ny
-    for target, weight in (
-        (fraction, 1.0 / subsamples),
-        (moment_y, line_offset[apart] / subsamples),
-    ):
+
+    def runs(weight: float | NDArray[np.float64]) -> NDArray[np.float64]:
         weights = np.broadcast_to(weight, starts.shape)
         steps = np.bincount(starts, weights=weights, minlength=rows_total * stride)
         steps -= np.bincount(stops, weights=weights, minlength=rows_total * stride)
         # Each row's steps sum to zero (every start has its stop in the same row), so one
         # running sum over the flattened rows is the running sum within each row.
-        target += np.cumsum(steps).reshape(rows_total, stride)[:, : grid.nx].ravel()
+        total = np.cumsum(steps).reshape(rows_total, stride)[:, : grid.nx].ravel()
+        return np.asarray(total, dtype=np.float64)
 
-    shape = (n_planes, grid.ny, grid.nx)
-    fraction = fraction.reshape(shape)
-    partial = (fraction > 0) & (fraction < 1 - 1e-9)
-    safe = np.where(fraction > 0, fraction, 1.0)
-    offset_x = np.where(partial, moment_x.reshape(shape) / safe, 0.0) * grid.spacing_mm
-    offset_y = np.where(partial, moment_y.reshape(shape) / safe, 0.0) * grid.spacing_mm
+    whole = runs(1.0 / subsamples)
+    fraction += whole
+    moment_xx += whole / 12.0  # a whole pixel's width has no x offset and spreads by 1/12
+    moment_y += runs(line_offset[apart] / subsamples)
+    moment_yy += runs(line_yy[apart] / subsamples)
+
     # Overlapping intervals can only arise from rounding; coverage is a fraction.
-    return Coverage(np.clip(fraction, 0.0, 1.0), offset_x, offset_y)
+    np.clip(fraction, 0.0, 1.0, out=fraction)
+    moments = tuple(m.reshape(shape) for m in (moment_x, moment_y, moment_xx, moment_yy, moment_xy))
+    return Coverage(fraction.reshape(shape), moments, grid.spacing_mm)

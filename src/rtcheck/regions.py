@@ -91,9 +91,8 @@ class Region:
         parts = [(1.0, s) for s in self.plus] + [(-1.0, s) for s in self.minus]
         shape = (len(zs), grid.ny, grid.nx)
         total = np.zeros(shape)
-        moment_x = np.zeros(shape)
-        moment_y = np.zeros(shape)
         added = np.zeros(shape)
+        moments = [np.zeros(shape) for _ in range(5)]
         for sign, structure in parts:
             c = polygon_coverage(_polygons_at(structure, zs), grid, subsamples)
             if sign > 0:
@@ -101,15 +100,10 @@ class Region:
                 total += c.fraction
             else:
                 total = np.minimum(total, added) - c.fraction
-            moment_x += sign * c.fraction * c.offset_x_mm
-            moment_y += sign * c.fraction * c.offset_y_mm
-        fraction = np.clip(np.minimum(total, 1.0), 0.0, 1.0)
-        partial = (fraction > 0) & (fraction < 1 - 1e-9)
-        safe = np.where(fraction > 0, fraction, 1.0)
-        offset_x = np.where(partial, moment_x / safe, 0.0)
-        offset_y = np.where(partial, moment_y / safe, 0.0)
-        half = grid.spacing_mm / 2
-        return Coverage(fraction, np.clip(offset_x, -half, half), np.clip(offset_y, -half, half))
+            for moment, part in zip(moments, c.moments, strict=True):
+                moment += sign * part
+        fraction = np.clip(total, 0.0, 1.0)
+        return Coverage(fraction, tuple(moments), grid.spacing_mm)
 
 
 def _polygons_at(
