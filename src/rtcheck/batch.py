@@ -27,6 +27,7 @@ from rtcheck.archive import ArchiveIndex, PlanTask, index_archive
 from rtcheck.errors import RtcheckError
 from rtcheck.export import json_number
 from rtcheck.protocol import Protocol, load_protocol
+from rtcheck.runtime import keep_freed_memory
 from rtcheck.store import (
     DEFAULT_URL,
     PlanOutcome,
@@ -66,6 +67,7 @@ def check_task(task: PlanTask, protocol_path: str, with_report: bool = False) ->
     from rtcheck.plan import load_plan
     from rtcheck.record import eligibility_record
 
+    keep_freed_memory()  # a worker process's own setting; applying it again costs nothing
     record: dict[str, Any] | None = None
     summaries: tuple[dict[str, Any], ...] = ()
     error = None

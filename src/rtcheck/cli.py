@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from rtcheck import __version__
 from rtcheck.errors import RtcheckError
+from rtcheck.runtime import keep_freed_memory
 
 EXIT_OK = 0
 EXIT_EXCLUDED = 1
@@ -336,6 +337,7 @@ def _write_text(path: str, text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    keep_freed_memory()
     try:
         args = _parser().parse_args(argv)
         if args.command == "dvh":

@@ -91,35 +91,47 @@ class DoseGrid:
         )
 
 
-def interpolation_matrix(
-    grid: FloatArray, points: FloatArray
-) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
-    """Linear interpolation weights from ``grid`` to ``points`` along one axis.
+@dataclass(frozen=True, eq=False)
+class AxisInterpolation:
+    """Linear interpolation along one axis of a grid, at a set of points.
 
-    Returns the matrix ``W`` (len(points) x len(grid)) such that ``W @ values`` interpolates
-    values given at the grid coordinates; the matrix ``S`` such that ``S @ values`` is the slope
-    (per mm) of that interpolant at each point, taken within the grid interval that holds the
-    point; and a mask of the points that lie within the grid. Points outside get all-zero rows.
+    The value at point ``i`` is ``below[i] * v[index[i]] + above[i] * v[index[i] + 1]`` and
+    its slope (per mm) is ``per_mm[i] * (v[index[i] + 1] - v[index[i]])``, taken within the
+    grid interval that holds the point. Points outside the grid have zero weights and slope.
+    With a single grid point, ``index + 1`` is to be read as ``index``.
     """
+
+    index: NDArray[np.intp]
+    below: FloatArray
+    above: FloatArray
+    per_mm: FloatArray
+    inside: NDArray[np.bool_]
+
+    def support(self) -> slice:
+        """The grid points that carry weight: ``index`` of the first inside point to
+        ``index + 1`` of the last (an empty slice when none is inside)."""
+        used = self.index[self.inside]
+        if used.size == 0:
+            return slice(0, 0)
+        return slice(int(used.min()), int(used.max()) + 2)
+
+
+def interpolation_along(grid: FloatArray, points: FloatArray) -> AxisInterpolation:
+    """Linear interpolation from the (increasing) coordinates ``grid`` to ``points`` (mm)."""
     n = len(grid)
-    weights = np.zeros((len(points), n))
-    slopes = np.zeros((len(points), n))
     inside = (points >= grid[0] - GRID_EDGE_TOLERANCE_MM) & (
         points <= grid[-1] + GRID_EDGE_TOLERANCE_MM
     )
-    rows = np.nonzero(inside)[0]
     if n == 1:
-        weights[rows, 0] = 1.0
-        return weights, slopes, inside
-    q = points[rows]
-    k = np.clip(np.searchsorted(grid, q, side="right") - 1, 0, n - 2)
-    width = grid[k + 1] - grid[k]
-    f = np.clip((q - grid[k]) / width, 0.0, 1.0)
-    weights[rows, k] = 1.0 - f
-    weights[rows, k + 1] += f
-    slopes[rows, k] = -1.0 / width
-    slopes[rows, k + 1] = 1.0 / width
-    return weights, slopes, inside
+        zeros = np.zeros(len(points))
+        return AxisInterpolation(
+            np.zeros(len(points), dtype=np.intp), inside.astype(np.float64), zeros, zeros, inside
+        )
+    index = np.clip(np.searchsorted(grid, points, side="right") - 1, 0, n - 2)
+    step = grid[index + 1] - grid[index]
+    above = np.clip((points - grid[index]) / step, 0.0, 1.0) * inside
+    below = (1.0 - above) * inside
+    return AxisInterpolation(index, below, above, inside / step, inside)
 
 
 def sum_grids(grids: list[DoseGrid], summation_type: str) -> DoseGrid:

@@ -14,14 +14,16 @@ the dose grid, and small ones get it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rtcheck.dose import DoseGrid, interpolation_matrix
+from rtcheck.dose import AxisInterpolation, DoseGrid, interpolation_along
 from rtcheck.errors import InvalidStructureError
-from rtcheck.occupancy import PixelGrid
+from rtcheck.occupancy import CoveredPixels, PixelGrid
 from rtcheck.regions import Region
 from rtcheck.structures import Structure
 
@@ -32,8 +34,11 @@ SAMPLES_ACROSS = 32
 MIN_SAMPLE_SPACING_MM = 0.2
 #: Scanlines per sampling-pixel row for the coverage computation.
 SCANLINES_PER_PIXEL = 4
+#: Largest change of dose slope across a dose frame (Gy, over a slab piece or a pixel) for
+#: which the two pieces of a sample are pooled into one.
+POOLING_TOLERANCE_GY = 0.01
 #: Planes are filled in batches of at most this many sampling pixels (memory bound).
-CHUNK_PIXELS = 2_000_000
+CHUNK_PIXELS = 65536
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,15 +184,12 @@ def compute_dvh(
         raise InvalidStructureError(f"ROI {region.name!r} has no closed contours")
     grid = sampling_grid(region, dose, spacing_mm)
     s = grid.spacing_mm
-    wx, sx, inside_x = interpolation_matrix(dose.x_mm, grid.x_centres())
-    wy, sy, inside_y = interpolation_matrix(dose.y_mm, grid.y_centres())
-    cols = _support(wx)
-    rows = _support(wy)
-    wx, wy, sx, sy = wx[:, cols], wy[:, rows], sx[:, cols], sy[:, rows]
-    inside_xy = np.outer(inside_y, inside_x)
+    along_x = interpolation_along(dose.x_mm, grid.x_centres())
+    along_y = interpolation_along(dose.y_mm, grid.y_centres())
+    inside_xy = np.outer(along_y.inside, along_x.inside)
 
     thickness = region.slab_thickness_mm
-    frames = _FineFrames(dose, (wy, sy), (wx, sx), rows, cols)
+    frames = _FineFrames(dose, along_y, along_x)
 
     doses: list[NDArray[np.float64]] = []
     weights: list[NDArray[np.float64]] = []
@@ -199,40 +201,23 @@ def compute_dvh(
         batch = planes[first : first + chunk]
         coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
         volume_mm3 += float(coverage.fraction.sum()) * s * s * thickness
-        covered = (coverage.fraction > 0) & inside_xy[None, :, :]
-        flat = np.flatnonzero(covered)
-        which, pixel = np.divmod(flat, grid.nx * grid.ny)
+        flat = np.flatnonzero((coverage.fraction > 0) & inside_xy[None, :, :])
+        pieces = _SlabPieces.of(batch, thickness, dose)
+        if flat.size == 0 or pieces is None:
+            continue
+        npix = grid.nx * grid.ny
+        bounds = np.searchsorted(flat, np.arange(len(batch) + 1) * npix)
+        which = np.repeat(np.arange(len(batch)), np.diff(bounds))
+        pixel = flat - which * npix
         pixels = coverage.at(flat)
-        fraction_all = pixels.fraction
-        offset_x_all, offset_y_all = pixels.offset_x_mm, pixels.offset_y_mm
-        var_x_all, var_y_all, cov_xy_all = pixels.var_x_mm2, pixels.var_y_mm2, pixels.cov_xy_mm2
-        bounds = np.searchsorted(which, np.arange(len(batch) + 1))
-        for n, plane_z in enumerate(batch):
-            part = slice(bounds[n], bounds[n + 1])
-            if part.start == part.stop:
-                continue
-            index = pixel[part]
-            fraction = fraction_all[part]
-            offset_x, offset_y = offset_x_all[part], offset_y_all[part]
-            var_x, var_y, cov_xy = var_x_all[part], var_y_all[part], cov_xy_all[part]
-            for centre, dz in _subslices(plane_z, thickness, dose.z_mm):
-                located = dose.locate_z(centre)
-                if located is None:
-                    continue
-                value, grad_x, grad_y, grad_z = frames.sample(*located, index)
-                # The dose at the centroid of the covered part is the mean dose over that part
-                # wherever the field is locally linear, and its variance there follows from the
-                # covered part's second moments. A uniform spread of half-width sqrt(3) sigma
-                # has that variance.
-                doses.append(value + grad_x * offset_x + grad_y * offset_y)
-                weights.append(fraction * (s * s * dz))
-                variance = (
-                    grad_x * grad_x * var_x
-                    + grad_y * grad_y * var_y
-                    + 2.0 * grad_x * grad_y * cov_xy
-                    + grad_z * grad_z * (dz * dz / 12.0)
-                )
-                spreads.append(np.sqrt(3.0 * np.maximum(variance, 0.0)))
+        for area_mm2, depth_mm, mean_gy, variance in _slab_samples(
+            frames, pieces, which, pixel, pixels, s
+        ):
+            keep = depth_mm > 0
+            doses.append(mean_gy[keep])
+            weights.append(area_mm2[keep] * depth_mm[keep])
+            # A uniform spread of half-width sqrt(3) sigma has the sample's variance.
+            spreads.append(np.sqrt(3.0 * np.maximum(variance[keep], 0.0)))
 
     volume_cc = volume_mm3 / 1000.0
     warnings = list(region.warnings)
@@ -281,102 +266,207 @@ def spread_histogram(
 
     A sample stands for a small volume over which the dose varies; spreading it over the range
     that the local gradient gives (with the same variance) keeps D-metrics from snapping to the
-    sampling grid. A zero half-width puts the whole sample in its bin.
+    sampling grid. The ends of each range are taken to the nearest bin edge (half a bin at
+    most), and a range narrower than a bin fills the bin nearest to it; dose below 0 Gy
+    belongs to the first bin.
     """
-    top = float(np.max(dose_gy + half_width_gy))
-    n_bins = int(top / bin_width_gy) + 2
-    edges = np.arange(n_bins + 1) * bin_width_gy
-    # Cumulative volume below each edge, G(e_m) = sum over kinks p of slope * max(0, e_m - p),
-    # accumulated with two cumulative sums over the bin index where each kink takes effect.
-    ramp = half_width_gy > 1e-9
-    all_ramp = bool(ramp.all())
-    d, h, w = (a if all_ramp else a[ramp] for a in (dose_gy, half_width_gy, volume_cc))
-    slope = w / (2 * h)
-    size = n_bins + 1
-    s1 = np.zeros(size)
-    s2 = np.zeros(size)
-    for kink, sign in ((d - h, 1.0), (d + h, -1.0)):
-        index = np.floor(kink * (1 / bin_width_gy)).astype(np.int64)
-        index += 1
-        np.clip(index, 0, n_bins, out=index)
-        s1 += sign * np.bincount(index, weights=slope, minlength=size)
-        s2 += sign * np.bincount(index, weights=slope * kink, minlength=size)
-    below = edges * np.cumsum(s1) - np.cumsum(s2)
-    if not all_ramp:  # samples with no spread are steps at their dose
-        step = ~ramp
-        index = np.floor(dose_gy[step] * (1 / bin_width_gy)).astype(np.int64) + 1
-        np.clip(index, 0, n_bins, out=index)
-        below += np.cumsum(np.bincount(index, weights=volume_cc[step], minlength=size))
-    histogram = np.diff(below)
-    histogram[0] += below[0]  # volume spread below 0 Gy belongs to the first bin
-    return np.maximum(histogram, 0.0)
-
-
-def _subslices(
-    z_mm: float, thickness_mm: float, frames_mm: NDArray[np.float64]
-) -> list[tuple[float, float]]:
-    """(centre, thickness) in mm of the pieces of the slab ``z_mm ± thickness_mm / 2`` cut at
-    every dose frame inside it: the interpolated dose is linear in z within each piece, which
-    the spread of each sample then represents exactly."""
-    lo, hi = z_mm - thickness_mm / 2, z_mm + thickness_mm / 2
-    inner = frames_mm[(frames_mm > lo + 1e-6) & (frames_mm < hi - 1e-6)]
-    edges = np.concatenate([[lo], inner, [hi]])
-    return [
-        (float((a + b) / 2), float(b - a))
-        for a, b in zip(edges[:-1], edges[1:], strict=True)
-        if b - a > 1e-6
-    ]
+    scale = 1.0 / bin_width_gy
+    lo = np.rint((dose_gy - half_width_gy) * scale)
+    np.maximum(lo, 0.0, out=lo)
+    hi = np.rint((dose_gy + half_width_gy) * scale)
+    np.maximum(hi, lo + 1.0, out=hi)
+    density = volume_cc / (hi - lo)
+    first, last = lo.astype(np.intp), hi.astype(np.intp)
+    n_bins = int(last.max())
+    # Each sample adds its density to the bins first..last-1: steps up and down, summed.
+    steps = np.bincount(first, weights=density, minlength=n_bins + 1)
+    steps -= np.bincount(last, weights=density, minlength=n_bins + 1)
+    return np.maximum(np.cumsum(steps[:n_bins]), 0.0)
 
 
 class _FineFrames:
     """Dose frames of the RTDOSE resampled (bilinearly) onto an ROI's sampling grid, with the
-    in-plane slopes of that bilinear interpolant, computed once per frame and shared by every
-    contour plane."""
+    in-plane slopes of that bilinear interpolant."""
 
-    def __init__(
-        self,
-        dose: DoseGrid,
-        along_y: tuple[NDArray[np.float64], NDArray[np.float64]],
-        along_x: tuple[NDArray[np.float64], NDArray[np.float64]],
-        rows: slice,
-        cols: slice,
-    ) -> None:
-        """``along_y`` and ``along_x`` hold the interpolation and slope matrices of
-        :func:`~rtcheck.dose.interpolation_matrix`, cut to the dose ``rows`` and ``cols``."""
+    def __init__(self, dose: DoseGrid, along_y: AxisInterpolation, along_x: AxisInterpolation):
         self._dose = dose
-        (self._wy, self._sy), (self._wx, self._sx) = along_y, along_x
-        self._rows, self._cols = rows, cols
-        self._cache: dict[int, tuple[NDArray[np.float64], ...]] = {}
+        self._rows, self._cols = along_y.support(), along_x.support()
+        self._y = self._taps(along_y, self._rows)
+        self._x = self._taps(along_x, self._cols)
+        self._per_mm_x, self._per_mm_y = along_x.per_mm, along_y.per_mm
+        self.frame_count = len(dose.z_mm)
 
-    def _frame(self, k: int) -> tuple[NDArray[np.float64], ...]:
-        if k not in self._cache:
-            window = self._dose.dose_gy[k, self._rows, self._cols].astype(np.float64)
-            across = window @ self._wx.T
-            fine = self._wy @ across
-            grad_y = self._sy @ across
-            grad_x = self._wy @ (window @ self._sx.T)
-            self._cache[k] = (fine.ravel(), grad_x.ravel(), grad_y.ravel())
-        return self._cache[k]
+    @staticmethod
+    def _taps(
+        along: AxisInterpolation, window: slice
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
+        """The two window indices and two weights of each sampling point."""
+        size = max(window.stop - window.start, 1)
+        lower = np.clip(along.index - window.start, 0, size - 1)
+        return lower, np.minimum(lower + 1, size - 1), along.below, along.above
 
-    def sample(
-        self, k: int, f: float, index: NDArray[np.intp]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """Dose, and its x, y and z gradients (Gy/mm), at fine pixels ``index`` of the plane
-        a fraction ``f`` of the way from frame ``k`` to frame ``k + 1``."""
-        lower = self._frame(k)
-        z = self._dose.z_mm
-        if k + 1 >= len(z):
-            value, gx, gy = (a[index] for a in lower)
-            return value, gx, gy, np.zeros_like(value)
-        upper = self._frame(k + 1)
-        lo_v, up_v = lower[0][index], upper[0][index]
-        value = lo_v + f * (up_v - lo_v)
-        gx = lower[1][index]
-        gx += f * (upper[1][index] - gx)
-        gy = lower[2][index]
-        gy += f * (upper[2][index] - gy)
-        gz = (up_v - lo_v) / (z[k + 1] - z[k])
-        return value, gx, gy, gz
+    def stack(
+        self, first: int, last: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Dose (Gy) and its x and y slopes (Gy/mm) on frames ``first..last`` (inclusive),
+        each of shape ``(frames, sampling pixels)``."""
+        n = last - first + 1
+        window = self._dose.dose_gy[first : last + 1, self._rows, self._cols]
+        if window.size == 0:
+            zeros = np.zeros((n, len(self._y[0]) * len(self._x[0])))
+            return zeros, zeros, zeros
+        window = window.astype(np.float64)
+        x0, x1, left, right = self._x
+        y0, y1, down, up = self._y
+        a0, a1 = window[:, :, x0], window[:, :, x1]
+        across = a0 * left + a1 * right
+        rise_x = a1 - a0
+        rise_x *= self._per_mm_x
+        b0, b1 = across[:, y0, :], across[:, y1, :]
+        value = b0 * down[:, None] + b1 * up[:, None]
+        slope_y = (b1 - b0) * self._per_mm_y[:, None]
+        slope_x = rise_x[:, y0, :] * down[:, None] + rise_x[:, y1, :] * up[:, None]
+        return value.reshape(n, -1), slope_x.reshape(n, -1), slope_y.reshape(n, -1)
+
+
+@dataclass(frozen=True, eq=False)
+class _SlabPieces:
+    """The pieces of a batch of contour slabs cut at the dose frames inside them, as arrays of
+    shape ``(planes, pieces)``: the interpolated dose is linear in z within each piece.
+
+    ``frame`` and ``fraction`` place each piece's centre ``fraction`` of the way from dose
+    frame ``frame`` to the next; ``depth_mm`` is its thickness (0 for a missing piece, or one
+    outside the dose grid); ``per_mm`` is 1 / the distance between the two frames.
+    """
+
+    frame: NDArray[np.intp]
+    fraction: NDArray[np.float64]
+    depth_mm: NDArray[np.float64]
+    per_mm: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, planes_mm: list[float], thickness_mm: float, dose: DoseGrid) -> _SlabPieces | None:
+        """The pieces of the slabs ``z ± thickness/2`` of ``planes_mm``; None when no piece
+        lies inside the dose grid."""
+        z = dose.z_mm
+        rows: list[list[tuple[float, float, float, float]]] = []
+        for plane_z in planes_mm:
+            lo, hi = plane_z - thickness_mm / 2, plane_z + thickness_mm / 2
+            inner = z[(z > lo + 1e-6) & (z < hi - 1e-6)]
+            edges = [lo, *(float(v) for v in inner), hi]
+            row = []
+            for a, b in zip(edges[:-1], edges[1:], strict=True):
+                located = dose.locate_z((a + b) / 2) if b - a > 1e-6 else None
+                if located is None:
+                    continue
+                k, f = located
+                per_mm = 1.0 / float(z[k + 1] - z[k]) if k + 1 < len(z) else 0.0
+                row.append((float(k), f, b - a, per_mm))
+            rows.append(row)
+        width = max(len(r) for r in rows)
+        if width == 0:
+            return None
+        table = np.zeros((len(rows), width, 4))
+        for n, row in enumerate(rows):
+            if row:
+                table[n, : len(row)] = row
+        frame = table[:, :, 0].astype(np.intp)
+        present = table[:, :, 2] > 0
+        # A missing piece points at a frame the batch uses anyway, and adds no depth.
+        frame[~present] = int(frame[present].min())
+        return cls(frame, table[:, :, 1], table[:, :, 2], table[:, :, 3])
+
+
+def _slab_samples(
+    frames: _FineFrames,
+    pieces: _SlabPieces,
+    plane: NDArray[np.intp],
+    pixel: NDArray[np.intp],
+    covered: CoveredPixels,
+    spacing_mm: float,
+) -> Iterator[tuple[NDArray[np.float64], ...]]:
+    """Samples of the covered part of each sampling pixel ``pixel`` of contour slab ``plane``,
+    in groups: covered area (mm²), depth inside the dose grid (mm; 0 for no sample), mean dose
+    (Gy) and dose variance (Gy²). A sample is a piece of a slab, or a whole slab where
+    :func:`_pool_linear_pieces` pools its pieces.
+
+    Within a piece the dose is trilinear: its mean over the covered part is its value at the
+    part's centroid (the small bilinear cross term aside), and its variance follows from the
+    in-plane slopes and the part's second moments, and from the z slope across the piece.
+    Whole pixels, most of an organ, need no centroid or moments of their own.
+    """
+    first = int(pieces.frame.min())
+    last = min(int(pieces.frame.max()) + 1, frames.frame_count - 1)
+    value, slope_x, slope_y = (a.ravel() for a in frames.stack(first, last))
+    npix = value.size // (last - first + 1)
+    part = covered.partial
+    whole_var = spacing_mm * spacing_mm / 12.0
+    ox, oy = covered.offset_x_mm[part], covered.offset_y_mm[part]
+    extra_x = covered.var_x_mm2[part] - whole_var
+    extra_y = covered.var_y_mm2[part] - whole_var
+    cxy2 = 2.0 * covered.cov_xy_mm2[part]
+    slabs = []
+    for j in range(pieces.frame.shape[1]):
+        k = pieces.frame[plane, j]
+        f = pieces.fraction[plane, j]
+        dz = pieces.depth_mm[plane, j]
+        lower = (k - first) * npix + pixel
+        upper = (np.minimum(k + 1, last) - first) * npix + pixel
+        v0 = value[lower]
+        slope_z = (value[upper] - v0) * pieces.per_mm[plane, j]
+        gx = slope_x[lower]
+        gx += f * (slope_x[upper] - gx)
+        gy = slope_y[lower]
+        gy += f * (slope_y[upper] - gy)
+        mean = v0 + f * (value[upper] - v0)
+        rise = slope_z * dz  # the dose change across the piece
+        variance = (gx * gx + gy * gy) * whole_var + rise * rise / 12.0
+        if part.size:
+            px, py = gx[part], gy[part]
+            mean[part] += px * ox + py * oy
+            variance[part] += px * px * extra_x + py * py * extra_y + px * py * cxy2
+        slabs.append((dz, mean, variance, slope_z, gx, gy))
+    yield from _pool_linear_pieces(slabs, covered.fraction * (spacing_mm * spacing_mm), spacing_mm)
+
+
+def _pool_linear_pieces(
+    slabs: Sequence[tuple[NDArray[np.float64], ...]],
+    area_mm2: NDArray[np.float64],
+    spacing_mm: float,
+) -> Iterator[tuple[NDArray[np.float64], ...]]:
+    """Pool the pieces of each sample where the dose is linear across them, keep them apart
+    elsewhere.
+
+    Pooling keeps a sample's mean and variance exact but represents its dose as one uniform
+    spread. Where the slopes change from one piece to the next by less than
+    :data:`POOLING_TOLERANCE_GY` over a piece (or a pixel), the pieces are one linear field
+    and pooling loses nothing measurable; where they change more (a penumbra across a dose
+    frame), the pieces stay separate samples.
+    """
+    if len(slabs) == 1:
+        dz, mean, variance = slabs[0][:3]
+        yield area_mm2, dz, mean, variance
+        return
+    kink = np.zeros(slabs[0][0].size)
+    for (dz0, _, _, gz0, gx0, gy0), (dz1, _, _, gz1, gx1, gy1) in pairwise(slabs):
+        change = np.abs(gz1 - gz0) * (0.5 * (dz0 + dz1))
+        change += (np.abs(gx1 - gx0) + np.abs(gy1 - gy0)) * spacing_mm
+        change[(dz0 == 0) | (dz1 == 0)] = 0.0  # a missing piece changes nothing
+        np.maximum(kink, change, out=kink)
+    pooled = kink < POOLING_TOLERANCE_GY
+    apart = ~pooled
+    depth = np.zeros(int(pooled.sum()))
+    sum_dose = np.zeros_like(depth)
+    sum_square = np.zeros_like(depth)
+    for dz, mean, variance, *_ in slabs:
+        d, m = dz[pooled], mean[pooled]
+        depth += d
+        sum_dose += d * m
+        sum_square += d * (m * m + variance[pooled])
+        yield area_mm2[apart], dz[apart], mean[apart], variance[apart]
+    safe = np.where(depth > 0, depth, 1.0)
+    pooled_mean = sum_dose / safe
+    yield area_mm2[pooled], depth, pooled_mean, sum_square / safe - pooled_mean * pooled_mean
 
 
 def _uniform_square_spacing(dose: DoseGrid) -> float | None:
@@ -393,11 +483,3 @@ def _uniform_square_spacing(dose: DoseGrid) -> float | None:
 
 def _step(axis: NDArray[np.float64]) -> float:
     return float(np.min(np.diff(axis))) if len(axis) > 1 else math.inf
-
-
-def _support(weights: NDArray[np.float64]) -> slice:
-    """The smallest slice of grid columns that carries non-zero weights."""
-    used = np.nonzero(weights.any(axis=0))[0]
-    if used.size == 0:
-        return slice(0, 0)
-    return slice(int(used[0]), int(used[-1]) + 1)

@@ -51,6 +51,9 @@ class CoveredPixels:
     var_x_mm2, var_y_mm2, cov_xy_mm2
         Second central moments (mm²) of the covered part per unit of its area: the spread of
         its points about their centroid (``spacing²/12`` along each axis for a whole pixel).
+    partial
+        Indices of the pixels only partly covered: the others are whole pixels, with no
+        centroid offset and a whole pixel's moments.
     """
 
     fraction: NDArray[np.float64]
@@ -59,6 +62,7 @@ class CoveredPixels:
     var_x_mm2: NDArray[np.float64]
     var_y_mm2: NDArray[np.float64]
     cov_xy_mm2: NDArray[np.float64]
+    partial: NDArray[np.intp]
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +116,7 @@ class Coverage:
             var_x[partial] = vx * area
             var_y[partial] = vy * area
             cov_xy[partial] = np.clip(mxy - ox * oy, -limit, limit) * area
-        return CoveredPixels(fraction, offset_x, offset_y, var_x, var_y, cov_xy)
+        return CoveredPixels(fraction, offset_x, offset_y, var_x, var_y, cov_xy, partial)
 
 
 def polygon_coverage(

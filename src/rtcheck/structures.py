@@ -16,6 +16,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from rtcheck.decimals import parse_plain_decimals
 from rtcheck.errors import InvalidStructureError
 
 #: Contours whose z coordinates spread more than this (mm) are not axial and are skipped.
@@ -183,12 +184,14 @@ def _read_planes(item: Dataset, name: str) -> tuple[tuple[ContourPlane, ...], tu
     """Group an ROI's closed planar contours by plane, skipping degenerate ones with a warning."""
     contours: list[tuple[float, NDArray[np.float64]]] = []
     skipped: dict[str, int] = defaultdict(int)
+    closed = []
     for contour in item.get("ContourSequence", []):
         kind = str(contour.get("ContourGeometricType", "")).upper()
         if kind not in _CLOSED_TYPES:
             skipped[f"{kind or 'untyped'} contour (only CLOSED_PLANAR is used)"] += 1
-            continue
-        values = _contour_data(contour)
+        else:
+            closed.append(contour)
+    for values in _contour_data(closed):
         if values is None or values.size % 3 != 0:
             skipped["contour whose ContourData is missing or not in (x, y, z) triplets"] += 1
             continue
@@ -219,12 +222,34 @@ def _read_planes(item: Dataset, name: str) -> tuple[tuple[ContourPlane, ...], tu
     return planes, warnings
 
 
-def _contour_data(contour: Dataset) -> NDArray[np.float64] | None:
-    """ContourData as floats (mm), or None when absent or not numbers.
+def _contour_data(contours: list[Dataset]) -> list[NDArray[np.float64] | None]:
+    """The ContourData of each contour as floats (mm), or None when absent or not numbers.
 
-    The decimal strings are parsed by numpy from the raw bytes: converting each value to a
-    pydicom DSfloat first costs ten times more on a large structure set.
+    The decimal strings are read from the raw bytes, those of all the contours in one pass
+    (:func:`~rtcheck.decimals.parse_plain_decimals`); converting each value to a pydicom
+    DSfloat costs ten times more on a large structure set.
     """
+    raws: list[bytes | None] = []
+    for contour in contours:
+        element = contour.get_item(_CONTOUR_DATA)
+        if isinstance(element, RawDataElement):
+            raws.append(bytes(element.value or b"").strip(b" \x00") or None)
+        else:
+            raws.append(None)
+    plain = [r for r in raws if r is not None]
+    values = parse_plain_decimals(b"\\".join(plain)) if plain else None
+    if values is not None:
+        sizes = [r.count(b"\\") + 1 for r in plain]
+        parts = iter(np.split(values, np.cumsum(sizes)[:-1]))
+        return [
+            next(parts) if r is not None else _one_contour_data(c)
+            for r, c in zip(raws, contours, strict=True)
+        ]
+    return [_one_contour_data(c) for c in contours]
+
+
+def _one_contour_data(contour: Dataset) -> NDArray[np.float64] | None:
+    """ContourData as floats (mm) by the general path, or None when absent or not numbers."""
     element = contour.get_item(_CONTOUR_DATA)
     if element is None:
         return None

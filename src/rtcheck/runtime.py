@@ -1,0 +1,39 @@
+"""Process-wide settings under which rtcheck's array work runs faster.
+
+They are applied by the command line and by batch workers, never on import: a program that
+imports rtcheck as a library keeps its own settings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+#: glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Freed memory kept for reuse before it is returned to the system (bytes).
+TRIM_THRESHOLD_BYTES = 512 * 1024 * 1024
+#: Largest block served from the heap rather than by its own mapping (glibc's maximum).
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's allocator keep freed memory for reuse instead of returning it at once.
+
+    A DVH makes many short-lived arrays of a few hundred kilobytes to a few megabytes. By
+    default glibc gives such memory back to the system as soon as it is freed, and the next
+    array faults every page in again: on the phantom that is about 15,000 page faults and a
+    tenth of the DVH time. Returns whether the setting was applied (only on glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    trimmed = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    mapped = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    return bool(trimmed and mapped)
