@@ -14,9 +14,8 @@ the dose grid, and small ones get it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,9 +33,6 @@ SAMPLES_ACROSS = 32
 MIN_SAMPLE_SPACING_MM = 0.2
 #: Scanlines per sampling-pixel row for the coverage computation.
 SCANLINES_PER_PIXEL = 4
-#: Largest change of dose slope across a dose frame (Gy, over a slab piece or a pixel) for
-#: which the two pieces of a sample are pooled into one.
-POOLING_TOLERANCE_GY = 0.01
 #: Planes are filled in batches of at most this many sampling pixels (memory bound).
 CHUNK_PIXELS = 65536
 
@@ -386,9 +382,8 @@ def _slab_samples(
     spacing_mm: float,
 ) -> Iterator[tuple[NDArray[np.float64], ...]]:
     """Samples of the covered part of each sampling pixel ``pixel`` of contour slab ``plane``,
-    in groups: covered area (mm²), depth inside the dose grid (mm; 0 for no sample), mean dose
-    (Gy) and dose variance (Gy²). A sample is a piece of a slab, or a whole slab where
-    :func:`_pool_linear_pieces` pools its pieces.
+    one group per slab piece: covered area (mm²), depth inside the dose grid (mm; 0 where the
+    slab has no such piece), mean dose (Gy) and dose variance (Gy²).
 
     Within a piece the dose is trilinear: its mean over the covered part is its value at the
     part's centroid (the small bilinear cross term aside), and its variance follows from the
@@ -405,7 +400,7 @@ def _slab_samples(
     extra_x = covered.var_x_mm2[part] - whole_var
     extra_y = covered.var_y_mm2[part] - whole_var
     cxy2 = 2.0 * covered.cov_xy_mm2[part]
-    slabs = []
+    area_mm2 = covered.fraction * (spacing_mm * spacing_mm)
     for j in range(pieces.frame.shape[1]):
         k = pieces.frame[plane, j]
         f = pieces.fraction[plane, j]
@@ -413,60 +408,19 @@ def _slab_samples(
         lower = (k - first) * npix + pixel
         upper = (np.minimum(k + 1, last) - first) * npix + pixel
         v0 = value[lower]
-        slope_z = (value[upper] - v0) * pieces.per_mm[plane, j]
+        step = value[upper] - v0
         gx = slope_x[lower]
         gx += f * (slope_x[upper] - gx)
         gy = slope_y[lower]
         gy += f * (slope_y[upper] - gy)
-        mean = v0 + f * (value[upper] - v0)
-        rise = slope_z * dz  # the dose change across the piece
+        mean = v0 + f * step
+        rise = step * pieces.per_mm[plane, j] * dz  # the dose change across the piece
         variance = (gx * gx + gy * gy) * whole_var + rise * rise / 12.0
         if part.size:
             px, py = gx[part], gy[part]
             mean[part] += px * ox + py * oy
             variance[part] += px * px * extra_x + py * py * extra_y + px * py * cxy2
-        slabs.append((dz, mean, variance, slope_z, gx, gy))
-    yield from _pool_linear_pieces(slabs, covered.fraction * (spacing_mm * spacing_mm), spacing_mm)
-
-
-def _pool_linear_pieces(
-    slabs: Sequence[tuple[NDArray[np.float64], ...]],
-    area_mm2: NDArray[np.float64],
-    spacing_mm: float,
-) -> Iterator[tuple[NDArray[np.float64], ...]]:
-    """Pool the pieces of each sample where the dose is linear across them, keep them apart
-    elsewhere.
-
-    Pooling keeps a sample's mean and variance exact but represents its dose as one uniform
-    spread. Where the slopes change from one piece to the next by less than
-    :data:`POOLING_TOLERANCE_GY` over a piece (or a pixel), the pieces are one linear field
-    and pooling loses nothing measurable; where they change more (a penumbra across a dose
-    frame), the pieces stay separate samples.
-    """
-    if len(slabs) == 1:
-        dz, mean, variance = slabs[0][:3]
         yield area_mm2, dz, mean, variance
-        return
-    kink = np.zeros(slabs[0][0].size)
-    for (dz0, _, _, gz0, gx0, gy0), (dz1, _, _, gz1, gx1, gy1) in pairwise(slabs):
-        change = np.abs(gz1 - gz0) * (0.5 * (dz0 + dz1))
-        change += (np.abs(gx1 - gx0) + np.abs(gy1 - gy0)) * spacing_mm
-        change[(dz0 == 0) | (dz1 == 0)] = 0.0  # a missing piece changes nothing
-        np.maximum(kink, change, out=kink)
-    pooled = kink < POOLING_TOLERANCE_GY
-    apart = ~pooled
-    depth = np.zeros(int(pooled.sum()))
-    sum_dose = np.zeros_like(depth)
-    sum_square = np.zeros_like(depth)
-    for dz, mean, variance, *_ in slabs:
-        d, m = dz[pooled], mean[pooled]
-        depth += d
-        sum_dose += d * m
-        sum_square += d * (m * m + variance[pooled])
-        yield area_mm2[apart], dz[apart], mean[apart], variance[apart]
-    safe = np.where(depth > 0, depth, 1.0)
-    pooled_mean = sum_dose / safe
-    yield area_mm2[pooled], depth, pooled_mean, sum_square / safe - pooled_mean * pooled_mean
 
 
 def _uniform_square_spacing(dose: DoseGrid) -> float | None:
