@@ -72,8 +72,7 @@ class Coverage:
     Attributes
     ----------
     fraction
-        Fraction of each pixel inside, shape ``(planes, ny, nx)``; 0..1 up to rounding (and up
-        to overlaps, for sums of coverages).
+        Fraction (0..1) of each pixel inside, shape ``(planes, ny, nx)``.
     moments
         Raw moments of the covered part about each pixel's centre, in pixel units, summed over
         the covered area like ``fraction``: x, y, xx, yy and xy, each shaped like ``fraction``.
@@ -97,7 +96,7 @@ class Coverage:
         Whole pixels get exact values; rounding cannot push a centroid out of its pixel nor a
         spread past what a pixel holds.
         """
-        fraction = np.clip(self.fraction.ravel()[flat_index], 0.0, 1.0)
+        fraction = self.fraction.ravel()[flat_index]
         n = fraction.size
         s, area = self.spacing_mm, self.spacing_mm * self.spacing_mm
         offset_x, offset_y, cov_xy = np.zeros(n), np.zeros(n), np.zeros(n)
