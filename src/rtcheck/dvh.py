@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from rtcheck.dose import AxisInterpolation, DoseGrid, interpolation_along
 from rtcheck.errors import InvalidStructureError
+from rtcheck.histogram import HistogramTally
 from rtcheck.occupancy import CoveredPixels, PixelGrid
 from rtcheck.regions import Region
 from rtcheck.structures import Structure
@@ -35,6 +36,8 @@ MIN_SAMPLE_SPACING_MM = 0.2
 SCANLINES_PER_PIXEL = 4
 #: Planes are filled in batches of at most this many sampling pixels (memory bound).
 CHUNK_PIXELS = 65536
+#: Coverage from which a sampling pixel counts as wholly inside (rounding aside).
+WHOLE_FRACTION = 1.0 - 1e-9
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,44 +183,48 @@ def compute_dvh(
         raise InvalidStructureError(f"ROI {region.name!r} has no closed contours")
     grid = sampling_grid(region, dose, spacing_mm)
     s = grid.spacing_mm
+    npix = grid.nx * grid.ny
     along_x = interpolation_along(dose.x_mm, grid.x_centres())
     along_y = interpolation_along(dose.y_mm, grid.y_centres())
-    inside_xy = np.outer(along_y.inside, along_x.inside)
+    inside_xy = np.outer(along_y.inside, along_x.inside).ravel()
 
     thickness = region.slab_thickness_mm
     frames = _FineFrames(dose, along_y, along_x)
-
-    doses: list[NDArray[np.float64]] = []
-    weights: list[NDArray[np.float64]] = []
-    spreads: list[NDArray[np.float64]] = []
+    cells = _WholeCells(npix)
+    tally = HistogramTally(BIN_WIDTH_GY)
     volume_mm3 = 0.0
     planes = region.plane_z_mm()
-    chunk = max(1, CHUNK_PIXELS // (grid.nx * grid.ny))
+    chunk = max(1, CHUNK_PIXELS // npix)
     for first in range(0, len(planes), chunk):
         batch = planes[first : first + chunk]
         coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
-        volume_mm3 += float(coverage.fraction.sum()) * s * s * thickness
-        flat = np.flatnonzero((coverage.fraction > 0) & inside_xy[None, :, :])
+        fraction = coverage.fraction.reshape(len(batch), npix)
+        volume_mm3 += float(fraction.sum()) * s * s * thickness
         pieces = _SlabPieces.of(batch, thickness, dose)
-        if flat.size == 0 or pieces is None:
+        if pieces is None:
             continue
-        npix = grid.nx * grid.ny
-        bounds = np.searchsorted(flat, np.arange(len(batch) + 1) * npix)
-        which = np.repeat(np.arange(len(batch)), np.diff(bounds))
-        pixel = flat - which * npix
-        pixels = coverage.at(flat)
-        for area_mm2, depth_mm, mean_gy, variance in _slab_samples(
-            frames, pieces, which, pixel, pixels, s
-        ):
-            keep = depth_mm > 0
-            doses.append(mean_gy[keep])
-            weights.append(area_mm2[keep] * depth_mm[keep])
-            # A uniform spread of half-width sqrt(3) sigma has the sample's variance.
-            spreads.append(np.sqrt(3.0 * np.maximum(variance[keep], 0.0)))
+        first_frame, last_frame = pieces.frames_used(frames.frame_count)
+        # Cells below this batch's frames are complete; they still sit in the current frames.
+        ready = cells.take_below(first_frame)
+        if ready is not None:
+            tally.add(*_cell_samples(frames, *ready, s))
+        frames.advance(first_frame, last_frame)
+        whole = (fraction >= WHOLE_FRACTION) & inside_xy
+        cells.add(pieces, whole)
+        flat = np.flatnonzero((fraction > 0) & ~whole & inside_xy)
+        if flat.size:
+            plane, pixel = np.divmod(flat, npix)
+            for sample in _partial_samples(frames, pieces, plane, pixel, coverage.at(flat), s):
+                tally.add(*sample)
+    ready = cells.take_below(frames.frame_count)
+    if ready is not None:
+        tally.add(*_cell_samples(frames, *ready, s))
 
     volume_cc = volume_mm3 / 1000.0
     warnings = list(region.warnings)
-    if not doses or sum(w.size for w in weights) == 0:
+    totals = tally.summary()
+    in_grid_cc = totals.volume_cc
+    if in_grid_cc <= 0:
         warnings.append(f"ROI {region.name!r} lies entirely outside the dose grid")
         return DVH(
             name=region.name,
@@ -230,10 +237,6 @@ def compute_dvh(
             max_gy=math.nan,
             warnings=tuple(warnings),
         )
-    d = np.maximum(np.concatenate(doses), 0.0)
-    w = np.concatenate(weights) / 1000.0
-    h = np.concatenate(spreads)
-    in_grid_cc = float(w.sum())
     if in_grid_cc < volume_cc * (1 - 1e-6):
         warnings.append(
             f"ROI {region.name!r}: {100 * (1 - in_grid_cc / volume_cc):.2f}% of its volume "
@@ -244,45 +247,22 @@ def compute_dvh(
         volume_cc=volume_cc,
         volume_in_grid_cc=min(in_grid_cc, volume_cc),
         bin_width_gy=BIN_WIDTH_GY,
-        differential_cc=spread_histogram(d, w, h, BIN_WIDTH_GY),
-        mean_gy=float(np.dot(d, w) / in_grid_cc),
-        min_gy=float(max(0.0, np.min(d - h))),
-        max_gy=float(np.max(d + h)),
+        differential_cc=totals.differential_cc,
+        mean_gy=totals.mean_gy,
+        min_gy=totals.min_gy,
+        max_gy=totals.max_gy,
         warnings=tuple(warnings),
     )
 
 
-def spread_histogram(
-    dose_gy: NDArray[np.float64],
-    volume_cc: NDArray[np.float64],
-    half_width_gy: NDArray[np.float64],
-    bin_width_gy: float,
-) -> NDArray[np.float64]:
-    """Differential histogram of samples, each spread uniformly over ``dose ± half_width``.
-
-    A sample stands for a small volume over which the dose varies; spreading it over the range
-    that the local gradient gives (with the same variance) keeps D-metrics from snapping to the
-    sampling grid. The ends of each range are taken to the nearest bin edge (half a bin at
-    most), and a range narrower than a bin fills the bin nearest to it; dose below 0 Gy
-    belongs to the first bin.
-    """
-    scale = 1.0 / bin_width_gy
-    lo = np.rint((dose_gy - half_width_gy) * scale)
-    np.maximum(lo, 0.0, out=lo)
-    hi = np.rint((dose_gy + half_width_gy) * scale)
-    np.maximum(hi, lo + 1.0, out=hi)
-    density = volume_cc / (hi - lo)
-    first, last = lo.astype(np.intp), hi.astype(np.intp)
-    n_bins = int(last.max())
-    # Each sample adds its density to the bins first..last-1: steps up and down, summed.
-    steps = np.bincount(first, weights=density, minlength=n_bins + 1)
-    steps -= np.bincount(last, weights=density, minlength=n_bins + 1)
-    return np.maximum(np.cumsum(steps[:n_bins]), 0.0)
-
-
 class _FineFrames:
     """Dose frames of the RTDOSE resampled (bilinearly) onto an ROI's sampling grid, with the
-    in-plane slopes of that bilinear interpolant."""
+    in-plane slopes of that bilinear interpolant, for the block of frames in use.
+
+    ``value``, ``slope_x`` and ``slope_y`` (Gy, Gy/mm) have shape ``(frames, sampling pixels)``;
+    row ``r`` holds frame ``first + r``. Blocks advance upwards in z, and frames shared with
+    the previous block are kept, not computed again.
+    """
 
     def __init__(self, dose: DoseGrid, along_y: AxisInterpolation, along_x: AxisInterpolation):
         self._dose = dose
@@ -290,7 +270,11 @@ class _FineFrames:
         self._y = self._taps(along_y, self._rows)
         self._x = self._taps(along_x, self._cols)
         self._per_mm_x, self._per_mm_y = along_x.per_mm, along_y.per_mm
+        self._npix = len(self._y[0]) * len(self._x[0])
         self.frame_count = len(dose.z_mm)
+        self.first = 0
+        empty = np.zeros((0, self._npix))
+        self.value, self.slope_x, self.slope_y = empty, empty, empty
 
     @staticmethod
     def _taps(
@@ -301,27 +285,41 @@ class _FineFrames:
         lower = np.clip(along.index - window.start, 0, size - 1)
         return lower, np.minimum(lower + 1, size - 1), along.below, along.above
 
-    def stack(
+    def advance(self, first: int, last: int) -> None:
+        """Make frames ``first..last`` (inclusive) the block in use."""
+        held_last = self.first + len(self.value) - 1
+        if self.first <= first <= held_last < last:
+            keep = slice(first - self.first, None)
+            fresh = self._compute(held_last + 1, last)
+            self.value, self.slope_x, self.slope_y = (
+                np.concatenate([old[keep], new])
+                for old, new in zip((self.value, self.slope_x, self.slope_y), fresh, strict=True)
+            )
+        else:
+            self.value, self.slope_x, self.slope_y = self._compute(first, last)
+        self.first = first
+
+    def _compute(
         self, first: int, last: int
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """Dose (Gy) and its x and y slopes (Gy/mm) on frames ``first..last`` (inclusive),
-        each of shape ``(frames, sampling pixels)``."""
         n = last - first + 1
         window = self._dose.dose_gy[first : last + 1, self._rows, self._cols]
         if window.size == 0:
-            zeros = np.zeros((n, len(self._y[0]) * len(self._x[0])))
+            zeros = np.zeros((n, self._npix))
             return zeros, zeros, zeros
         window = window.astype(np.float64)
         x0, x1, left, right = self._x
         y0, y1, down, up = self._y
-        a0, a1 = window[:, :, x0], window[:, :, x1]
+        # np.take keeps the arrays in C order, which every later gather and ravel relies on.
+        a0, a1 = np.take(window, x0, axis=2), np.take(window, x1, axis=2)
         across = a0 * left + a1 * right
         rise_x = a1 - a0
         rise_x *= self._per_mm_x
-        b0, b1 = across[:, y0, :], across[:, y1, :]
+        b0, b1 = np.take(across, y0, axis=1), np.take(across, y1, axis=1)
         value = b0 * down[:, None] + b1 * up[:, None]
         slope_y = (b1 - b0) * self._per_mm_y[:, None]
-        slope_x = rise_x[:, y0, :] * down[:, None] + rise_x[:, y1, :] * up[:, None]
+        slope_x = np.take(rise_x, y0, axis=1) * down[:, None]
+        slope_x += np.take(rise_x, y1, axis=1) * up[:, None]
         return value.reshape(n, -1), slope_x.reshape(n, -1), slope_y.reshape(n, -1)
 
 
@@ -331,8 +329,9 @@ class _SlabPieces:
     shape ``(planes, pieces)``: the interpolated dose is linear in z within each piece.
 
     ``frame`` and ``fraction`` place each piece's centre ``fraction`` of the way from dose
-    frame ``frame`` to the next; ``depth_mm`` is its thickness (0 for a missing piece, or one
-    outside the dose grid); ``per_mm`` is 1 / the distance between the two frames.
+    frame ``frame`` to the next (the piece lies in dose cell ``frame``); ``depth_mm`` is its
+    thickness (0 for a missing piece, or one outside the dose grid); ``per_mm`` is 1 / the
+    distance between the two frames.
     """
 
     frame: NDArray[np.intp]
@@ -372,8 +371,105 @@ class _SlabPieces:
         frame[~present] = int(frame[present].min())
         return cls(frame, table[:, :, 1], table[:, :, 2], table[:, :, 3])
 
+    def frames_used(self, frame_count: int) -> tuple[int, int]:
+        """First and last dose frame that the pieces' cells touch."""
+        return int(self.frame.min()), min(int(self.frame.max()) + 1, frame_count - 1)
 
-def _slab_samples(
+
+class _WholeCells:
+    """Whole sampling pixels pooled per dose cell (the slab between two dose frames).
+
+    Where a pixel lies wholly inside the ROI, every slab piece it has in one dose cell adds to
+    one sample: the trilinear dose is linear in z there, so the pooled sample's mean is the
+    dose at its mean depth, and its z spread follows from the depth moments. Large organs thus
+    need about one sample per dose cell, not one per slab piece.
+
+    For each cell, ``moments`` holds three rows over the sampling pixels: the depth (mm), and
+    the depth-weighted first and second moments of the position within the cell (0..1).
+    """
+
+    def __init__(self, npix: int):
+        self._npix = npix
+        self._pending: dict[int, NDArray[np.float64]] = {}
+
+    def add(self, pieces: _SlabPieces, whole: NDArray[np.bool_]) -> None:
+        """Pool the pieces of the batch's slabs over the pixels ``whole`` (planes × pixels)."""
+        present = pieces.depth_mm > 0
+        plane = np.nonzero(present)[0]
+        k = pieces.frame[present]
+        dz = pieces.depth_mm[present]
+        f = pieces.fraction[present]
+        extent = dz * pieces.per_mm[present]  # the piece's thickness as a part of its cell
+        lowest = int(k.min())
+        cells = int(k.max()) - lowest + 1
+        n_planes = whole.shape[0]
+        slot = (k - lowest) * n_planes + plane
+        weights = np.stack(
+            [
+                np.asarray(np.bincount(slot, weights=w, minlength=cells * n_planes), np.float64)
+                for w in (dz, dz * f, dz * (f * f + extent * extent / 12.0))
+            ]
+        ).reshape(3, cells, n_planes)
+        sums = (weights.reshape(3 * cells, n_planes) @ whole.astype(np.float64)).reshape(
+            3, cells, self._npix
+        )
+        for c in range(cells):
+            if not weights[0, c].any():
+                continue
+            held = self._pending.get(lowest + c)
+            if held is None:
+                self._pending[lowest + c] = sums[:, c].copy()
+            else:
+                held += sums[:, c]
+
+    def take_below(self, frame: int) -> tuple[NDArray[np.intp], NDArray[np.float64]] | None:
+        """Remove the cells below ``frame`` and return them with their moments, shaped
+        ``(cells, 3, pixels)``; None when there are none."""
+        ready = sorted(c for c in self._pending if c < frame)
+        if not ready:
+            return None
+        moments = np.stack([self._pending.pop(c) for c in ready])
+        return np.array(ready, dtype=np.intp), moments
+
+
+def _cell_samples(
+    frames: _FineFrames,
+    cells: NDArray[np.intp],
+    moments: NDArray[np.float64],
+    spacing_mm: float,
+) -> tuple[NDArray[np.float64], ...]:
+    """The pooled samples of whole pixels in dose cells ``cells``: mean dose (Gy), volume (cc)
+    and dose variance (Gy²) of each pixel of each cell (volume 0 where the cell holds none of
+    the pixel), from the cells' depth moments (see :class:`_WholeCells`)."""
+    lower = cells - frames.first
+    upper = np.minimum(cells + 1, frames.frame_count - 1) - frames.first
+    depth = moments[:, 0, :]
+    # Pixels without depth have no moments either: any positive divisor leaves them at 0.
+    per_depth = 1.0 / np.maximum(depth, 1e-300)
+    u = moments[:, 1, :] * per_depth
+    spread_u = moments[:, 2, :] * per_depth
+    spread_u -= u * u
+    np.maximum(spread_u, 0.0, out=spread_u)
+    v0 = np.take(frames.value, lower, axis=0)
+    rise = np.take(frames.value, upper, axis=0)
+    rise -= v0
+    gx = np.take(frames.slope_x, lower, axis=0)
+    gx += u * (np.take(frames.slope_x, upper, axis=0) - gx)
+    gy = np.take(frames.slope_y, lower, axis=0)
+    gy += u * (np.take(frames.slope_y, upper, axis=0) - gy)
+    v0 += u * rise
+    area_mm2 = spacing_mm * spacing_mm
+    gx *= gx
+    gy *= gy
+    gx += gy
+    gx *= area_mm2 / 12.0
+    rise *= rise
+    rise *= spread_u
+    gx += rise
+    return v0.ravel(), (depth * (area_mm2 / 1000.0)).ravel(), gx.ravel()
+
+
+def _partial_samples(
     frames: _FineFrames,
     pieces: _SlabPieces,
     plane: NDArray[np.intp],
@@ -381,46 +477,36 @@ def _slab_samples(
     covered: CoveredPixels,
     spacing_mm: float,
 ) -> Iterator[tuple[NDArray[np.float64], ...]]:
-    """Samples of the covered part of each sampling pixel ``pixel`` of contour slab ``plane``,
-    one group per slab piece: covered area (mm²), depth inside the dose grid (mm; 0 where the
-    slab has no such piece), mean dose (Gy) and dose variance (Gy²).
+    """Samples of the covered part of partly covered sampling pixels ``pixel`` of contour slabs
+    ``plane``, one group per slab piece: mean dose (Gy), volume (cc; 0 where the slab has no
+    such piece) and dose variance (Gy²).
 
     Within a piece the dose is trilinear: its mean over the covered part is its value at the
     part's centroid (the small bilinear cross term aside), and its variance follows from the
     in-plane slopes and the part's second moments, and from the z slope across the piece.
-    Whole pixels, most of an organ, need no centroid or moments of their own.
     """
-    first = int(pieces.frame.min())
-    last = min(int(pieces.frame.max()) + 1, frames.frame_count - 1)
-    value, slope_x, slope_y = (a.ravel() for a in frames.stack(first, last))
-    npix = value.size // (last - first + 1)
-    part = covered.partial
-    whole_var = spacing_mm * spacing_mm / 12.0
-    ox, oy = covered.offset_x_mm[part], covered.offset_y_mm[part]
-    extra_x = covered.var_x_mm2[part] - whole_var
-    extra_y = covered.var_y_mm2[part] - whole_var
-    cxy2 = 2.0 * covered.cov_xy_mm2[part]
-    area_mm2 = covered.fraction * (spacing_mm * spacing_mm)
+    value, slope_x, slope_y = frames.value.ravel(), frames.slope_x.ravel(), frames.slope_y.ravel()
+    npix = frames.value.shape[1]
+    last = frames.first + frames.value.shape[0] - 1
+    ox, oy = covered.offset_x_mm, covered.offset_y_mm
+    vx, vy, cxy2 = covered.var_x_mm2, covered.var_y_mm2, 2.0 * covered.cov_xy_mm2
+    area_cc = covered.fraction * (spacing_mm * spacing_mm / 1000.0)
     for j in range(pieces.frame.shape[1]):
         k = pieces.frame[plane, j]
         f = pieces.fraction[plane, j]
         dz = pieces.depth_mm[plane, j]
-        lower = (k - first) * npix + pixel
-        upper = (np.minimum(k + 1, last) - first) * npix + pixel
+        lower = (k - frames.first) * npix + pixel
+        upper = (np.minimum(k + 1, last) - frames.first) * npix + pixel
         v0 = value[lower]
         step = value[upper] - v0
         gx = slope_x[lower]
         gx += f * (slope_x[upper] - gx)
         gy = slope_y[lower]
         gy += f * (slope_y[upper] - gy)
-        mean = v0 + f * step
+        mean = v0 + f * step + gx * ox + gy * oy
         rise = step * pieces.per_mm[plane, j] * dz  # the dose change across the piece
-        variance = (gx * gx + gy * gy) * whole_var + rise * rise / 12.0
-        if part.size:
-            px, py = gx[part], gy[part]
-            mean[part] += px * ox + py * oy
-            variance[part] += px * px * extra_x + py * py * extra_y + px * py * cxy2
-        yield area_mm2, dz, mean, variance
+        variance = gx * gx * vx + gy * gy * vy + gx * gy * cxy2 + rise * rise / 12.0
+        yield mean, area_cc * dz, variance
 
 
 def _uniform_square_spacing(dose: DoseGrid) -> float | None:

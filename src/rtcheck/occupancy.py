@@ -171,11 +171,16 @@ def polygon_coverage(
     xs = x1[edge] + t * (x2[edge] - x1[edge])
     lines = edge_plane[edge] * lines_per_plane + local_line
 
-    order = np.lexsort((xs, lines))
-    xs, lines = xs[order], lines[order]
+    # Sort the crossings by line, then by x, on one key: x in pixel units (clipped just
+    # outside the grid, which keeps the order that matters) plus the line times the row width.
+    u = np.clip((xs - grid.x0_mm) / grid.spacing_mm, -1.0, grid.nx + 1.0)
+    u += 1.0
+    key = lines * float(grid.nx + 3) + u
+    order = np.argsort(key)
+    u, lines = u[order], lines[order]
     # Every line has an even number of crossings, so consecutive pairs are the filled intervals.
-    a = np.clip((xs[0::2] - grid.x0_mm) / grid.spacing_mm, 0.0, grid.nx)
-    b = np.clip((xs[1::2] - grid.x0_mm) / grid.spacing_mm, 0.0, grid.nx)
+    a = np.clip(u[0::2] - 1.0, 0.0, grid.nx)
+    b = np.clip(u[1::2] - 1.0, 0.0, grid.nx)
     line = lines[0::2]
     keep = b > a
     a, b, line = a[keep], b[keep], line[keep]
@@ -210,7 +215,7 @@ def polygon_coverage(
     fraction = add(part_length)
     moment_x = add(part_x)
     moment_y = add(part_length * part_offset)
-    moment_xx = add((hi**3 - lo**3) / (3.0 * subsamples))
+    moment_xx = add((hi * hi * hi - lo * lo * lo) / (3.0 * subsamples))
     moment_yy = add(part_length * part_yy)
     moment_xy = add(part_x * part_offset)
 
@@ -221,10 +226,12 @@ def polygon_coverage(
     stops = pixel_row[apart] * stride + ib[apart]
     rows_total = n_planes * grid.ny
 
+    steps_at = np.concatenate([starts, stops])
+
     def runs(weight: float | NDArray[np.float64]) -> NDArray[np.float64]:
         weights = np.broadcast_to(weight, starts.shape)
-        steps = np.bincount(starts, weights=weights, minlength=rows_total * stride)
-        steps -= np.bincount(stops, weights=weights, minlength=rows_total * stride)
+        up_down = np.concatenate([weights, -weights])
+        steps = np.bincount(steps_at, weights=up_down, minlength=rows_total * stride)
         # Each row's steps sum to zero (every start has its stop in the same row), so one
         # running sum over the flattened rows is the running sum within each row.
         total = np.cumsum(steps).reshape(rows_total, stride)[:, : grid.nx].ravel()
