@@ -16,6 +16,7 @@ from rtcheck.dvh import sampling_grid
 from rtcheck.occupancy import PixelGrid, polygon_coverage
 from rtcheck.plan import load_plan
 from rtcheck.regions import Region
+from rtcheck.structures import ContourPlane, Structure
 from tests.test_cli import PHANTOM
 
 
@@ -78,11 +79,35 @@ SHAPES = {
 }
 
 
+GRID = PixelGrid(x0_mm=-1.0, y0_mm=-1.0, spacing_mm=1.25, nx=9, ny=9)
+
+
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_coverage_moments_match_exact_clipping(name):
     polygon = SHAPES[name]
-    grid = PixelGrid(x0_mm=-1.0, y0_mm=-1.0, spacing_mm=1.25, nx=9, ny=9)
-    coverage = polygon_coverage([[np.array(polygon)]], grid, subsamples=64)
+    coverage = polygon_coverage([[np.array(polygon)]], GRID, subsamples=64)
+    check_against_clipping(coverage, [(1.0, polygon)])
+
+
+def test_region_moments_are_the_signed_sums_of_its_rois():
+    # A rotated square minus a triangle inside it: the triangle's boundary pixels are partly
+    # covered, and their moments are the square's minus the triangle's.
+    outer = rotated_rectangle(5.1, 4.9, 9.4, 9.0, 0.21)
+    inner = [(2.9, 2.6), (7.4, 3.9), (4.3, 7.6)]
+    rois = [
+        Structure(n, name, "ORGAN", (ContourPlane(0.0, (np.array(poly),)),), 1.0, ())
+        for n, (name, poly) in enumerate((("Outer", outer), ("Inner", inner)), start=1)
+    ]
+    region = Region("Outer-Inner", (rois[0],), (rois[1],))
+    grid = PixelGrid(x0_mm=-1.0, y0_mm=-1.0, spacing_mm=1.25, nx=10, ny=10)
+    coverage = region.coverage(grid, [0.0], subsamples=64)
+    checked = check_against_clipping(coverage, [(1.0, outer), (-1.0, inner)], grid)
+    assert checked >= 20
+
+
+def check_against_clipping(coverage, signed_polygons, grid=GRID) -> int:
+    """Compare every covered pixel with the exact signed sum of clipped polygons; returns how
+    many pixels had moments worth checking."""
     flat = np.flatnonzero(coverage.fraction > 0)
     pixels = coverage.at(flat)
     s = grid.spacing_mm
@@ -90,8 +115,11 @@ def test_coverage_moments_match_exact_clipping(name):
     for n, index in enumerate(flat):
         i, j = divmod(int(index), grid.nx)
         x0, y0 = grid.x0_mm + j * s, grid.y0_mm + i * s
-        piece = clip(polygon, x0, x0 + s, y0, y0 + s)
-        area, mx, my, mxx, myy, mxy = moments(piece, x0 + s / 2, y0 + s / 2)
+        sums = np.zeros(6)
+        for sign, polygon in signed_polygons:
+            piece = clip(polygon, x0, x0 + s, y0, y0 + s)
+            sums += sign * np.array(moments(piece, x0 + s / 2, y0 + s / 2))
+        area, mx, my, mxx, myy, mxy = sums
         assert pixels.fraction[n] == pytest.approx(area / (s * s), abs=2e-3)
         if area < 0.02 * s * s:
             continue  # the moments of a tiny sliver carry no weight
@@ -108,6 +136,7 @@ def test_coverage_moments_match_exact_clipping(name):
     if whole.any():
         assert np.allclose(pixels.var_x_mm2[whole], s * s / 12)
         assert np.allclose(pixels.cov_xy_mm2[whole], 0.0)
+    return checked
 
 
 def test_sampling_grid_is_aligned_with_the_dose_grid():

@@ -66,6 +66,87 @@ class CoveredPixels:
 
 
 @dataclass(frozen=True, eq=False)
+class ScanlineCover:
+    """Where the covered intervals of a stack of planes' scanlines fall on a pixel grid.
+
+    Each interval covers part of the pixel at each of its ends and the whole of the pixels
+    between them. Positions and lengths are in pixel units, about each pixel's centre.
+
+    Attributes
+    ----------
+    nx
+        Pixels per grid row.
+    subsamples
+        Scanlines per pixel row.
+    part_pixel
+        Flat index (into ``(planes, ny, nx)``) of the pixel of each end part.
+    part_lo, part_hi
+        x extent of each end part.
+    part_line
+        y offset of the scanline of each end part.
+    run_start, run_stop
+        The whole pixels of each interval: positions ``start..stop-1`` in the layout where each
+        grid row has ``nx + 1`` slots (so a row's runs end within it).
+    run_line
+        y offset of the scanline of each run.
+    """
+
+    nx: int
+    subsamples: int
+    part_pixel: NDArray[np.intp]
+    part_lo: NDArray[np.float64]
+    part_hi: NDArray[np.float64]
+    part_line: NDArray[np.float64]
+    run_start: NDArray[np.intp]
+    run_stop: NDArray[np.intp]
+    run_line: NDArray[np.float64]
+
+    def moments_at(self, flat_index: NDArray[np.intp]) -> NDArray[np.float64]:
+        """Raw moments (x, y, xx, yy, xy; pixel units, summed over the covered area) about the
+        centres of the pixels at ``flat_index`` (ascending), shaped ``(5, pixels)``."""
+        n = flat_index.size
+        moments = np.zeros((5, n))
+        if n == 0:
+            return moments
+        per_line = 1.0 / self.subsamples
+        band_yy = 1.0 / (12.0 * self.subsamples**2)  # a scanline's band spreads by band²/12
+
+        # End parts: matched to the asked pixels, then summed per pixel.
+        at = np.minimum(np.searchsorted(flat_index, self.part_pixel), n - 1)
+        hit = flat_index[at] == self.part_pixel
+        at = at[hit]
+        lo, hi, line = self.part_lo[hit], self.part_hi[hit], self.part_line[hit]
+        length = (hi - lo) * per_line
+        first = 0.5 * (hi * hi - lo * lo) * per_line
+        for row, weights in enumerate(
+            (
+                first,
+                length * line,
+                (hi * hi * hi - lo * lo * lo) * (per_line / 3.0),
+                length * (line * line + band_yy),
+                first * line,
+            )
+        ):
+            moments[row] += np.bincount(at, weights=weights, minlength=n)
+
+        # Runs: running sums of their steps up and down, read at the asked pixels.
+        if self.run_start.size:
+            row_of, column = np.divmod(flat_index, self.nx)
+            slot = row_of * (self.nx + 1) + column
+            steps_at = np.concatenate([self.run_start, self.run_stop])
+            order = np.argsort(steps_at, kind="stable")
+            reached = np.searchsorted(steps_at[order], slot, side="right")
+            line = self.run_line
+            for row, weights in ((2, np.full(line.shape, per_line / 12.0)),
+                                 (1, line * per_line),
+                                 (3, (line * line + band_yy) * per_line)):  # fmt: skip
+                steps = np.concatenate([weights, -weights])[order]
+                running = np.concatenate([[0.0], np.cumsum(steps)])
+                moments[row] += running[reached]
+        return moments
+
+
+@dataclass(frozen=True, eq=False)
 class Coverage:
     """How polygons cover the pixels of a :class:`PixelGrid`, for a stack of planes.
 
@@ -73,25 +154,25 @@ class Coverage:
     ----------
     fraction
         Fraction (0..1) of each pixel inside, shape ``(planes, ny, nx)``.
-    moments
-        Raw moments of the covered part about each pixel's centre, in pixel units, summed over
-        the covered area like ``fraction``: x, y, xx, yy and xy, each shaped like ``fraction``.
     spacing_mm
         The pixel spacing (mm).
+    parts
+        The scanline covers it is made of, each with its sign (+1 added, -1 subtracted): the
+        moments of the covered part of a pixel are their signed sum.
     """
 
     fraction: NDArray[np.float64]
-    moments: tuple[NDArray[np.float64], ...]
     spacing_mm: float
+    parts: tuple[tuple[float, ScanlineCover], ...] = ()
 
     @classmethod
     def empty(cls, shape: tuple[int, int, int], spacing_mm: float) -> Coverage:
         """No pixel covered."""
-        zeros = np.zeros(shape)
-        return cls(zeros, (zeros,) * 5, spacing_mm)
+        return cls(np.zeros(shape), spacing_mm)
 
     def at(self, flat_index: NDArray[np.intp]) -> CoveredPixels:
-        """The covered part of the pixels at ``flat_index`` (into the raveled arrays).
+        """The covered part of the pixels at ``flat_index`` (into the raveled arrays;
+        ascending).
 
         Whole pixels get exact values; rounding cannot push a centroid out of its pixel nor a
         spread past what a pixel holds.
@@ -104,7 +185,10 @@ class Coverage:
         partial = np.flatnonzero((fraction > 0) & (fraction < 1 - 1e-9))
         if partial.size:
             f = fraction[partial]
-            mx, my, mxx, myy, mxy = (m.ravel()[flat_index[partial]] / f for m in self.moments)
+            raw = np.zeros((5, partial.size))
+            for sign, part in self.parts:
+                raw += sign * part.moments_at(flat_index[partial])
+            mx, my, mxx, myy, mxy = raw / f
             ox = np.clip(mx, -0.5, 0.5)
             oy = np.clip(my, -0.5, 0.5)
             vx = np.clip(mxx - ox * ox, 0.0, 0.25)
@@ -188,62 +272,45 @@ def polygon_coverage(
     ib = np.minimum(np.floor(b).astype(np.int64), grid.nx - 1)
 
     # Each interval covers part of pixel ia and part of pixel ib (one pixel when ia == ib; the
-    # second part is then empty) and the whole of the pixels between them. Sums over the
-    # scanlines of a pixel row go straight into that row: every quantity is linear in them.
-    # Moments are about the pixel centre, in pixel units; a scanline stands for a band of
-    # height 1/subsamples, whose own spread adds band²/12 to the y second moment.
+    # second part is then empty) and the whole of the pixels between them. Parts are kept
+    # about their pixel's centre, for the moments that Coverage.at asks for.
     pixel_row = line // subsamples
     line_offset = (line % subsamples + 0.5) / subsamples - 0.5
-    line_yy = line_offset**2 + 1.0 / (12.0 * subsamples**2)
     same = ia == ib
     first_hi = np.where(same, b, ia + 1.0)
     last_lo = np.where(same, b, ib.astype(np.float64))
-    size = n_planes * grid.ny * grid.nx
-    cells = np.concatenate([pixel_row * grid.nx + ia, pixel_row * grid.nx + ib])
-    centre = np.concatenate([ia, ib]) + 0.5
-    lo = np.concatenate([a, last_lo]) - centre
-    hi = np.concatenate([first_hi, b]) - centre
-    part_length = (hi - lo) / subsamples
-    part_x = 0.5 * (hi * hi - lo * lo) / subsamples
-    part_offset = np.concatenate([line_offset, line_offset])
-    part_yy = np.concatenate([line_yy, line_yy])
-
-    def add(weights: NDArray[np.float64]) -> NDArray[np.float64]:
-        # bincount with weights gives float64 (its stubs say integers).
-        return np.asarray(np.bincount(cells, weights=weights, minlength=size), dtype=np.float64)
-
-    fraction = add(part_length)
-    moment_x = add(part_x)
-    moment_y = add(part_length * part_offset)
-    moment_xx = add((hi * hi * hi - lo * lo * lo) / (3.0 * subsamples))
-    moment_yy = add(part_length * part_yy)
-    moment_xy = add(part_x * part_offset)
-
-    # The whole pixels between ia and ib: a run of equal steps along the row.
-    apart = ~same
     stride = grid.nx + 1
-    starts = pixel_row[apart] * stride + ia[apart] + 1
-    stops = pixel_row[apart] * stride + ib[apart]
+    apart = ~same
+    cover = ScanlineCover(
+        nx=grid.nx,
+        subsamples=subsamples,
+        part_pixel=np.concatenate([pixel_row * grid.nx + ia, pixel_row * grid.nx + ib]),
+        part_lo=np.concatenate([a - ia, last_lo - ib]) - 0.5,
+        part_hi=np.concatenate([first_hi - ia, b - ib]) - 0.5,
+        part_line=np.concatenate([line_offset, line_offset]),
+        run_start=pixel_row[apart] * stride + ia[apart] + 1,
+        run_stop=pixel_row[apart] * stride + ib[apart],
+        run_line=line_offset[apart],
+    )
+
+    # The fraction of every pixel: the parts' lengths, plus the runs' 1/subsamples summed
+    # along rows of nx + 1 slots. Every row's steps sum to zero, so one running sum over the
+    # flattened rows is the running sum within each row; it stays exact for a power-of-two
+    # number of scanlines, and pixels that nothing touches stay exactly 0.
     rows_total = n_planes * grid.ny
-
-    steps_at = np.concatenate([starts, stops])
-
-    def runs(weight: float | NDArray[np.float64]) -> NDArray[np.float64]:
-        weights = np.broadcast_to(weight, starts.shape)
-        up_down = np.concatenate([weights, -weights])
-        steps = np.bincount(steps_at, weights=up_down, minlength=rows_total * stride)
-        # Each row's steps sum to zero (every start has its stop in the same row), so one
-        # running sum over the flattened rows is the running sum within each row.
-        total = np.cumsum(steps).reshape(rows_total, stride)[:, : grid.nx].ravel()
-        return np.asarray(total, dtype=np.float64)
-
-    whole = runs(1.0 / subsamples)
-    fraction += whole
-    moment_xx += whole / 12.0  # a whole pixel's width has no x offset and spreads by 1/12
-    moment_y += runs(line_offset[apart] / subsamples)
-    moment_yy += runs(line_yy[apart] / subsamples)
-
+    size = rows_total * grid.nx
+    part_length = (cover.part_hi - cover.part_lo) / subsamples
+    fraction = np.asarray(
+        np.bincount(cover.part_pixel, weights=part_length, minlength=size), dtype=np.float64
+    )
+    run_weight = np.full(cover.run_start.shape, 1.0 / subsamples)
+    steps = np.bincount(
+        np.concatenate([cover.run_start, cover.run_stop]),
+        weights=np.concatenate([run_weight, -run_weight]),
+        minlength=rows_total * stride,
+    )
+    whole = np.cumsum(steps).reshape(rows_total, stride)[:, : grid.nx]
+    fraction += whole.ravel()
     # Overlapping intervals can only arise from rounding; coverage is a fraction.
     np.clip(fraction, 0.0, 1.0, out=fraction)
-    moments = tuple(m.reshape(shape) for m in (moment_x, moment_y, moment_xx, moment_yy, moment_xy))
-    return Coverage(fraction.reshape(shape), moments, grid.spacing_mm)
+    return Coverage(fraction.reshape(shape), grid.spacing_mm, ((1.0, cover),))

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rtcheck.errors import InvalidStructureError
-from rtcheck.occupancy import Coverage, PixelGrid, polygon_coverage
+from rtcheck.occupancy import Coverage, PixelGrid, ScanlineCover, polygon_coverage
 from rtcheck.structures import PLANE_MERGE_TOLERANCE_MM, Structure
 
 _THICKNESS_TOLERANCE_MM = 1e-3
@@ -88,22 +88,21 @@ class Region:
         """Fractional occupancy of ``grid`` on the planes ``zs`` (mm)."""
         if len(self.plus) == 1 and not self.minus:
             return polygon_coverage(_polygons_at(self.plus[0], zs), grid, subsamples)
-        parts = [(1.0, s) for s in self.plus] + [(-1.0, s) for s in self.minus]
         shape = (len(zs), grid.ny, grid.nx)
         total = np.zeros(shape)
         added = np.zeros(shape)
-        moments = [np.zeros(shape) for _ in range(5)]
-        for sign, structure in parts:
-            c = polygon_coverage(_polygons_at(structure, zs), grid, subsamples)
-            if sign > 0:
-                added += c.fraction
-                total += c.fraction
-            else:
-                total = np.minimum(total, added) - c.fraction
-            for moment, part in zip(moments, c.moments, strict=True):
-                moment += sign * part
+        parts: list[tuple[float, ScanlineCover]] = []
+        for sign, structures in ((1.0, self.plus), (-1.0, self.minus)):
+            for structure in structures:
+                c = polygon_coverage(_polygons_at(structure, zs), grid, subsamples)
+                if sign > 0:
+                    added += c.fraction
+                    total += c.fraction
+                else:
+                    total = np.minimum(total, added) - c.fraction
+                parts.extend((sign * s, cover) for s, cover in c.parts)
         fraction = np.clip(total, 0.0, 1.0)
-        return Coverage(fraction, tuple(moments), grid.spacing_mm)
+        return Coverage(fraction, grid.spacing_mm, tuple(parts))
 
 
 def _polygons_at(
