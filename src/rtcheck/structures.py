@@ -26,6 +26,7 @@ PLANE_MERGE_TOLERANCE_MM = 0.01
 
 _CLOSED_TYPES = {"CLOSED_PLANAR", "CLOSEDPLANAR_XOR"}
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
+_GEOMETRIC_TYPE = Tag(0x3006, 0x0042)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,29 +183,21 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
 
 def _read_planes(item: Dataset, name: str) -> tuple[tuple[ContourPlane, ...], tuple[str, ...]]:
     """Group an ROI's closed planar contours by plane, skipping degenerate ones with a warning."""
-    contours: list[tuple[float, NDArray[np.float64]]] = []
     skipped: dict[str, int] = defaultdict(int)
     closed = []
     for contour in item.get("ContourSequence", []):
-        kind = str(contour.get("ContourGeometricType", "")).upper()
+        kind = _geometric_type(contour)
         if kind not in _CLOSED_TYPES:
             skipped[f"{kind or 'untyped'} contour (only CLOSED_PLANAR is used)"] += 1
         else:
             closed.append(contour)
+    arrays = []
     for values in _contour_data(closed):
         if values is None or values.size % 3 != 0:
             skipped["contour whose ContourData is missing or not in (x, y, z) triplets"] += 1
-            continue
-        points = values.reshape(-1, 3)
-        if len(points) > 1 and np.all(points[0] == points[-1]):
-            points = points[:-1]  # an explicitly repeated first point adds nothing
-        if len(points) < 3:
-            skipped["contour with fewer than 3 points"] += 1
-            continue
-        if np.ptp(points[:, 2]) > PLANARITY_TOLERANCE_MM:
-            skipped["contour that is not on an axial plane"] += 1
-            continue
-        contours.append((float(points[:, 2].mean()), np.ascontiguousarray(points[:, :2])))
+        else:
+            arrays.append(values)
+    contours = _polygons(arrays, skipped)
     warnings = tuple(
         f"ROI {name!r}: skipped {count} {what}" for what, count in sorted(skipped.items())
     )
@@ -217,9 +210,60 @@ def _read_planes(item: Dataset, name: str) -> tuple[tuple[ContourPlane, ...], tu
         else:
             groups.append([(z, polygon)])
     planes = tuple(
-        ContourPlane(float(np.mean([z for z, _ in g])), tuple(p for _, p in g)) for g in groups
+        ContourPlane(
+            g[0][0] if len(g) == 1 else float(np.mean([z for z, _ in g])),
+            tuple(p for _, p in g),
+        )
+        for g in groups
     )
     return planes, warnings
+
+
+def _polygons(
+    arrays: list[NDArray[np.float64]], skipped: dict[str, int]
+) -> list[tuple[float, NDArray[np.float64]]]:
+    """Each contour's z (mm) and its (N, 2) polygon, from flat (x, y, z) values, all contours
+    at once; degenerate and non-axial contours are counted in ``skipped``."""
+    counts = np.array([a.size // 3 for a in arrays], dtype=np.intp)
+    used = counts > 0
+    if not used.all():
+        skipped["contour with fewer than 3 points"] += int(np.count_nonzero(~used))
+        arrays = [a for a, u in zip(arrays, used, strict=True) if u]
+        counts = counts[used]
+    if not arrays:
+        return []
+    points = np.concatenate(arrays).reshape(-1, 3)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    lasts = starts + counts - 1
+    keep = np.ones(len(points), dtype=bool)
+    # An explicitly repeated first point adds nothing.
+    repeated = (counts > 1) & np.all(points[starts] == points[lasts], axis=1)
+    keep[lasts[repeated]] = False
+    kept = counts - repeated
+    z = points[:, 2]
+    spread = np.maximum.reduceat(z, starts) - np.minimum.reduceat(z, starts)
+    mean_z = np.add.reduceat(np.where(keep, z, 0.0), starts) / kept
+    few = kept < 3
+    tilted = ~few & (spread > PLANARITY_TOLERANCE_MM)
+    if few.any():
+        skipped["contour with fewer than 3 points"] += int(np.count_nonzero(few))
+    if tilted.any():
+        skipped["contour that is not on an axial plane"] += int(np.count_nonzero(tilted))
+    xy = np.ascontiguousarray(points[keep][:, :2])
+    polygons = np.split(xy, np.cumsum(kept)[:-1])
+    good = ~(few | tilted)
+    return [(float(mean_z[i]), polygons[i]) for i in np.flatnonzero(good)]
+
+
+def _geometric_type(contour: Dataset) -> str:
+    """ContourGeometricType, upper case ("" when absent), read from the raw bytes when it has
+    not been converted yet (converting it costs more than its ContourData)."""
+    element = contour.get_item(_GEOMETRIC_TYPE)
+    if element is None:
+        return ""
+    if isinstance(element, RawDataElement):
+        return bytes(element.value or b"").strip(b" \x00").decode("ascii", "replace").upper()
+    return str(element.value or "").strip().upper()
 
 
 def _contour_data(contours: list[Dataset]) -> list[NDArray[np.float64] | None]:
