@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from rtcheck.dose import AxisInterpolation, DoseGrid, interpolation_along
+from rtcheck.dose import GRID_EDGE_TOLERANCE_MM, AxisInterpolation, DoseGrid, interpolation_along
 from rtcheck.errors import InvalidStructureError
 from rtcheck.histogram import HistogramTally
 from rtcheck.occupancy import CoveredPixels, PixelGrid
@@ -344,32 +344,34 @@ class _SlabPieces:
         """The pieces of the slabs ``z ± thickness/2`` of ``planes_mm``; None when no piece
         lies inside the dose grid."""
         z = dose.z_mm
-        rows: list[list[tuple[float, float, float, float]]] = []
-        for plane_z in planes_mm:
-            lo, hi = plane_z - thickness_mm / 2, plane_z + thickness_mm / 2
-            inner = z[(z > lo + 1e-6) & (z < hi - 1e-6)]
-            edges = [lo, *(float(v) for v in inner), hi]
-            row = []
-            for a, b in zip(edges[:-1], edges[1:], strict=True):
-                located = dose.locate_z((a + b) / 2) if b - a > 1e-6 else None
-                if located is None:
-                    continue
-                k, f = located
-                per_mm = 1.0 / float(z[k + 1] - z[k]) if k + 1 < len(z) else 0.0
-                row.append((float(k), f, b - a, per_mm))
-            rows.append(row)
-        width = max(len(r) for r in rows)
-        if width == 0:
+        planes = np.asarray(planes_mm, dtype=np.float64)
+        lo, hi = planes - thickness_mm / 2, planes + thickness_mm / 2
+        # The frames strictly inside each slab cut it; edges past a slab's own repeat its top.
+        first = np.searchsorted(z, lo + 1e-6, side="right")
+        inner = np.maximum(np.searchsorted(z, hi - 1e-6, side="left") - first, 0)
+        width = int(inner.max(initial=0)) + 1
+        step = np.arange(width - 1)
+        cut = z[np.minimum(first[:, None] + step, len(z) - 1)]
+        edges = np.column_stack([lo, np.where(step < inner[:, None], cut, hi[:, None]), hi])
+        below, above = edges[:, :-1], edges[:, 1:]
+        centre = (below + above) / 2
+        present = (above - below > 1e-6) & (centre >= z[0] - GRID_EDGE_TOLERANCE_MM)
+        present &= centre <= z[-1] + GRID_EDGE_TOLERANCE_MM
+        if not present.any():
             return None
-        table = np.zeros((len(rows), width, 4))
-        for n, row in enumerate(rows):
-            if row:
-                table[n, : len(row)] = row
-        frame = table[:, :, 0].astype(np.intp)
-        present = table[:, :, 2] > 0
+        if len(z) == 1:
+            frame = np.zeros(centre.shape, dtype=np.intp)
+            fraction = np.zeros(centre.shape)
+            per_mm = np.zeros(centre.shape)
+        else:
+            frame = np.clip(np.searchsorted(z, centre, side="right") - 1, 0, len(z) - 2)
+            gap = z[frame + 1] - z[frame]
+            fraction = np.clip((centre - z[frame]) / gap, 0.0, 1.0)
+            per_mm = 1.0 / gap
+        depth = np.where(present, above - below, 0.0)
         # A missing piece points at a frame the batch uses anyway, and adds no depth.
         frame[~present] = int(frame[present].min())
-        return cls(frame, table[:, :, 1], table[:, :, 2], table[:, :, 3])
+        return cls(frame, fraction, depth, per_mm)
 
     def frames_used(self, frame_count: int) -> tuple[int, int]:
         """First and last dose frame that the pieces' cells touch."""

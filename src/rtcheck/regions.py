@@ -79,10 +79,8 @@ class Region:
 
     def xy_bounds(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Lowest and highest (x, y) of the added ROIs' contours (mm)."""
-        polygons = [poly for s in self.plus for p in s.planes for poly in p.polygons]
-        lows = np.array([p.min(axis=0) for p in polygons])
-        highs = np.array([p.max(axis=0) for p in polygons])
-        return lows.min(axis=0), highs.max(axis=0)
+        points = np.concatenate([poly for s in self.plus for p in s.planes for poly in p.polygons])
+        return points.min(axis=0), points.max(axis=0)
 
     def coverage(self, grid: PixelGrid, zs: Sequence[float], subsamples: int) -> Coverage:
         """Fractional occupancy of ``grid`` on the planes ``zs`` (mm)."""
