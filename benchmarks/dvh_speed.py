@@ -9,18 +9,25 @@ included, or not with --no-body) from the DICOM files, loading included:
 - dicompyler-core, helped: ``dcmread`` of the RTSTRUCT and RTDOSE once, then ``get_dvh`` on the
   datasets for each ROI (its best case).
 
-Each is timed ``--repeat`` times and the best run is kept. The process runs with the allocator
+Each is timed ``--repeat`` times and the best run is kept. With ``--processes N``, both are also
+timed as whole operating-system processes, N times each, alternating: ``python -m rtcheck dvh``
+with every ROI named (interpreter start, imports, loading, DVHs, metrics and the printed table)
+against a Python process that imports dicompyler-core and calls ``get_dvh`` on the file paths
+for every ROI. rtcheck's modules are byte-compiled first, as an installed package is (this
+matters where PYTHONDONTWRITEBYTECODE is set and the package is an editable install). The process runs with the allocator
 setting that the ``rtcheck`` command applies (``rtcheck.runtime.keep_freed_memory``), which both
 engines then share. Accuracy is measured against the exact
 contoured volume (shoelace areas times slab thickness) and against a dense independent
 reference (``tests/dense_reference.py``) for Mean, D98%, D95%, D50%, D2% and D0.03cc.
 
-Usage: python benchmarks/dvh_speed.py [--repeat N] [--no-body] [--no-accuracy]
+Usage: python benchmarks/dvh_speed.py [--repeat N] [--processes N] [--no-body] [--no-accuracy]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +67,39 @@ def run_dicompyler_paths(numbers: dict[str, int]) -> dict[str, object]:
     return {n: dicompyler_dvh(rtstruct, rtdose, number) for n, number in numbers.items()}
 
 
+DICOMPYLER_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+import pydicom
+from tests.dicompyler_reference import dicompyler_dvh
+rtstruct, rtdose = {rtstruct!r}, {rtdose!r}
+for number in {numbers!r}:
+    dvh = dicompyler_dvh(rtstruct, rtdose, number)
+    print(dvh.name, round(dvh.volume, 2), round(dvh.mean, 3))
+"""
+
+
+def time_processes(names: list[str], numbers: list[int], runs: int) -> tuple[float, float]:
+    """Best wall time (s) of whole rtcheck and dicompyler-core processes, run alternately."""
+    compileall.compile_dir(str(ROOT / "src" / "rtcheck"), quiet=1)
+    ours = [sys.executable, "-m", "rtcheck", "dvh", str(PHANTOM)]
+    ours += [arg for name in names for arg in ("--structure", name)]
+    script = DICOMPYLER_SCRIPT.format(
+        root=str(ROOT),
+        rtstruct=str(next(PHANTOM.glob("RS*.dcm"))),
+        rtdose=str(next(PHANTOM.glob("RD*.dcm"))),
+        numbers=numbers,
+    )
+    theirs = [sys.executable, "-c", script]
+    best = [float("inf"), float("inf")]
+    for _ in range(runs):
+        for i, command in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best[0], best[1]
+
+
 def best_time(fn, repeat: int) -> tuple[float, dict[str, object]]:
     best, result = float("inf"), {}
     for _ in range(repeat):
@@ -72,6 +112,9 @@ def best_time(fn, repeat: int) -> tuple[float, dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--processes", type=int, default=0, help="also time N whole processes of each"
+    )
     parser.add_argument("--no-body", action="store_true", help="leave out the body outline")
     parser.add_argument("--no-accuracy", action="store_true", help="time only")
     args = parser.parse_args()
@@ -94,6 +137,11 @@ def main() -> None:
     print(f"dicompyler-core, helped      {t_dicompyler:7.3f} s  (dcmread once + get_dvh)"
           f"      ratio {t_dicompyler / t_rtcheck:5.2f}x")  # fmt: skip
     print(f"(best of {args.repeat} runs each, same process, same files)")
+    if args.processes > 0:
+        ours_s, theirs_s = time_processes(names, list(numbers.values()), args.processes)
+        print(f"whole processes: rtcheck {ours_s:.3f} s, dicompyler-core {theirs_s:.3f} s,"
+              f" ratio {theirs_s / ours_s:5.2f}x  (best of {args.processes} each, alternating;"
+              " interpreter, imports, loading, DVHs and output)")  # fmt: skip
     if args.no_accuracy:
         return
 

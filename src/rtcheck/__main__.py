@@ -1,0 +1,7 @@
+"""``python -m rtcheck``: the same as the ``rtcheck`` command."""
+
+import sys
+
+from rtcheck.cli import main
+
+sys.exit(main())
