@@ -14,11 +14,12 @@ timed as whole operating-system processes, N times each, alternating: ``python -
 with every ROI named (interpreter start, imports, loading, DVHs, metrics and the printed table)
 against a Python process that imports dicompyler-core and calls ``get_dvh`` on the file paths
 for every ROI. rtcheck's modules are byte-compiled first, as an installed package is (this
-matters where PYTHONDONTWRITEBYTECODE is set and the package is an editable install). The process runs with the allocator
-setting that the ``rtcheck`` command applies (``rtcheck.runtime.keep_freed_memory``), which both
-engines then share. Accuracy is measured against the exact
-contoured volume (shoelace areas times slab thickness) and against a dense independent
-reference (``tests/dense_reference.py``) for Mean, D98%, D95%, D50%, D2% and D0.03cc.
+matters where PYTHONDONTWRITEBYTECODE is set and the package is an editable install).
+
+The process runs with the allocator setting that the ``rtcheck`` command applies
+(``rtcheck.runtime.keep_freed_memory``), which both engines then share. Accuracy is measured
+against the exact contoured volume (shoelace areas times slab thickness) and against a dense
+independent reference (``tests/dense_reference.py``) for Mean, D98%, D95%, D50%, D2% and D0.03cc.
 
 Usage: python benchmarks/dvh_speed.py [--repeat N] [--processes N] [--no-body] [--no-accuracy]
 """
