@@ -45,7 +45,12 @@ def test_plain_decimals_read_exactly_as_float_reads_them():
         b"1e-05\\2",
         b"+1.5",
         b"1.2.3",
+        b"3\\1..2",  # two points in the second value
         b"-",
+        b".",
+        b"-.\\1",  # a point and a sign, no digit
+        b"--5",
+        b"5\\7-",
         b"1-2",
         b"1234567890.1234567",  # 17 digits: not exact through the mantissa
         b"abc",

@@ -36,32 +36,31 @@ def parse_plain_decimals(text: bytes) -> NDArray[np.float64] | None:
     minus = b == _MINUS
     if not np.all(separator | digit | dot | minus):
         return None
-    token = np.cumsum(separator)
-    count = int(token[-1]) + 1
     cuts = np.flatnonzero(separator)
     starts = np.concatenate(([0], cuts + 1))
     ends = np.concatenate((cuts, [b.size]))
     if np.any(ends <= starts):
         return None
+    count = len(starts)
+    # At most one point and one leading minus per value; everything else is digits.
     dots = np.flatnonzero(dot)
-    minuses = np.flatnonzero(minus)
-    digits = np.flatnonzero(digit)
-    owner = token[digits]
-    per_token = np.bincount(owner, minlength=count)
-    if (
-        np.any(np.bincount(token[dots], minlength=count) > 1)
-        or np.any(minuses != starts[token[minuses]])
-        or np.any(per_token == 0)
-        or np.any(per_token > MAX_DIGITS)
-    ):
+    owner_of_dot = np.cumsum(separator, dtype=np.intp)[dots]
+    negative = b[starts] == _MINUS
+    if np.any(np.diff(owner_of_dot) <= 0) or np.count_nonzero(minus) != np.count_nonzero(negative):
         return None
-    point = ends.copy()
-    point[token[dots]] = dots
-    has_point = point < ends
-    # A digit's place counts the digits after it in its value; a point between is no digit.
-    place = ends[owner] - 1 - digits - ((digits < point[owner]) & has_point[owner])
-    mantissa = np.bincount(owner, weights=(b[digits] - _ZERO) * _POWERS[place], minlength=count)
-    scale = _POWERS[np.where(has_point, ends - 1 - point, 0)]
-    values = mantissa / scale
-    values[token[minuses]] *= -1.0
+    decimals = np.zeros(count, dtype=np.intp)
+    decimals[owner_of_dot] = ends[owner_of_dot] - dots - 1
+    per_value = ends - starts - negative
+    per_value[owner_of_dot] -= 1
+    if np.any(per_value == 0) or np.any(per_value > MAX_DIGITS):
+        return None
+    # The digits of all values in order; a digit's place is the number of digits after it in
+    # its own value (the point is no digit), so the mantissa is an exact integer sum.
+    values_digits = (b[digit] - _ZERO).astype(np.float64)
+    last = np.cumsum(per_value) - 1
+    place = np.repeat(last, per_value) - np.arange(values_digits.size)
+    values_digits *= _POWERS[place]
+    mantissa = np.add.reduceat(values_digits, last - per_value + 1)
+    values: NDArray[np.float64] = mantissa / _POWERS[decimals]
+    values[negative] *= -1.0
     return values
