@@ -51,7 +51,9 @@ def spread_histogram(
     The ends of each range are taken to the nearest bin edge (half a bin at most), and a range
     narrower than a bin fills the bin nearest to it; dose below 0 Gy belongs to the first bin.
     """
-    first, last, density = _spread_steps(dose_gy, volume_cc, half_width_gy, 1.0 / bin_width_gy)
+    first, last, density = _spread_steps(
+        dose_gy - half_width_gy, dose_gy + half_width_gy, volume_cc, 1.0 / bin_width_gy
+    )
     n_bins = int(last.max())
     # Each sample adds its density to the bins first..last-1: steps up and down, summed.
     steps = np.bincount(first, weights=density, minlength=n_bins + 1)
@@ -123,12 +125,15 @@ class HistogramTally:
         self._waiting.clear()
         self._waiting_size = 0
         dose = np.maximum(dose, 0.0)
-        half_width = np.sqrt(3.0 * np.maximum(variance, 0.0))
+        half_width = np.maximum(variance, 0.0)
+        half_width *= 3.0
+        np.sqrt(half_width, out=half_width)
+        lower, upper = dose - half_width, dose + half_width
         self._volume_cc += float(volume.sum())
-        self._dose_volume += float(np.sum(dose * volume))
-        self._min_gy = min(self._min_gy, float(np.min(dose - half_width)))
-        self._max_gy = max(self._max_gy, float(np.max(dose + half_width)))
-        first, last, density = _spread_steps(dose, volume, half_width, self._scale)
+        self._dose_volume += float(np.sum(dose * volume))  # not np.dot: no BLAS threads
+        self._min_gy = min(self._min_gy, float(lower.min()))
+        self._max_gy = max(self._max_gy, float(upper.max()))
+        first, last, density = _spread_steps(lower, upper, volume, self._scale)
         top = int(last.max())
         if top >= len(self._steps):
             grown = np.zeros(max(2 * len(self._steps), top + 1))
@@ -141,15 +146,18 @@ class HistogramTally:
 
 
 def _spread_steps(
-    dose_gy: NDArray[np.float64],
+    lower: NDArray[np.float64],
+    upper: NDArray[np.float64],
     volume_cc: NDArray[np.float64],
-    half_width_gy: NDArray[np.float64],
     scale: float,
 ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
-    """First bin, one past the last bin, and volume per bin of each sample's range."""
-    lo = np.rint((dose_gy - half_width_gy) * scale)
-    np.maximum(lo, 0.0, out=lo)
-    hi = np.rint((dose_gy + half_width_gy) * scale)
-    np.maximum(hi, lo + 1.0, out=hi)
-    density = volume_cc / (hi - lo)
-    return lo.astype(np.intp), hi.astype(np.intp), density
+    """First bin, one past the last bin, and volume per bin of each sample's dose range
+    ``lower..upper`` (Gy; both arrays are overwritten). ``scale`` is bins per Gy."""
+    lower *= scale
+    np.rint(lower, out=lower)
+    np.maximum(lower, 0.0, out=lower)
+    upper *= scale
+    np.rint(upper, out=upper)
+    np.maximum(upper, lower + 1.0, out=upper)
+    density = volume_cc / (upper - lower)
+    return lower.astype(np.intp), upper.astype(np.intp), density
