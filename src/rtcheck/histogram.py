@@ -2,8 +2,10 @@
 
 A sample is a volume (cc) whose dose has a mean and a variance; it is spread uniformly over the
 range with that mean and variance (half-width sqrt(3) sigma), which keeps D-metrics from
-snapping to the sampling grid. :class:`HistogramTally` gathers samples as they are produced,
-so that no ROI ever holds all of its samples in memory at once.
+snapping to the sampling grid. The ends of each range are taken to the nearest bin edge (half
+a bin at most), a range narrower than a bin fills the bin nearest to it, and a dose below 0 Gy
+counts as 0 Gy. :class:`HistogramTally` gathers samples as they are produced, so that no ROI
+ever holds all of its samples in memory at once.
 """
 
 from __future__ import annotations
@@ -38,27 +40,6 @@ class DoseSummary:
     min_gy: float
     max_gy: float
     differential_cc: NDArray[np.float64]
-
-
-def spread_histogram(
-    dose_gy: NDArray[np.float64],
-    volume_cc: NDArray[np.float64],
-    half_width_gy: NDArray[np.float64],
-    bin_width_gy: float,
-) -> NDArray[np.float64]:
-    """Differential histogram of samples, each spread uniformly over ``dose ± half_width``.
-
-    The ends of each range are taken to the nearest bin edge (half a bin at most), and a range
-    narrower than a bin fills the bin nearest to it; dose below 0 Gy belongs to the first bin.
-    """
-    first, last, density = _spread_steps(
-        dose_gy - half_width_gy, dose_gy + half_width_gy, volume_cc, 1.0 / bin_width_gy
-    )
-    n_bins = int(last.max())
-    # Each sample adds its density to the bins first..last-1: steps up and down, summed.
-    steps = np.bincount(first, weights=density, minlength=n_bins + 1)
-    steps -= np.bincount(last, weights=density, minlength=n_bins + 1)
-    return np.maximum(np.cumsum(steps[:n_bins]), 0.0)
 
 
 class HistogramTally:
