@@ -8,7 +8,9 @@ within each piece. Every sample carries the fraction of its pixel inside the ROI
 on scanlines along y), the dose at the centroid of the covered part, and the spread of dose
 across it that the local gradient gives. Boundaries are thus resolved below the sample size by
 the fractional coverage and its centroid, which is why large organs need no sampling finer than
-the dose grid, and small ones get it.
+the dose grid, and small ones get it. A wholly covered pixel pools its pieces within each dose
+cell into one sample (see :class:`_WholeCells`); the samples go to a streaming histogram
+(:class:`~rtcheck.histogram.HistogramTally`).
 """
 
 from __future__ import annotations
@@ -452,23 +454,23 @@ def _cell_samples(
     spread_u = moments[:, 2, :] * per_depth
     spread_u -= u * u
     np.maximum(spread_u, 0.0, out=spread_u)
-    v0 = np.take(frames.value, lower, axis=0)
-    rise = np.take(frames.value, upper, axis=0)
-    rise -= v0
+    mean = np.take(frames.value, lower, axis=0)
+    rise = np.take(frames.value, upper, axis=0)  # the dose change across the cell
+    rise -= mean
     gx = np.take(frames.slope_x, lower, axis=0)
     gx += u * (np.take(frames.slope_x, upper, axis=0) - gx)
     gy = np.take(frames.slope_y, lower, axis=0)
     gy += u * (np.take(frames.slope_y, upper, axis=0) - gy)
-    v0 += u * rise
+    mean += u * rise
     area_mm2 = spacing_mm * spacing_mm
-    gx *= gx
-    gy *= gy
-    gx += gy
-    gx *= area_mm2 / 12.0
+    # In-place arithmetic: these arrays span every pixel of several cells.
+    variance = gx * gx
+    variance += gy * gy
+    variance *= area_mm2 / 12.0
     rise *= rise
     rise *= spread_u
-    gx += rise
-    return v0.ravel(), (depth * (area_mm2 / 1000.0)).ravel(), gx.ravel()
+    variance += rise
+    return mean.ravel(), (depth * (area_mm2 / 1000.0)).ravel(), variance.ravel()
 
 
 def _partial_samples(
