@@ -17,7 +17,7 @@ PHANTOM = Path(__file__).resolve().parents[1] / "phantom_data" / "thorax"
 
 def rtcheck(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rtcheck.cli", *args],
+        [sys.executable, "-m", "rtcheck", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
