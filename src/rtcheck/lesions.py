@@ -35,7 +35,7 @@ SITE_WORDS: Mapping[str, str] = {
     "liver": "liver", "hepar": "liver", "hepatic": "liver",
     "bone": "bone", "vertebra": "bone", "vert": "bone", "rib": "bone", "sacrum": "bone",
     "spine": "bone", "osseous": "bone", "pelvis": "bone", "femur": "bone",
-    "node": "node", "ln": "node", "nodal": "node", "lymph": "node", "ln1": "node",
+    "node": "node", "ln": "node", "nodal": "node", "lymph": "node",
     "adrenal": "adrenal", "brain": "brain",
 }  # fmt: skip
 _VERTEBRA_LEVEL = re.compile(r"^[tlcs]\d{1,2}$")
@@ -162,8 +162,9 @@ def _site(
                 return site, f"lies in ROI {organ.name!r}"
     for roi in rois:
         for word in words(roi.name):
-            if word in SITE_WORDS:
-                return SITE_WORDS[word], f"name {roi.name!r}"
+            site = _site_of_word(word)
+            if site:
+                return site, f"name {roi.name!r}"
             if _VERTEBRA_LEVEL.match(word):
                 return "bone", f"name {roi.name!r} (vertebral level {word.upper()})"
     return None, "unknown: not inside a known organ ROI, no site in its name or the map file"
@@ -174,9 +175,15 @@ def _organ_site(organ: Structure) -> str | None:
     if standard in _SITE_OF_STANDARD:
         return _SITE_OF_STANDARD[standard]
     for word in words(organ.name):
-        if word in SITE_WORDS:
-            return SITE_WORDS[word]
+        site = _site_of_word(word)
+        if site:
+            return site
     return None
+
+
+def _site_of_word(word: str) -> str | None:
+    """The site a word of an ROI name names, numbered or not (``ln2``, ``liver1``)."""
+    return SITE_WORDS.get(word) or SITE_WORDS.get(word.rstrip("0123456789"))
 
 
 def _centroid(structure: Structure) -> tuple[float, float, float] | None:
