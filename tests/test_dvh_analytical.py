@@ -97,8 +97,13 @@ def check_against_truth(tmp_path, kind, radius, t, grid, axis, gradient, offset,
     folder = write_case(tmp_path, [roi], field, grid, lo=(-half_box,) * 3, hi=(half_box,) * 3)
     plan = load_plan([folder])
     dvh = compute_dvh(plan.structure_set.structures[0], plan.doses[0].grid)
-    truth = LinearFieldTruth(slabs_from_planes(roi.planes, t), offset, gradient, axis)
+    assert_matches_truth(
+        dvh, LinearFieldTruth(slabs_from_planes(roi.planes, t), offset, gradient, axis)
+    )
 
+
+def assert_matches_truth(dvh, truth: LinearFieldTruth) -> None:
+    """Volume, Mean, D-metrics (% and cc) and V-metrics of ``dvh`` against the exact DVH."""
     assert dvh.dose_coverage == pytest.approx(1.0)
     assert dvh.volume_cc == pytest.approx(truth.volume_cc, rel=VOLUME_TOLERANCE)
     assert abs(dvh.mean_gy - truth.mean()) < DOSE_TOLERANCE_GY

@@ -13,11 +13,10 @@ import pytest
 
 from rtcheck import synthetic as S
 from rtcheck.dvh import compute_dvh
-from rtcheck.metrics import evaluate_metric
 from rtcheck.plan import load_plan
 from rtcheck.regions import Region
 from tests.conftest import write_case
-from tests.test_dvh_analytical import DOSE_TOLERANCE_GY, METRICS, VOLUME_TOLERANCE
+from tests.test_dvh_analytical import assert_matches_truth
 from tests.truth import LinearFieldTruth, Slab
 
 T = 2.0  # contour spacing (mm)
@@ -27,16 +26,6 @@ OFFSET, GRADIENT = 120.0, 1.5  # Gy, Gy/mm
 
 def field(x, y, z):
     return OFFSET + GRADIENT * x + 0 * y + 0 * z
-
-
-def assert_matches(dvh, truth: LinearFieldTruth) -> None:
-    assert dvh.dose_coverage == pytest.approx(1.0)
-    assert dvh.volume_cc == pytest.approx(truth.volume_cc, rel=VOLUME_TOLERANCE)
-    assert abs(dvh.mean_gy - truth.mean()) < DOSE_TOLERANCE_GY
-    for name in METRICS:
-        expected = truth.dose_at_percent(float(name[1:-1]))
-        got = evaluate_metric(f"{name}[Gy]", dvh)
-        assert abs(got - expected) < DOSE_TOLERANCE_GY, (name, got, expected)
 
 
 @pytest.mark.parametrize("grid", [2.5, 3.0])
@@ -50,7 +39,7 @@ def test_roi_minus_an_inner_roi_is_the_shell(tmp_path, grid):
     region = Region("Outer-Inner", (rois.by_name("Outer"),), (rois.by_name("Inner"),))
     holes = dict(inner.planes)
     slabs = [Slab(z, T, polys, holes.get(z, [])) for z, polys in outer.planes]
-    assert_matches(
+    assert_matches_truth(
         compute_dvh(region, plan.doses[0].grid),
         LinearFieldTruth(slabs, OFFSET, GRADIENT, "x"),
     )
@@ -70,7 +59,7 @@ def test_union_of_disjoint_rois_is_both(tmp_path, grid):
         for z, polys in roi.planes:
             outlines.setdefault(z, []).extend(polys)
     slabs = [Slab(z, T, polys, []) for z, polys in sorted(outlines.items())]
-    assert_matches(
+    assert_matches_truth(
         compute_dvh(region, plan.doses[0].grid),
         LinearFieldTruth(slabs, OFFSET, GRADIENT, "x"),
     )
