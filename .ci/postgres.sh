@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start a throw-away PostgreSQL server on loopback for the store tests and print its URL.
-# Installs Debian's postgresql when the machine has none. Output: the SQLAlchemy URL on stdout.
+# Installs Debian's postgresql when the machine has none. Output on stdout: the SQLAlchemy URL,
+# then the server's data folder (to stop it with pg_ctl when done).
 set -euo pipefail
 # A free loopback port, so that a server left from an earlier run never gets in the way.
 port="${RTCHECK_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
@@ -20,3 +21,4 @@ as_postgres "$bindir/pg_ctl" -D "$data" -o "-p $port -k $data -c listen_addresse
   -l "$data/server.log" -w start >/dev/null
 as_postgres "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres rtcheck_test
 echo "postgresql+psycopg://postgres@127.0.0.1:$port/rtcheck_test"
+echo "$data"
