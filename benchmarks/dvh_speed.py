@@ -158,7 +158,7 @@ def main() -> None:
         exact = (
             sum(
                 (polygon_area(p.polygons[0]) - sum(polygon_area(h) for h in p.polygons[1:]))
-                * s.slab_thickness_mm
+                * (p.top_mm - p.bottom_mm)
                 for p in s.planes
             )
             / 1000

@@ -54,11 +54,10 @@ def dense_dvh(
     ys = np.arange(lo[1] + spacing_mm / 2, hi[1], spacing_mm)
     gx, gy = np.meshgrid(xs, ys)
     points = np.column_stack([gx.ravel(), gy.ravel()])
-    t = structure.slab_thickness_mm
-    cell = spacing_mm * spacing_mm * t / depths / 1000.0
+    area = spacing_mm * spacing_mm / 1000.0
     col = (points[:, 0] - dose.x_mm[0]) / (dose.x_mm[1] - dose.x_mm[0])
     row = (points[:, 1] - dose.y_mm[0]) / (dose.y_mm[1] - dose.y_mm[0])
-    values = []
+    values, volumes = [], []
     for plane in structure.planes:
         inside = np.zeros(len(points), dtype=bool)
         for poly in plane.polygons:
@@ -66,13 +65,16 @@ def dense_dvh(
         if not inside.any():
             continue
         coords = np.vstack([row[inside], col[inside]])
+        t = plane.top_mm - plane.bottom_mm
         for j in range(depths):
-            z = plane.z_mm - t / 2 + (j + 0.5) * t / depths
+            z = plane.bottom_mm + (j + 0.5) * t / depths
             frame = float(np.interp(z, dose.z_mm, np.arange(len(dose.z_mm))))
             k = min(int(frame), len(dose.z_mm) - 2)
             f = frame - k
             dose_plane = (1 - f) * dose.dose_gy[k].astype(np.float64) + f * dose.dose_gy[k + 1]
             values.append(map_coordinates(dose_plane, coords, order=1, mode="nearest"))
-    doses = np.sort(np.concatenate(values))[::-1].astype(np.float64)
-    cumulative = np.arange(1, len(doses) + 1) * cell
-    return DenseDVH(len(doses) * cell, doses, cumulative)
+            volumes.append(np.full(len(values[-1]), area * t / depths))
+    order = np.argsort(np.concatenate(values), kind="stable")[::-1]
+    doses = np.concatenate(values)[order].astype(np.float64)
+    cumulative = np.cumsum(np.concatenate(volumes)[order])
+    return DenseDVH(float(cumulative[-1]), doses, cumulative)

@@ -32,7 +32,7 @@ def exact_volume_cc(structure) -> float:
     return (
         sum(
             (polygon_area(p.polygons[0]) - sum(polygon_area(h) for h in p.polygons[1:]))
-            * structure.slab_thickness_mm
+            * (p.top_mm - p.bottom_mm)
             for p in structure.planes
         )
         / 1000

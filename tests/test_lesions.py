@@ -11,8 +11,8 @@ from rtcheck.structures import ContourPlane, Structure
 
 def roi(name: str) -> Structure:
     square = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
-    planes = tuple(ContourPlane(z, (square,)) for z in (0.0, 2.5, 5.0))
-    return Structure(1, name, "PTV", planes, 2.5, ())
+    planes = tuple(ContourPlane(z, (square,), z - 1.25, z + 1.25) for z in (0.0, 2.5, 5.0))
+    return Structure(1, name, "PTV", planes, ())
 
 
 @pytest.mark.parametrize(

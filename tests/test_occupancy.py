@@ -95,12 +95,12 @@ def test_region_moments_are_the_signed_sums_of_its_rois():
     outer = rotated_rectangle(5.1, 4.9, 9.4, 9.0, 0.21)
     inner = [(2.9, 2.6), (7.4, 3.9), (4.3, 7.6)]
     rois = [
-        Structure(n, name, "ORGAN", (ContourPlane(0.0, (np.array(poly),)),), 1.0, ())
+        Structure(n, name, "ORGAN", (ContourPlane(0.0, (np.array(poly),), -0.5, 0.5),), ())
         for n, (name, poly) in enumerate((("Outer", outer), ("Inner", inner)), start=1)
     ]
     region = Region("Outer-Inner", (rois[0],), (rois[1],))
     grid = PixelGrid(x0_mm=-1.0, y0_mm=-1.0, spacing_mm=1.25, nx=10, ny=10)
-    coverage = region.coverage(grid, [0.0], subsamples=64)
+    coverage = region.coverage(grid, region.slabs(), subsamples=64)
     checked = check_against_clipping(coverage, [(1.0, outer), (-1.0, inner)], grid)
     assert checked >= 20
 

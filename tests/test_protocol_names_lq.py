@@ -27,7 +27,7 @@ def test_standard_names(name, standard):
 
 
 def roi(name: str, kind: str = "ORGAN") -> Structure:
-    return Structure(1, name, kind, (), 2.5, ())
+    return Structure(1, name, kind, (), ())
 
 
 def test_matching_rules():

@@ -27,6 +27,7 @@ from rtcheck.errors import InvalidStructureError
 from rtcheck.histogram import HistogramTally
 from rtcheck.occupancy import CoveredPixels, PixelGrid
 from rtcheck.regions import Region
+from rtcheck.slabs import EndCaps
 from rtcheck.structures import Structure
 
 #: Width of the differential histogram bins (Gy); D-metrics interpolate inside a bin.
@@ -125,33 +126,34 @@ def sampling_grid(region: Region, dose: DoseGrid, spacing_mm: float | None = Non
     """The in-plane sampling grid laid over ``region``: its pixels tile the region's bounding box
     with one pixel to spare on every side.
 
-    By default the spacing puts about :data:`SAMPLES_ACROSS` pixels across the region's smallest
-    in-plane extent, between :data:`MIN_SAMPLE_SPACING_MM` and the dose grid spacing. Where the
-    dose grid is uniform and square in-plane, the spacing divides the dose spacing and the pixel
-    edges fall on the dose grid lines: every pixel then lies within one dose cell, where the
-    interpolated dose is bilinear, so its centre value and gradient describe it exactly up to
-    the small bilinear cross term.
+    By default the spacing puts about :data:`SAMPLES_ACROSS` pixels across the width of the
+    region's largest part (:meth:`~rtcheck.regions.Region.part_width_mm`), between
+    :data:`MIN_SAMPLE_SPACING_MM` and the dose grid spacing. Where the dose grid is uniform and
+    square in-plane, the spacing divides the dose spacing and the pixel edges fall on the dose
+    grid lines: every pixel then lies within one dose cell, where the interpolated dose is
+    bilinear, so its centre value and gradient describe it exactly up to the small bilinear
+    cross term.
 
     Parameters
     ----------
     spacing_mm
-        Pixel spacing (mm) to use instead, with no alignment to the dose grid.
+        Pixel spacing (mm) to use instead.
     """
     lo, hi = region.xy_bounds()
-    x0, y0 = float(lo[0]), float(lo[1])
     cell = _uniform_square_spacing(dose)
     if spacing_mm is not None:
         s = spacing_mm
     else:
-        smallest_extent = float(min(hi - lo))
         coarsest = cell if cell is not None else min(_step(dose.x_mm), _step(dose.y_mm))
-        wanted = float(np.clip(smallest_extent / SAMPLES_ACROSS, MIN_SAMPLE_SPACING_MM, coarsest))
-        if cell is not None:
-            s = cell / math.ceil(cell / wanted - 1e-9)
-            x0 = float(dose.x_mm[0]) + math.floor((x0 - float(dose.x_mm[0])) / s) * s
-            y0 = float(dose.y_mm[0]) + math.floor((y0 - float(dose.y_mm[0])) / s) * s
-        else:
-            s = wanted
+        wanted = region.part_width_mm() / SAMPLES_ACROSS
+        wanted = float(np.clip(wanted, MIN_SAMPLE_SPACING_MM, coarsest))
+        s = cell / math.ceil(cell / wanted - 1e-9) if cell is not None else wanted
+    # Pixel edges on a lattice fixed in space (on the dose grid lines where the dose grid is
+    # uniform), so that a far-away part of an ROI does not move its other parts' samples.
+    origin_x = float(dose.x_mm[0]) if cell is not None else 0.0
+    origin_y = float(dose.y_mm[0]) if cell is not None else 0.0
+    x0 = origin_x + math.floor((float(lo[0]) - origin_x) / s) * s
+    y0 = origin_y + math.floor((float(lo[1]) - origin_y) / s) * s
     return PixelGrid(
         x0_mm=x0 - s,
         y0_mm=y0 - s,
@@ -162,7 +164,10 @@ def sampling_grid(region: Region, dose: DoseGrid, spacing_mm: float | None = Non
 
 
 def compute_dvh(
-    structure: Structure | Region, dose: DoseGrid, spacing_mm: float | None = None
+    structure: Structure | Region,
+    dose: DoseGrid,
+    spacing_mm: float | None = None,
+    end_caps: EndCaps = EndCaps.HALF_SLAB,
 ) -> DVH:
     """Compute the DVH of one ROI, or of a derived region, in one dose grid.
 
@@ -174,6 +179,8 @@ def compute_dvh(
         The dose grid (Gy), in the ROI's frame of reference.
     spacing_mm
         In-plane sampling spacing (mm); by default :func:`sampling_grid` chooses it.
+    end_caps
+        How far the outermost contour planes reach along z (:class:`~rtcheck.slabs.EndCaps`).
 
     Raises
     ------
@@ -190,19 +197,18 @@ def compute_dvh(
     along_y = interpolation_along(dose.y_mm, grid.y_centres())
     inside_xy = np.outer(along_y.inside, along_x.inside).ravel()
 
-    thickness = region.slab_thickness_mm
     frames = _FineFrames(dose, along_y, along_x)
     cells = _WholeCells(npix)
     tally = HistogramTally(BIN_WIDTH_GY)
     volume_mm3 = 0.0
-    planes = region.plane_z_mm()
+    slabs = region.slabs(end_caps)
     chunk = max(1, CHUNK_PIXELS // npix)
-    for first in range(0, len(planes), chunk):
-        batch = planes[first : first + chunk]
+    for first in range(0, len(slabs), chunk):
+        batch = slabs.part(first, first + chunk)
         coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
         fraction = coverage.fraction.reshape(len(batch), npix)
-        volume_mm3 += float(fraction.sum()) * s * s * thickness
-        pieces = _SlabPieces.of(batch, thickness, dose)
+        volume_mm3 += float(fraction.sum(axis=1) @ batch.depth_mm) * s * s
+        pieces = _SlabPieces.of(batch.bottom_mm, batch.top_mm, dose)
         if pieces is None:
             continue
         first_frame, last_frame = pieces.frames_used(frames.frame_count)
@@ -342,12 +348,13 @@ class _SlabPieces:
     per_mm: NDArray[np.float64]
 
     @classmethod
-    def of(cls, planes_mm: list[float], thickness_mm: float, dose: DoseGrid) -> _SlabPieces | None:
-        """The pieces of the slabs ``z ± thickness/2`` of ``planes_mm``; None when no piece
-        lies inside the dose grid."""
+    def of(
+        cls, bottom_mm: NDArray[np.float64], top_mm: NDArray[np.float64], dose: DoseGrid
+    ) -> _SlabPieces | None:
+        """The pieces of the slabs ``bottom_mm..top_mm``; None when no piece lies inside the
+        dose grid."""
         z = dose.z_mm
-        planes = np.asarray(planes_mm, dtype=np.float64)
-        lo, hi = planes - thickness_mm / 2, planes + thickness_mm / 2
+        lo, hi = bottom_mm, top_mm
         # The frames strictly inside each slab cut it; edges past a slab's own repeat its top.
         first = np.searchsorted(z, lo + 1e-6, side="right")
         inner = np.maximum(np.searchsorted(z, hi - 1e-6, side="left") - first, 0)

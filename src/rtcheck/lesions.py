@@ -209,9 +209,8 @@ def _centroid(structure: Structure) -> tuple[float, float, float] | None:
 
 def _contains(organ: Structure, point: tuple[float, float, float]) -> bool:
     x, y, z = point
-    half = organ.slab_thickness_mm / 2
     for plane in organ.planes:
-        if abs(plane.z_mm - z) <= half + 1e-6:
+        if plane.bottom_mm - 1e-6 <= z <= plane.top_mm + 1e-6:
             crossings = 0
             for poly in plane.polygons:
                 x1, y1 = poly[:, 0], poly[:, 1]

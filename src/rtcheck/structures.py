@@ -1,14 +1,15 @@
 """RTSTRUCT regions of interest as stacks of planar polygons.
 
 Each ROI is a sequence of axial planes; the contours on one plane combine by the even-odd rule
-(an inner contour is a hole), and a plane at ``z`` stands for the slab ``z ± t/2``, where ``t``
-is the ROI's contour plane spacing.
+(an inner contour is a hole), and each plane stands for the slab of the slice it was drawn on,
+found from the planes of the whole structure set (:mod:`rtcheck.slabs`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +19,7 @@ from pydicom.tag import Tag
 
 from rtcheck.decimals import parse_plain_decimals
 from rtcheck.errors import InvalidStructureError
+from rtcheck.slabs import EndCaps, capped_bounds, slab_bounds
 
 #: Contours whose z coordinates spread more than this (mm) are not axial and are skipped.
 PLANARITY_TOLERANCE_MM = 0.05
@@ -39,10 +41,14 @@ class ContourPlane:
         Plane position (mm).
     polygons
         One ``(N, 2)`` array of (x, y) vertices (mm) per contour.
+    bottom_mm, top_mm
+        The slab the plane stands for (mm): the slice it was drawn on.
     """
 
     z_mm: float
     polygons: tuple[NDArray[np.float64], ...]
+    bottom_mm: float
+    top_mm: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,9 +64,7 @@ class Structure:
     interpreted_type
         RTROIInterpretedType (``EXTERNAL``, ``PTV``, ``ORGAN``...), or ``""`` when absent.
     planes
-        Contour planes sorted by z.
-    slab_thickness_mm
-        Contour plane spacing ``t`` (mm): each plane stands for ``z ± t/2``.
+        Contour planes sorted by z, each with its slab.
     warnings
         What was skipped while reading the ROI (degenerate or non-axial contours...).
     """
@@ -69,7 +73,6 @@ class Structure:
     name: str
     interpreted_type: str
     planes: tuple[ContourPlane, ...]
-    slab_thickness_mm: float
     warnings: tuple[str, ...]
 
     @property
@@ -87,10 +90,14 @@ class Structure:
             "SKIN",
         }
 
-    def z_extent_mm(self) -> tuple[float, float]:
-        """Lowest and highest z (mm) of the slabs the ROI covers."""
-        half = self.slab_thickness_mm / 2
-        return (self.planes[0].z_mm - half, self.planes[-1].z_mm + half)
+    def slabs(
+        self, end_caps: EndCaps = EndCaps.HALF_SLAB
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The bottom and top (mm) of the slab of each plane, under an end-cap convention."""
+        bottom = np.array([p.bottom_mm for p in self.planes], dtype=np.float64)
+        top = np.array([p.top_mm for p in self.planes], dtype=np.float64)
+        z = np.array([p.z_mm for p in self.planes], dtype=np.float64)
+        return capped_bounds(bottom, top, z, end_caps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,28 +154,16 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
     for item in ds.get("ROIContourSequence", []):
         contours[int(item.ReferencedROINumber)] = item
 
-    parsed: list[tuple[int, str, str, tuple[ContourPlane, ...], float | None, tuple[str, ...]]] = []
+    parsed: list[tuple[int, str, str, tuple[ContourPlane, ...], tuple[str, ...]]] = []
     for number, name in names.items():
         item = contours.get(number)
         planes, warnings = _read_planes(item, name) if item is not None else ((), ())
-        parsed.append(
-            (number, name, types.get(number, ""), planes, _plane_spacing(planes), warnings)
-        )
-
-    # A ROI on a single plane takes the spacing that the other ROIs of the set use.
-    spacings = [t for *_, t, _ in parsed if t is not None]
-    default_spacing = float(np.median(spacings)) if spacings else None
-    structures = []
-    for number, name, kind, planes, spacing, warnings in parsed:
-        thickness = spacing if spacing is not None else default_spacing
-        if thickness is None:
-            if planes:
-                raise InvalidStructureError(
-                    f"{source}: cannot tell the contour plane spacing of ROI {name!r}: "
-                    "every ROI of the structure set has a single plane"
-                )
-            thickness = 0.0
-        structures.append(Structure(number, name, kind, planes, thickness, warnings))
+        parsed.append((number, name, types.get(number, ""), planes, warnings))
+    with_slabs = _with_slabs([planes for *_, planes, _ in parsed], source)
+    structures = tuple(
+        Structure(number, name, kind, planes, warnings)
+        for (number, name, kind, _, warnings), planes in zip(parsed, with_slabs, strict=True)
+    )
 
     frame_uid = ""
     if "ReferencedFrameOfReferenceSequence" in ds and ds.ReferencedFrameOfReferenceSequence:
@@ -177,7 +172,7 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
         frame_of_reference_uid=frame_uid,
         label=str(ds.get("StructureSetLabel", "")),
-        structures=tuple(structures),
+        structures=structures,
     )
 
 
@@ -209,10 +204,13 @@ def _read_planes(item: Dataset, name: str) -> tuple[tuple[ContourPlane, ...], tu
             groups[-1].append((z, polygon))
         else:
             groups.append([(z, polygon)])
+    # The slabs come from the whole structure set, once every ROI is read (_with_slabs).
     planes = tuple(
         ContourPlane(
             g[0][0] if len(g) == 1 else float(np.mean([z for z, _ in g])),
             tuple(p for _, p in g),
+            math.nan,
+            math.nan,
         )
         for g in groups
     )
@@ -308,9 +306,39 @@ def _one_contour_data(contour: Dataset) -> NDArray[np.float64] | None:
         return None
 
 
-def _plane_spacing(planes: tuple[ContourPlane, ...]) -> float | None:
-    """The typical distance (mm) between consecutive contour planes, or None for < 2 planes."""
-    if len(planes) < 2:
-        return None
-    steps = np.diff([p.z_mm for p in planes])
-    return float(np.median(steps))
+def _with_slabs(
+    rois: list[tuple[ContourPlane, ...]], source: str
+) -> list[tuple[ContourPlane, ...]]:
+    """Each ROI's planes with the slab of the structure set's plane they lie on.
+
+    Raises
+    ------
+    InvalidStructureError
+        If the set's contours all lie on one plane (no slice spacing to be seen).
+    """
+    positions = sorted(p.z_mm for planes in rois for p in planes)
+    if not positions:
+        return rois
+    set_planes = [positions[0]]
+    for z in positions[1:]:
+        if z - set_planes[-1] > PLANE_MERGE_TOLERANCE_MM:
+            set_planes.append(z)
+    if len(set_planes) < 2:
+        raise InvalidStructureError(
+            f"{source}: cannot tell the slice spacing: every contour of the structure set lies "
+            f"on the plane z = {set_planes[0]:g} mm"
+        )
+    bottom, top = slab_bounds(set_planes)
+    # The set's planes are the chains of positions closer than the merge tolerance; an ROI's
+    # plane lies on the last set plane that starts at or below it.
+    starts = np.array(set_planes)
+    result = []
+    for planes in rois:
+        index = np.searchsorted(starts, [p.z_mm for p in planes], side="right") - 1
+        result.append(
+            tuple(
+                replace(p, bottom_mm=float(bottom[k]), top_mm=float(top[k]))
+                for p, k in zip(planes, index, strict=True)
+            )
+        )
+    return result
