@@ -80,12 +80,20 @@ def test_optimal_limit_fails_only(tmp_path_factory):
     assert record["criterion_19"]["minor_deviations"]
 
 
-def test_missing_mandatory_structure(tmp_path_factory):
+def test_missing_mandatory_structure(tmp_path_factory, phantom_dir):
     folder = variant(tmp_path_factory, "missing", renamed=(("Cord", None),))
     code, record = check(folder)
     assert code == 3 and record["criterion_19"]["decision"] == "indeterminate"
     cord = limits(record, "SpinalCord", "D0.03cc[Gy]")[0]
     assert cord["result"] == "not_evaluated" and "not found" in cord["reason"]
+    # The limits not evaluated state what would have applied to this 25-fraction plan: the
+    # near-lesion cord limits converted from their published columns, as when the cord is there.
+    _, evaluated = check(phantom_dir)
+    shown = {(e["lesion"], e["metric"]): e["limit"] for e in limits(record, "SpinalCord")}
+    applied = {(e["lesion"], e["metric"]): e["limit"] for e in limits(evaluated, "SpinalCord")}
+    assert shown == applied
+    near = [e for e in limits(record, "SpinalCord") if e["group"] == "lesion_oar"]
+    assert near and all(e["limit"] != "<= 14" for e in near)
 
 
 def test_ambiguous_name_is_not_guessed(tmp_path_factory):
@@ -193,6 +201,11 @@ def test_unknown_fractionation_is_indeterminate(tmp_path):
     code, record = check(tmp_path)
     assert code == 3
     assert any("fractionation" in r for r in record["criterion_19"]["reasons"])
+    near = [e for e in limits(record, "SpinalCord") if e["group"] == "lesion_oar"]
+    # No column can be chosen: no limit is stated, and the reason lists the published ones.
+    assert near and all(e["limit"] is None for e in near)
+    near_max = [e for e in near if e["metric"] == "D0.03cc[Gy]"]
+    assert near_max and all("; published: <= 14 (1 fx), " in e["reason"] for e in near_max)
     code, record = check(tmp_path, "--fractions", "25")
     assert record["criterion_19"]["decision"] in ("not_excluded", "indeterminate")
     assert not any("fractionation" in r for r in record["criterion_19"]["reasons"])

@@ -130,3 +130,29 @@ def test_check_table_and_protocols_listing():
     assert result.stdout.startswith("Criterion 19: NOT_EXCLUDED")
     listing = rtcheck("protocols")
     assert listing.returncode == 0 and "eso-oligo-rt  version 1.0.0" in listing.stdout
+
+
+def test_undefined_metrics_and_empty_rois_are_null_with_a_warning(tmp_path):
+    import numpy as np
+
+    from rtcheck import synthetic as S
+    from tests.conftest import write_case
+
+    zs = list(np.arange(-8, 8.01, 2.0))
+    rois = [
+        S.RoiSpec.from_shape("Small", "ORGAN", S.sphere(0, 0, 0, 8.0), zs),  # about 2.2 cc
+        S.RoiSpec("Empty", "ORGAN", []),
+    ]
+    folder = write_case(tmp_path, rois, lambda x, y, z: 30.0 + 0 * x, 2.0, lo=(-20,) * 3,
+                        hi=(20,) * 3)  # fmt: skip
+    result = rtcheck(
+        "dvh", str(folder), "--structure", "Small", "--structure", "Empty",
+        "--metric", "D15cc[Gy]", "--metric", "D1cc[Gy]", "--json", "-",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {s["name"]: s for s in json.loads(result.stdout)["structures"]}
+    assert rows["Small"]["metrics"]["D15cc[Gy]"] is None
+    assert rows["Small"]["metrics"]["D1cc[Gy]"] == pytest.approx(30.0, abs=1e-3)
+    assert rows["Empty"]["empty"] and rows["Empty"]["metrics"]["D1cc[Gy]"] is None
+    assert "D15cc[Gy] is undefined: ROI 'Small' has" in result.stderr
+    assert "'Empty' has no contours" in result.stderr

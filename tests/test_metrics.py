@@ -9,7 +9,7 @@ import pytest
 
 from rtcheck.dvh import DVH
 from rtcheck.errors import MetricEvaluationError, MetricSyntaxError
-from rtcheck.metrics import evaluate_metric, parse_metric
+from rtcheck.metrics import evaluate_metric, parse_metric, undefined_reason
 
 
 def uniform_dvh(volume_cc: float = 100.0, low: float = 10.0, high: float = 60.0) -> DVH:
@@ -102,3 +102,30 @@ def test_empty_dvh_gives_nan():
     dvh = DVH("outside", 1.0, 0.0, 0.005, np.zeros(1), math.nan, math.nan, math.nan)
     assert math.isnan(evaluate_metric("D95%[Gy]", dvh))
     assert dvh.dose_coverage == 0.0
+
+
+def test_a_dose_at_more_volume_than_the_roi_has_is_undefined():
+    dvh = uniform_dvh()  # 100 cc
+    assert evaluate_metric("D100cc[Gy]", dvh) == pytest.approx(10.0)  # the whole ROI: its Min
+    for text in ("D100.5cc[Gy]", "DC150cc[Gy]"):
+        assert math.isnan(evaluate_metric(text, dvh))
+        assert "has 100.00 cc, less than" in undefined_reason(text, dvh)
+    assert undefined_reason("D99cc[Gy]", dvh) is None
+    assert undefined_reason("V200Gy[cc]", dvh) is None  # a volume of 0 cc is a value
+
+
+def test_every_metric_of_an_roi_without_volume_is_undefined():
+    outside = DVH("outside", 1.0, 0.0, 0.005, np.zeros(1), math.nan, math.nan, math.nan)
+    for text in ("V20Gy[cc]", "D2%[Gy]", "Mean[Gy]"):
+        assert math.isnan(evaluate_metric(text, outside))
+        assert "inside the dose grid" in undefined_reason(text, outside)
+    assert "no contours" in undefined_reason("V20Gy[cc]", None)
+
+
+def test_an_roi_partly_outside_the_grid_says_so_in_the_reason():
+    dvh = uniform_dvh()
+    partial = DVH("part", 150.0, dvh.volume_in_grid_cc, dvh.bin_width_gy, dvh.differential_cc,
+                  dvh.mean_gy, dvh.min_gy, dvh.max_gy)  # fmt: skip
+    assert "100.00 cc inside the dose grid, less than 120 cc" in undefined_reason(
+        "D120cc[Gy]", partial
+    )

@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     dvh.add_argument(
         "--sum", action="store_true", help="sum the doses of several plans into one dose set"
     )
+    _end_caps_option(dvh)
 
     check = commands.add_parser(
         "check",
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--map", metavar="FILE", help="YAML map of ROI names to TG-263 names")
     check.add_argument("--json", metavar="FILE", help="write the eligibility record ('-': stdout)")
     check.add_argument("--html", metavar="FILE", help="write the plan report (one HTML file)")
+    _end_caps_option(check)
 
     batch = commands.add_parser(
         "batch",
@@ -142,11 +144,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _end_caps_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--end-caps",
+        choices=("half-slab", "none"),
+        default="half-slab",
+        help="how far an ROI's outermost contour planes reach along z: half a slice beyond "
+        "them (half-slab, the default; MIM, Pinnacle) or not beyond them (none; as Eclipse)",
+    )
+
+
 def _run_dvh(args: argparse.Namespace) -> int:
     from rtcheck.export import dvh_csv, dvh_document, dvh_table
     from rtcheck.metrics import parse_metric
     from rtcheck.plan import load_plan
     from rtcheck.plandvh import DEFAULT_METRICS, select_structures, structure_dvhs
+    from rtcheck.slabs import EndCaps
 
     metrics = args.metric or list(DEFAULT_METRICS)
     for metric in metrics:
@@ -155,18 +168,20 @@ def _run_dvh(args: argparse.Namespace) -> int:
         raise UsageError("--prescription must be a positive dose in Gy")
     plan = load_plan(args.paths, sum_doses=args.sum)
     structures = select_structures(plan, args.structure)
-    results = structure_dvhs(plan, structures, metrics, args.prescription)
+    end_caps = EndCaps(args.end_caps)
+    results = structure_dvhs(plan, structures, metrics, args.prescription, end_caps)
 
     for warning in [*plan.warnings, *(w for r in results for w in r.warnings)]:
         print(f"rtcheck: warning: {warning}", file=sys.stderr)
     if args.json == "-":
-        json.dump(dvh_document(plan, results), sys.stdout, indent=2, allow_nan=False)
+        json.dump(dvh_document(plan, results, end_caps), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(dvh_table(results))
         if args.json:
             _write_text(
-                args.json, json.dumps(dvh_document(plan, results), indent=2, allow_nan=False)
+                args.json,
+                json.dumps(dvh_document(plan, results, end_caps), indent=2, allow_nan=False),
             )
     if args.csv:
         _write_text(args.csv, dvh_csv(results))
@@ -180,6 +195,7 @@ def _run_check(args: argparse.Namespace) -> int:
     from rtcheck.protocol import load_protocol
     from rtcheck.record import eligibility_record
     from rtcheck.report import check_table
+    from rtcheck.slabs import EndCaps
 
     if args.fractions is not None and args.fractions < 1:
         raise UsageError("--fractions must be a positive number of fractions")
@@ -187,7 +203,9 @@ def _run_check(args: argparse.Namespace) -> int:
     mapping = read_map_file(args.map) if args.map else {}
     lesion_map = read_lesion_map(args.map) if args.map else {}
     plan = load_plan(args.paths)
-    evaluation = evaluate(plan, protocol, mapping, lesion_map, args.fractions)
+    evaluation = evaluate(
+        plan, protocol, mapping, lesion_map, args.fractions, EndCaps(args.end_caps)
+    )
     record = eligibility_record(evaluation)
     if args.json == "-":
         json.dump(record, sys.stdout, indent=2, allow_nan=False)

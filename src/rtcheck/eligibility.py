@@ -29,11 +29,12 @@ from rtcheck.dose import DoseGrid
 from rtcheck.dvh import DVH, compute_dvh
 from rtcheck.errors import RtcheckError
 from rtcheck.lesions import Lesion, find_lesions, primary_targets
-from rtcheck.metrics import Metric, evaluate_metric
+from rtcheck.metrics import Metric, evaluate_metric, undefined_reason
 from rtcheck.names import StructureMatch, is_target, match_structure, words
 from rtcheck.plan import DoseSet, Plan
 from rtcheck.protocol import Comparison, Limit, Protocol
 from rtcheck.regions import Region
+from rtcheck.slabs import EndCaps
 from rtcheck.structures import Structure
 
 EXCLUDED = "excluded"
@@ -57,7 +58,8 @@ class LimitResult:
     metric
         The metric evaluated (after any fractionation conversion of its threshold).
     limit
-        The comparison (after any conversion), e.g. ``<= 45``.
+        The comparison (after any conversion), e.g. ``<= 45``; None when no published column
+        can be chosen for this plan (its fractionation unknown: the reason lists them).
     value, margin
         The metric's value and how far inside the limit it is (negative: failing), or None.
     result
@@ -83,7 +85,7 @@ class LimitResult:
     structure: str
     rois: tuple[str, ...]
     metric: str
-    limit: str
+    limit: str | None
     value: float | None
     margin: float | None
     result: str
@@ -124,6 +126,7 @@ class Evaluation:
     matches: tuple[StructureMatch, ...]
     decision: Decision
     dose_mode: str
+    end_caps: EndCaps = EndCaps.HALF_SLAB
     warnings: tuple[str, ...] = field(default=())
     dvhs: tuple[tuple[str, str, DVH], ...] = field(default=())
 
@@ -143,6 +146,7 @@ def evaluate(
     mapping: Mapping[str, str] | None = None,
     lesion_map: Mapping[str, Mapping[str, Any]] | None = None,
     fractions: int | None = None,
+    end_caps: EndCaps = EndCaps.HALF_SLAB,
 ) -> Evaluation:
     """Evaluate every limit of ``protocol`` on ``plan`` and decide criterion 19.
 
@@ -158,8 +162,10 @@ def evaluate(
         ROI name → lesion facts (site, prescription_gy, fractions), from a map file.
     fractions
         Number of fractions to assume where no RTPLAN says (``--fractions``).
+    end_caps
+        How far the outermost contour planes reach along z in every DVH.
     """
-    return _Evaluator(plan, protocol, mapping or {}, lesion_map or {}, fractions).run()
+    return _Evaluator(plan, protocol, mapping or {}, lesion_map or {}, fractions, end_caps).run()
 
 
 class _Evaluator:
@@ -170,9 +176,11 @@ class _Evaluator:
         mapping: Mapping[str, str],
         lesion_map: Mapping[str, Mapping[str, Any]],
         fractions: int | None,
+        end_caps: EndCaps,
     ) -> None:
         self.plan, self.protocol, self.mapping = plan, protocol, mapping
         self.fractions_override = fractions
+        self.end_caps = end_caps
         self.lesions = find_lesions(plan, lesion_map, fractions)
         self.structures = plan.structure_set.structures
         self.matches: dict[str, StructureMatch] = {}
@@ -274,7 +282,7 @@ class _Evaluator:
     def dvh(self, region: Region, grid: DoseGrid, key: str) -> DVH:
         cache_key = (region.name, key)
         if cache_key not in self.dvh_cache:
-            self.dvh_cache[cache_key] = compute_dvh(region, grid)
+            self.dvh_cache[cache_key] = compute_dvh(region, grid, end_caps=self.end_caps)
         return self.dvh_cache[cache_key]
 
     # -- limits ----------------------------------------------------------------------------
@@ -282,22 +290,24 @@ class _Evaluator:
     def run(self) -> Evaluation:
         results: list[LimitResult] = []
         for limit in self.protocol.oar_limits:
-            results.append(self.oar_limit(limit, None, None))
+            results.append(self.oar_limit(limit, None))
         for lesion in self.lesions:
             for limit in self.protocol.lesion_coverage:
                 results.append(self.coverage_limit(limit, lesion))
             for limit in self.protocol.lesion_oar_limits:
                 if limit.sites and lesion.site not in limit.sites:
                     if lesion.site is None:
+                        metric, comparison, columns = self.stated_limit(limit, lesion)
                         results.append(
                             self.not_evaluated(
-                                limit, limit.label, str(limit.by_fractions[0][2]), (),
-                                f"site of lesion {lesion.name} unknown ({lesion.site_evidence})",
+                                limit, metric, comparison, (),
+                                f"site of lesion {lesion.name} unknown ({lesion.site_evidence})"
+                                + columns,
                                 lesion.name,
                             )
                         )  # fmt: skip
                     continue
-                results.append(self.oar_limit(limit, lesion, lesion.fractions))
+                results.append(self.oar_limit(limit, lesion))
         self.check_counts()
         if not primary_targets(self.plan) and not self.lesions:
             self.warnings.append("no target ROI (PTV/GTV/CTV/ITV) found in the structure set")
@@ -309,6 +319,7 @@ class _Evaluator:
             matches=tuple(self.matches.values()),
             decision=decide(results),
             dose_mode="EQD2 sum of plans" if self.summed else "physical dose",
+            end_caps=self.end_caps,
             warnings=tuple(self.warnings),
             dvhs=tuple((name, dose, dvh) for (name, dose), dvh in self.dvh_cache.items()),
         )
@@ -330,7 +341,7 @@ class _Evaluator:
         self,
         limit: Limit,
         metric: str,
-        comparison: str,
+        comparison: str | None,
         rois: tuple[str, ...],
         reason: str,
         lesion: str | None,
@@ -354,22 +365,49 @@ class _Evaluator:
             dose_coverage=coverage,
         )
 
-    def oar_limit(self, limit: Limit, lesion: Lesion | None, lesion_fx: int | None) -> LimitResult:
+    def converted(
+        self, limit: Limit, lesion: Lesion | None
+    ) -> tuple[Metric, Comparison, str | None]:
+        """The limit that applies to this plan (see :func:`convert_limit`), or _NotEvaluable
+        when its fractionation is unknown."""
+        alpha_beta = self.protocol.alpha_beta(limit.structure)
+        _, _, plan_fx = self.dose_for(alpha_beta)
+        wanted_fx = lesion.fractions if lesion is not None else plan_fx
+        if lesion is not None and wanted_fx is None:
+            raise _NotEvaluable(f"fractionation of lesion {lesion.name} unknown")
+        return convert_limit(limit, wanted_fx, plan_fx, alpha_beta)
+
+    def stated_limit(self, limit: Limit, lesion: Lesion | None) -> tuple[str, str | None, str]:
+        """For a limit that is not evaluated: the metric and limit that would apply to this
+        plan, or None and the published columns (to add to the reason) when none can be
+        chosen."""
+        try:
+            metric, comparison, _ = self.converted(limit, lesion)
+        except (_NotEvaluable, RtcheckError):
+            return limit.label, None, f"; published: {_published_columns(limit)}"
+        return metric.text, str(comparison), ""
+
+    def oar_limit(self, limit: Limit, lesion: Lesion | None) -> LimitResult:
         lesion_name = lesion.name if lesion else None
         rois: tuple[str, ...] = ()
         try:
+            applied: tuple[Metric, Comparison, str | None] | None = self.converted(limit, lesion)
+            unknown_fx = ""
+        except (_NotEvaluable, RtcheckError) as exc:
+            applied, unknown_fx = None, str(exc)
+        try:
             region, rois = self.region(limit.structure)
-            alpha_beta = self.protocol.alpha_beta(limit.structure)
-            grid, key, plan_fx = self.dose_for(alpha_beta)
-            wanted_fx = lesion_fx if lesion is not None else plan_fx
-            if lesion is not None and wanted_fx is None:
-                raise _NotEvaluable(f"fractionation of lesion {lesion.name} unknown")
-            metric, comparison, conversion = convert_limit(limit, wanted_fx, plan_fx, alpha_beta)
+            if applied is None:
+                raise _NotEvaluable(unknown_fx)
+            metric, comparison, conversion = applied
+            grid, key, _ = self.dose_for(self.protocol.alpha_beta(limit.structure))
             dvh = self.dvh(region, grid, key)
         except (_NotEvaluable, RtcheckError) as exc:
-            return self.not_evaluated(
-                limit, limit.label, str(limit.by_fractions[0][2]), rois, str(exc), lesion_name
-            )
+            if applied is None:
+                reason = f"{exc}; published: {_published_columns(limit)}"
+                return self.not_evaluated(limit, limit.label, None, rois, reason, lesion_name)
+            metric_text, stated = applied[0].text, str(applied[1])
+            return self.not_evaluated(limit, metric_text, stated, rois, str(exc), lesion_name)
         return self.judge(limit, metric, comparison, dvh, rois, lesion_name, conversion, None)
 
     def coverage_limit(self, limit: Limit, lesion: Lesion) -> LimitResult:
@@ -423,9 +461,8 @@ class _Evaluator:
             return replace(result, conversion=conversion)
         value = evaluate_metric(metric, dvh, prescription)
         if math.isnan(value):
-            return self.not_evaluated(
-                limit, metric.text, str(comparison), rois, "no dose in the structure", lesion
-            )
+            reason = undefined_reason(metric, dvh) or "no dose in the structure"
+            return self.not_evaluated(limit, metric.text, str(comparison), rois, reason, lesion)
         unevaluated = self.not_evaluated(
             limit, metric.text, str(comparison), rois, "", lesion, dvh.dose_coverage
         )
@@ -490,6 +527,17 @@ def convert_limit(
     return metric, comparison, f"{note}: relative metric, unchanged"
 
 
+def _published_columns(limit: Limit) -> str:
+    """Every published column of a limit: ``<= 14 (1 fx), <= 21.9 (3 fx)``, each with its
+    metric where the columns' metrics differ (``V10Gy[cc] <= 0.35 (1 fx), V18Gy[cc] ...``)."""
+    columns = limit.by_fractions
+    named = len({metric.text for _, metric, _ in columns}) > 1
+    return ", ".join(
+        f"{metric.text + ' ' if named else ''}{c}" + (f" ({n} fx)" if n else "")
+        for n, metric, c in columns
+    )
+
+
 def _fmt(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
@@ -517,6 +565,7 @@ def decide(results: Sequence[LimitResult]) -> Decision:
 def _describe(r: LimitResult) -> str:
     who = f"{r.structure}" + (f" (lesion {r.lesion})" if r.lesion else "")
     if r.result == "not_evaluated":
-        return f"{who} {r.metric} {r.limit}: not evaluated: {r.reason}"
+        stated = f" {r.limit}" if r.limit else ""
+        return f"{who} {r.metric}{stated}: not evaluated: {r.reason}"
     assert r.value is not None
     return f"{who} {r.metric} = {r.value:.2f}, limit {r.limit} ({r.priority})"

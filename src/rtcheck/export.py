@@ -11,6 +11,7 @@ from typing import Any
 from rtcheck import __version__
 from rtcheck.plan import Plan
 from rtcheck.plandvh import StructureDVH
+from rtcheck.slabs import EndCaps
 
 
 def json_number(value: float | None, digits: int = 4) -> float | None:
@@ -18,7 +19,9 @@ def json_number(value: float | None, digits: int = 4) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
-def dvh_document(plan: Plan, results: Sequence[StructureDVH]) -> dict[str, Any]:
+def dvh_document(
+    plan: Plan, results: Sequence[StructureDVH], end_caps: EndCaps = EndCaps.HALF_SLAB
+) -> dict[str, Any]:
     """The ``rtcheck dvh --json`` document. Holds UIDs, never the patient's name."""
     doses = []
     for dose in plan.doses:
@@ -55,6 +58,7 @@ def dvh_document(plan: Plan, results: Sequence[StructureDVH]) -> dict[str, Any]:
         "rtcheck_version": __version__,
         "study_instance_uid": plan.study_instance_uid,
         "rtstruct_sop_instance_uid": plan.structure_set.sop_instance_uid,
+        "end_caps": end_caps.value,
         "doses": doses,
         "structures": structures,
         "warnings": list(plan.warnings),

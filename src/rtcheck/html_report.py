@@ -105,6 +105,7 @@ def plan_report_html(evaluation: Evaluation) -> str:
         f"<dt>Structure set</dt><dd>{_escape(plan.structure_set.sop_instance_uid)}</dd>",
         f"<dt>Plans</dt><dd>{_escape(plans or 'no RTPLAN')}</dd>",
         f"<dt>Dose evaluated</dt><dd>{_escape(evaluation.dose_mode)}</dd>",
+        f"<dt>DVH end caps</dt><dd>{_escape(evaluation.end_caps.value)}</dd>",
         f"<dt>Protocol</dt><dd>{_escape(protocol.name)} {_escape(protocol.version)} "
         f'<span class="small">sha256 {_escape(protocol.sha256[:16])}…</span></dd>',
         f"<dt>Software</dt><dd>rtcheck {__version__}</dd>",
@@ -127,7 +128,7 @@ def plan_report_html(evaluation: Evaluation) -> str:
             f'<td class="result" style="border-left-color:{COLOURS[state]}">{LABELS[state]}</td>'
             f"<td>{_escape(r.priority)}</td><td>{_escape(structure)}</td>"
             f"<td>{_escape(', '.join(r.rois) or '–')}</td><td>{_escape(r.metric)}</td>"
-            f'<td class="num">{_escape(r.limit)}</td><td class="num">{_number(r.value)}</td>'
+            f'<td class="num">{_escape(r.limit or "—")}</td><td class="num">{_number(r.value)}</td>'
             f'<td class="num">{_number(r.margin, signed=True)}</td>'
             f'<td class="small">{_escape(note or "")}</td></tr>'
         )
@@ -241,7 +242,7 @@ def _limit_point(r: LimitResult, dvh: DVH) -> tuple[float, float] | None:
     """Where a limit sits on the cumulative DVH (dose Gy, volume %), when it has a place."""
     metric = parse_metric(r.metric)
     total = dvh.volume_in_grid_cc
-    if total <= 0:
+    if total <= 0 or r.limit is None:
         return None
     bound = float(r.limit.split()[-1])
     if metric.quantity == "V" and metric.threshold_unit == "Gy" and metric.threshold is not None:

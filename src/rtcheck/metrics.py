@@ -110,7 +110,8 @@ def evaluate_metric(metric: Metric | str, dvh: DVH, prescription_gy: float | Non
     Returns
     -------
     float
-        The value in the metric's result unit (Gy, cGy, cc, or %). NaN when the DVH is empty.
+        The value in the metric's result unit (Gy, cGy, cc, or %). NaN where the metric is
+        undefined (:func:`undefined_reason` says why).
 
     Raises
     ------
@@ -123,7 +124,7 @@ def evaluate_metric(metric: Metric | str, dvh: DVH, prescription_gy: float | Non
             f"{m.text} is relative to the prescription, and no prescription dose is known "
             "(give one, or provide the RTPLAN)"
         )
-    if dvh.volume_in_grid_cc <= 0:
+    if undefined_reason(m, dvh) is not None:
         return math.nan
     total = dvh.volume_in_grid_cc
 
@@ -148,6 +149,30 @@ def evaluate_metric(metric: Metric | str, dvh: DVH, prescription_gy: float | Non
     if m.quantity == "CV":
         volume = total - volume
     return volume if m.result_unit == "cc" else 100.0 * volume / total
+
+
+def undefined_reason(metric: Metric | str, dvh: DVH | None) -> str | None:
+    """Why a metric has no value on a DVH, or None when it has one.
+
+    A metric is undefined on an ROI with no volume (no contours, or none of it inside the dose
+    grid), and a D-cc or DC-cc is undefined when it asks for more volume than the ROI has inside
+    the dose grid: the hottest 15 cc of a 13 cc ROI do not exist, and its minimum dose is not
+    their dose.
+    """
+    m = parse_metric(metric) if isinstance(metric, str) else metric
+    if dvh is None:
+        return f"{m.text} is undefined: the ROI has no contours"
+    if dvh.volume_in_grid_cc <= 0:
+        return f"{m.text} is undefined: no part of ROI {dvh.name!r} lies inside the dose grid"
+    if m.quantity in ("D", "DC") and m.threshold_unit == "cc":
+        assert m.threshold is not None
+        if m.threshold > dvh.volume_in_grid_cc * (1 + 1e-9):
+            where = " inside the dose grid" if dvh.dose_coverage < 1 - 1e-6 else ""
+            return (
+                f"{m.text} is undefined: ROI {dvh.name!r} has {dvh.volume_in_grid_cc:.2f} cc"
+                f"{where}, less than {m.threshold:g} cc"
+            )
+    return None
 
 
 def _dose_in(dose_gy: float, unit: str, prescription_gy: float | None) -> float:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from rtcheck.dvh import DVH, compute_dvh
 from rtcheck.errors import InvalidStructureError
-from rtcheck.metrics import Metric, evaluate_metric, parse_metric
+from rtcheck.metrics import Metric, evaluate_metric, parse_metric, undefined_reason
 from rtcheck.plan import DoseSet, Plan
+from rtcheck.slabs import EndCaps
 from rtcheck.structures import Structure
 
 DEFAULT_METRICS = (
@@ -55,7 +56,8 @@ def select_structures(plan: Plan, names: Sequence[str] = ()) -> list[Structure]:
     Raises
     ------
     InvalidStructureError
-        A name matches no ROI or several, or a named ROI has no contours.
+        A name matches no ROI or several. A named ROI without contours is chosen: its results
+        say it is empty.
     """
     structures = plan.structure_set.structures
     if not names:
@@ -70,8 +72,6 @@ def select_structures(plan: Plan, names: Sequence[str] = ()) -> list[Structure]:
             raise InvalidStructureError(f"no ROI named {name!r}; the structure set has {available}")
         if len(found) > 1:
             raise InvalidStructureError(f"{len(found)} ROIs match {name!r}")
-        if found[0].is_empty:
-            raise InvalidStructureError(f"ROI {found[0].name!r} has no closed contours")
         chosen.append(found[0])
     return chosen
 
@@ -81,6 +81,7 @@ def structure_dvhs(
     structures: Sequence[Structure],
     metrics: Sequence[str] = DEFAULT_METRICS,
     prescription_gy: float | None = None,
+    end_caps: EndCaps = EndCaps.HALF_SLAB,
 ) -> list[StructureDVH]:
     """Compute the DVH and metrics of each structure in each of the plan's dose sets.
 
@@ -94,6 +95,8 @@ def structure_dvhs(
         TG-263 metrics to evaluate.
     prescription_gy
         Prescription (Gy) for relative metrics; by default each dose set's RTPLAN prescription.
+    end_caps
+        How far the outermost contour planes reach along z.
 
     Raises
     ------
@@ -120,9 +123,11 @@ def structure_dvhs(
                     )
                 )
                 continue
-            dvh = compute_dvh(structure, dose.grid)
+            dvh = compute_dvh(structure, dose.grid, end_caps=end_caps)
             values = {m.text: evaluate_metric(m, dvh, rx) for m in parsed}
             warnings = list(dvh.warnings)
+            if dvh.volume_in_grid_cc > 0:  # else the DVH's own warning says it all
+                warnings += [r for m in parsed if (r := undefined_reason(m, dvh)) is not None]
             if dose.per_fraction:
                 warnings.append(f"dose set {dose.label!r} is the dose of one fraction")
             results.append(StructureDVH(structure, dose, dvh, values, tuple(warnings)))

@@ -14,7 +14,7 @@ from rtcheck import __version__
 from rtcheck.eligibility import Evaluation
 from rtcheck.export import json_number
 
-RECORD_VERSION = "1.0"
+RECORD_VERSION = "1.1"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"
 
 
@@ -54,6 +54,7 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
             "path": protocol.path,
         },
         "dose_mode": evaluation.dose_mode,
+        "end_caps": evaluation.end_caps.value,
         "criterion_19": {
             "decision": evaluation.decision.decision,
             "reasons": list(evaluation.decision.reasons),

@@ -45,7 +45,7 @@ def check_table(evaluation: Evaluation) -> str:
                 _shorten(", ".join(r.rois) or "-"),
                 r.metric,
                 "-" if r.value is None else f"{r.value:.2f}",
-                r.limit,
+                r.limit or "-",
                 "-" if r.margin is None else f"{r.margin:+.2f}",
             ]
         )

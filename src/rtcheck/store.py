@@ -196,7 +196,8 @@ def save_outcome(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_h
                     "roi": ", ".join(lim["roi"]),
                     "lesion": lim["lesion"],
                     "metric": lim["metric"],
-                    "limit": lim["limit"],
+                    # "" where no limit could be stated for the plan (the reason says why).
+                    "limit": lim["limit"] or "",
                     "value": lim["value"],
                     "margin": lim["margin"],
                     "result": lim["result"],
