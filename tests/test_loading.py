@@ -15,6 +15,7 @@ from rtcheck.dvh import compute_dvh
 from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError
 from rtcheck.metrics import evaluate_metric
 from rtcheck.plan import load_plan
+from tests.archive_factory import write_ct_slice
 from tests.conftest import tree_digest, write_case
 from tests.truth import LinearFieldTruth, slabs_from_planes
 
@@ -100,29 +101,71 @@ def test_uneven_frame_spacing(tmp_path):
     assert_matches_truth(metrics_of(folder))
 
 
-@pytest.mark.parametrize(
-    ("orientation", "flip"),
-    [((-1, 0, 0, 0, -1, 0), "xy"), ((-1, 0, 0, 0, 1, 0), "xz"), ((1, 0, 0, 0, -1, 0), "yz")],
-)
-def test_flipped_axis_aligned_orientations(base, tmp_path, orientation, flip):
+#: ImageOrientationPatient of the eight patient positions (DICOM PS3.3 C.7.3.1.1.2).
+POSITIONS = {
+    "HFS": (1, 0, 0, 0, 1, 0),
+    "HFP": (-1, 0, 0, 0, -1, 0),
+    "FFS": (-1, 0, 0, 0, 1, 0),
+    "FFP": (1, 0, 0, 0, -1, 0),
+    "HFDL": (0, -1, 0, 1, 0, 0),
+    "HFDR": (0, 1, 0, -1, 0, 0),
+    "FFDL": (0, 1, 0, 1, 0, 0),
+    "FFDR": (0, -1, 0, -1, 0, 0),
+}
+
+
+def reoriented(orientation):
+    """An edit that stores the same HFS dose with another ImageOrientationPatient: the same
+    dose at the same points, its pixels permuted and flipped, with relative frame offsets."""
+
     def edit(ds):
         n, rows, cols = int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns)
-        data = np.frombuffer(ds.PixelData, dtype="<u4").reshape(n, rows, cols)
-        x0, y0, z0 = (float(v) for v in ds.ImagePositionPatient)
-        dx = dy = 2.5
+        data = np.frombuffer(ds.PixelData, dtype="<u4").reshape(n, rows, cols)  # (z, y, x)
+        origin = [float(v) for v in ds.ImagePositionPatient]
         offsets = np.array([float(v) for v in ds.GridFrameOffsetVector])
-        pos = [x0, y0, z0]
-        if "x" in flip:
-            data, pos[0] = data[:, :, ::-1], x0 + (cols - 1) * dx
-        if "y" in flip:
-            data, pos[1] = data[:, ::-1, :], y0 + (rows - 1) * dy
-        if "z" in flip:
-            data, pos[2] = data[::-1], z0 + offsets[-1]
+        row, column = np.array(orientation[:3]), np.array(orientation[3:])
+        along_row, along_column = int(np.argmax(np.abs(row))), int(np.argmax(np.abs(column)))
+        if along_row == 1:
+            data = data.transpose(0, 2, 1)  # rows now run along x, columns along y
+        extent = [(cols - 1) * 2.5, (rows - 1) * 2.5, offsets[-1]]
+        position = list(origin)
+        if row[along_row] < 0:
+            data, position[along_row] = data[:, :, ::-1], origin[along_row] + extent[along_row]
+        if column[along_column] < 0:
+            data = data[:, ::-1, :]
+            position[along_column] = origin[along_column] + extent[along_column]
+        if np.cross(row, column)[2] < 0:
+            data, position[2] = data[::-1], origin[2] + extent[2]
         ds.PixelData = np.ascontiguousarray(data).tobytes()
-        ds.ImagePositionPatient = [f"{v:g}" for v in pos]
+        ds.Rows, ds.Columns = data.shape[1], data.shape[2]
+        ds.ImagePositionPatient = [f"{v:g}" for v in position]
         ds.ImageOrientationPatient = list(orientation)
 
-    assert_matches_truth(metrics_of(rewrite_dose(base, tmp_path / "flip", edit)))
+    return edit
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_every_axis_aligned_patient_position_gives_the_hfs_grid(base, tmp_path, position):
+    hfs = load_plan([base]).doses[0].grid
+    folder = rewrite_dose(base, tmp_path / position, reoriented(POSITIONS[position]))
+    grid = load_plan([folder]).doses[0].grid
+    assert np.array_equal(grid.dose_gy, hfs.dose_gy)
+    for axis in ("x_mm", "y_mm", "z_mm"):
+        assert getattr(grid, axis) == pytest.approx(getattr(hfs, axis), abs=1e-9)
+    assert_matches_truth(metrics_of(folder))
+
+
+def test_the_decubitus_pixels_are_really_transposed(base, tmp_path):
+    # A dose that is not symmetric in x and y: HFDL must put each value where HFS has it.
+    def skewed(ds):
+        n, rows, cols = int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns)
+        ramp = np.arange(n * rows * cols, dtype="<u4").reshape(n, rows, cols) * 1000
+        ds.PixelData = ramp.tobytes()
+
+    base = rewrite_dose(base, tmp_path / "skewed", skewed)
+    hfs = load_plan([base]).doses[0].grid
+    folder = rewrite_dose(base, tmp_path / "hfdl", reoriented(POSITIONS["HFDL"]))
+    assert np.array_equal(load_plan([folder]).doses[0].grid.dose_gy, hfs.dose_gy)
 
 
 @pytest.mark.parametrize(
@@ -131,7 +174,8 @@ def test_flipped_axis_aligned_orientations(base, tmp_path, orientation, flip):
         (lambda ds: setattr(ds, "DoseUnits", "RELATIVE"), "RELATIVE"),
         (lambda ds: setattr(ds, "ImageOrientationPatient", [0.9848, 0.1736, 0, -0.1736, 0.9848, 0]),
          "oblique"),
-        (lambda ds: setattr(ds, "ImageOrientationPatient", [0, 1, 0, 1, 0, 0]), "oblique"),
+        (lambda ds: setattr(ds, "ImageOrientationPatient", [0, 1, 0, 0, 0, -1]),
+         r"\[0, 1, 0, 0, 0, -1\] is oblique or not axial"),
         (lambda ds: setattr(ds, "PixelData", ds.PixelData[:-400]), "truncated or inconsistent"),
         (lambda ds: setattr(ds, "Rows", int(ds.Rows) + 1), "truncated or inconsistent"),
         (lambda ds: setattr(ds, "NumberOfFrames", int(ds.NumberOfFrames) - 1),
@@ -296,3 +340,88 @@ def test_structure_partly_outside_the_dose_grid(tmp_path):
     assert dvh.dose_coverage < 0.9
     assert any("outside the dose grid" in w for w in dvh.warnings)
     assert dvh.min_gy >= 40.0 + 0.8 * -5.0 - 0.05  # nothing outside counted as zero dose
+
+
+def test_a_dose_naming_no_plan_is_linked_to_the_only_plan_given(base, tmp_path):
+    folder = rewrite_dose(
+        base, tmp_path / "noref", lambda ds: delattr(ds, "ReferencedRTPlanSequence")
+    )
+    plan = load_plan([folder])
+    assert plan.doses[0].plan is not None and plan.doses[0].plan.label == "PLAN"
+    assert plan.doses[0].plan.fractions == 25
+    assert any("references no RTPLAN; linked to the only RTPLAN" in w for w in plan.warnings)
+    assert_matches_truth(metrics_of(folder))
+
+
+def test_a_dose_naming_no_plan_among_several_plans_is_refused(base, tmp_path):
+    folder = two_plans(base, tmp_path / "two")
+    dose = pydicom.dcmread(folder / "rtdose.dcm")
+    del dose.ReferencedRTPlanSequence
+    dose.save_as(folder / "rtdose.dcm", enforce_file_format=True)
+    with pytest.raises(PlanLinkError, match="references no RTPLAN and 2 RTPLANs are given"):
+        load_plan([folder])
+
+
+def without_file_meta(path: Path) -> None:
+    """Rewrite a file as old exports wrote it: no preamble, no File Meta header."""
+    ds = pydicom.dcmread(path)
+    ds.preamble = None
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True)
+    assert path.read_bytes()[128:132] != b"DICM"
+
+
+def test_headerless_rt_files_are_read_with_a_warning(base, tmp_path):
+    folder = tmp_path / "old"
+    shutil.copytree(base, folder)
+    for name in ("rtstruct.dcm", "rtdose.dcm"):
+        without_file_meta(folder / name)
+    plan = load_plan([folder])
+    notes = [w for w in plan.warnings if "File Meta header" in w]
+    assert len(notes) == 2
+    assert_matches_truth(metrics_of(folder))
+    assert_matches_truth(metrics_of([folder / "rtstruct.dcm", folder / "rtdose.dcm"]))
+
+
+def test_pydicoms_headerless_rtstruct_is_read():
+    from pydicom.data import get_testdata_file
+
+    from rtcheck.dicomfile import NO_HEADER_NOTE, read_dicom
+    from rtcheck.structures import read_structure_set
+
+    path = get_testdata_file("rtstruct.dcm")
+    ds, note = read_dicom(path)
+    assert note == NO_HEADER_NOTE
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+    structures = read_structure_set(ds, path).structures
+    # Its body outline on three planes 10 mm apart, and two isocentre points (skipped, said).
+    assert [s.name for s in structures] == ["patient", "Isocenter 1", "Isocenter 2"]
+    body = structures[0]
+    assert [p.z_mm for p in body.planes] == [-200.0, -190.0, -180.0]
+    assert body.slabs()[1] - body.slabs()[0] == pytest.approx([10.0, 10.0, 10.0])
+    assert "POINT contour" in structures[1].warnings[0]
+
+
+def test_a_text_file_with_an_rt_name_is_still_not_dicom(base, tmp_path):
+    folder = tmp_path / "text"
+    folder.mkdir()
+    (folder / "rtstruct.dcm").write_text("SOPClassUID 1.2.840.10008.5.1.4.1.1.481.3\n" * 20)
+    shutil.copy(base / "rtdose.dcm", folder / "rtdose.dcm")
+    with pytest.raises(
+        PlanLinkError, match=r"no RTSTRUCT among the files given \(1 file skipped: not DICOM\)"
+    ):
+        load_plan([folder])
+    with pytest.raises(InvalidInputError, match="not a DICOM file"):
+        load_plan([folder / "rtstruct.dcm", folder / "rtdose.dcm"])
+
+
+def test_refusals_count_the_files_skipped(base, tmp_path):
+    folder = tmp_path / "skips"
+    folder.mkdir()
+    shutil.copy(base / "rtdose.dcm", folder / "rtdose.dcm")
+    for k in range(3):
+        (folder / f"notes{k}.txt").write_text("export notes")
+    write_ct_slice(folder / "ct.dcm", "skips", 0.0)
+    expected = r"no RTSTRUCT .*\(3 files skipped: not DICOM; 1 file skipped: not an RT object\)"
+    with pytest.raises(PlanLinkError, match=expected):
+        load_plan([folder])

@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from rtcheck.plan import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT, referenced_uid
+from rtcheck.dicomfile import (
+    RT_CLASSES,
+    RTDOSE,
+    RTION_PLAN,
+    RTPLAN,
+    RTSTRUCT,
+    read_dicom,
+    sop_class_of,
+)
+from rtcheck.plan import referenced_uid
 
-_RT_CLASSES = {RTDOSE, RTSTRUCT, RTPLAN, RTION_PLAN}
 _HEADER_TAGS = [
     "SOPClassUID",
     "SOPInstanceUID",
@@ -111,11 +117,9 @@ def read_header(path: str) -> Header | None:
     OSError, InvalidDicomError
         On files that cannot be read as DICOM (the caller records them).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-    sop_class = str(ds.get("SOPClassUID", ""))
-    if sop_class not in _RT_CLASSES:
+    ds, _ = read_dicom(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    sop_class = sop_class_of(ds)
+    if sop_class not in RT_CLASSES:
         return None
 
     frame = str(ds.get("FrameOfReferenceUID", ""))

@@ -204,27 +204,25 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
     orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
     if len(position) != 3 or orientation.shape != (6,):
         raise fail("ImagePositionPatient or ImageOrientationPatient has the wrong length")
-    row_dir, col_dir = orientation[:3], orientation[3:]
-    # Only grids whose rows run along x and columns along y are supported; flips (prone,
-    # feet-first) are handled exactly by reversing axes below, oblique grids are refused.
-    if not (
-        abs(abs(row_dir[0]) - 1) < _DIRECTION_TOLERANCE
-        and np.all(np.abs(row_dir[1:]) < _DIRECTION_TOLERANCE)
-        and abs(abs(col_dir[1]) - 1) < _DIRECTION_TOLERANCE
-        and abs(col_dir[0]) < _DIRECTION_TOLERANCE
-        and abs(col_dir[2]) < _DIRECTION_TOLERANCE
-    ):
+    # Rows and columns along the patient's x and y axes, in any order and sense (supine,
+    # prone, feet-first, decubitus): a permutation and flips of the axes, handled exactly below.
+    # Anything else is oblique, or not axial, and refused.
+    along_row = _patient_axis(orientation[:3])
+    along_column = _patient_axis(orientation[3:])
+    if along_row is None or along_column is None or along_row[0] == along_column[0]:
+        shown = ", ".join(f"{v:g}" for v in orientation)
         raise fail(
-            f"ImageOrientationPatient {list(orientation)} is oblique or not axial; "
-            "only axis-aligned axial dose grids are supported"
+            f"ImageOrientationPatient [{shown}] is oblique or not axial: only dose grids whose "
+            "rows and columns run along the patient's x and y axes are supported"
         )
-    sx, sy = float(np.sign(row_dir[0])), float(np.sign(col_dir[1]))
-    sz = sx * sy  # the normal (row x column) is +z or -z
+    (row_axis, row_sign), (_, column_sign) = along_row, along_column
+    normal = row_sign * column_sign * (1.0 if row_axis == 0 else -1.0)  # (row x column) . z
 
     offsets = _frame_offsets(ds, frames, position[2], fail)
-    z = position[2] + sz * offsets if offsets[0] == 0.0 or frames == 1 else offsets
-    x = position[0] + sx * spacing[1] * np.arange(cols)
-    y = position[1] + sy * spacing[0] * np.arange(rows)
+    z = position[2] + normal * offsets if offsets[0] == 0.0 or frames == 1 else offsets
+    # Along a row, columns are PixelSpacing[1] apart; down a column, rows are PixelSpacing[0].
+    across_columns = position[row_axis] + row_sign * spacing[1] * np.arange(cols)
+    down_rows = position[1 - row_axis] + column_sign * spacing[0] * np.arange(rows)
 
     scaling = float(ds.DoseGridScaling)
     if not np.isfinite(scaling) or scaling <= 0:
@@ -234,10 +232,14 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
     if dose.size and float(dose.min()) < 0:
         raise fail("the dose grid holds negative doses")
 
+    if row_axis == 0:
+        x, y = across_columns, down_rows
+    else:  # rows run along y: columns hold y, rows hold x
+        y, x, dose = across_columns, down_rows, dose.transpose(0, 2, 1)
     # Sort every axis increasingly so that interpolation can use searchsorted.
-    if sx < 0:
+    if x[-1] < x[0]:
         x, dose = x[::-1], dose[:, :, ::-1]
-    if sy < 0:
+    if y[-1] < y[0]:
         y, dose = y[::-1], dose[:, ::-1, :]
     order = np.argsort(z, kind="stable")
     z, dose = z[order], dose[order]
@@ -251,6 +253,18 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
         summation_type=str(ds.get("DoseSummationType", "")).upper(),
     )
+
+
+def _patient_axis(direction: FloatArray) -> tuple[int, float] | None:
+    """The patient axis (0 for x, 1 for y) a unit direction runs along, and its sense (±1);
+    None when it runs along neither."""
+    for axis in (0, 1):
+        others = [v for i, v in enumerate(direction) if i != axis]
+        if abs(abs(direction[axis]) - 1) < _DIRECTION_TOLERANCE and all(
+            abs(v) < _DIRECTION_TOLERANCE for v in others
+        ):
+            return axis, float(np.sign(direction[axis]))
+    return None
 
 
 def _frame_offsets(ds: Dataset, frames: int, z0: float, fail: _Fail) -> FloatArray:
@@ -278,15 +292,33 @@ def _frame_offsets(ds: Dataset, frames: int, z0: float, fail: _Fail) -> FloatArr
     return offsets
 
 
-_UNCOMPRESSED = {
+_NATIVE = {
     "1.2.840.10008.1.2": "<",  # Implicit VR Little Endian
     "1.2.840.10008.1.2.1": "<",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99": "<",  # Deflated Explicit VR Little Endian (inflated on reading)
     "1.2.840.10008.1.2.2": ">",  # Explicit VR Big Endian
 }
+#: Lossless compressed transfer syntaxes, decoded by pydicom: RLE natively, the JPEG family with
+#: the optional ``jpeg`` extra (pylibjpeg and its libjpeg and openjpeg plugins).
+LOSSLESS_COMPRESSED = frozenset(
+    {
+        "1.2.840.10008.1.2.5",  # RLE Lossless
+        "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+        "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+        "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+        "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+        "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    }
+)
 
 
 def _pixel_values(ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail) -> NDArray[np.int64]:
-    """The stored pixel values, after checking that the data is exactly the declared size."""
+    """The stored pixel values, after checking that the data is exactly the declared size.
+
+    Native and losslessly compressed pixel data are read; lossy compression is refused, because
+    it changes the dose values themselves.
+    """
     bits = int(ds.BitsAllocated)
     if bits not in (16, 32):
         raise fail(f"BitsAllocated {bits} is not supported (16 or 32)")
@@ -294,17 +326,12 @@ def _pixel_values(ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail) -
         raise fail("SamplesPerPixel must be 1")
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     expected = frames * rows * cols * bits // 8
-    transfer_syntax = str(ds.file_meta.TransferSyntaxUID) if "file_meta" in ds.__dict__ else ""
-    if transfer_syntax and transfer_syntax not in _UNCOMPRESSED:
-        try:
-            values = np.asarray(ds.pixel_array)
-        except Exception as exc:
-            raise fail(f"cannot decode pixel data ({exc})") from exc
-        if values.size != frames * rows * cols:
-            raise fail(
-                f"pixel data holds {values.size} values, the grid declares {frames}x{rows}x{cols}"
-            )
-        return values.reshape(frames, rows, cols).astype(np.int64)
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta else ""
+    if str(ds.get("LossyImageCompression", "")).strip() == "01":
+        raise fail("the dose was compressed lossily (LossyImageCompression 01): its values changed")
+    if transfer_syntax and transfer_syntax not in _NATIVE:
+        return _decoded_values(ds, transfer_syntax, frames, rows, cols, fail)
     data = ds.PixelData
     # The value is padded to an even length, so one extra byte is allowed.
     if len(data) not in (expected, expected + 1):
@@ -312,7 +339,39 @@ def _pixel_values(ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail) -
             f"pixel data is {len(data)} bytes but the grid declares {frames}x{rows}x{cols} "
             f"values of {bits} bits ({expected} bytes): truncated or inconsistent file"
         )
-    byteorder = _UNCOMPRESSED.get(transfer_syntax, "<")
+    byteorder = _NATIVE.get(transfer_syntax, "<")
     dtype = np.dtype(f"{byteorder}{'i' if signed else 'u'}{bits // 8}")
     values = np.frombuffer(data, dtype=dtype, count=frames * rows * cols)
+    return values.reshape(frames, rows, cols).astype(np.int64)
+
+
+def _decoded_values(
+    ds: Dataset, transfer_syntax: str, frames: int, rows: int, cols: int, fail: _Fail
+) -> NDArray[np.int64]:
+    """Pixel values of compressed pixel data, decoded by pydicom; lossy or undecodable
+    compression is refused, naming the transfer syntax."""
+    from pydicom.pixels.decoders.base import get_decoder
+    from pydicom.uid import UID
+
+    uid = UID(transfer_syntax)
+    name = f"{uid.name} ({uid})" if uid.is_transfer_syntax else transfer_syntax
+    if transfer_syntax not in LOSSLESS_COMPRESSED:
+        kind = "lossy or unsupported" if uid.is_transfer_syntax else "unknown"
+        raise fail(
+            f"transfer syntax {name} is {kind} for a dose; export the RTDOSE uncompressed "
+            "or losslessly compressed"
+        )
+    if not get_decoder(uid).is_available:
+        raise fail(
+            f"no decoder for transfer syntax {name} is installed: "
+            "pip install 'rtcheck[jpeg]' (pylibjpeg with its libjpeg and openjpeg plugins)"
+        )
+    try:
+        values = np.asarray(ds.pixel_array)
+    except Exception as exc:  # the decoders raise many kinds on damaged data
+        raise fail(f"cannot decode the {name} pixel data ({exc})") from exc
+    if values.size != frames * rows * cols:
+        raise fail(
+            f"pixel data holds {values.size} values, the grid declares {frames}x{rows}x{cols}"
+        )
     return values.reshape(frames, rows, cols).astype(np.int64)

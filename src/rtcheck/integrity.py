@@ -14,6 +14,8 @@ from rtcheck.errors import InvalidInputError
 
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = (0xFFFE, 0xE000)
+#: Pixel Data: with an undefined length it holds compressed fragments, not datasets.
+_PIXEL_DATA = (0x7FE0, 0x0010)
 _DELIMITERS = {(0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)}
 _LONG_VRS = {
     b"OB",
@@ -68,7 +70,9 @@ class _Walker:
         self.explicit = transfer_syntax_uid != _IMPLICIT_LITTLE
         self.order = ">" if transfer_syntax_uid == _EXPLICIT_BIG else "<"
 
-    def walk(self, pos: int, limit: int, until_delimiter: bool) -> int:
+    def walk(self, pos: int, limit: int, until_delimiter: bool, fragments: bool = False) -> int:
+        """Walk the elements from ``pos`` to ``limit``; the items of ``fragments`` are opaque
+        bytes (encapsulated pixel data), those of a sequence are datasets."""
         data = self.data
         while pos < limit:
             if pos + 8 > limit:
@@ -97,14 +101,14 @@ class _Walker:
                 (length,) = struct.unpack_from(f"{order}I", data, pos + 4)
                 pos += 8
             if length == _UNDEFINED:
-                pos = self.walk(pos, limit, until_delimiter=True)
+                pos = self.walk(pos, limit, until_delimiter=True, fragments=tag == _PIXEL_DATA)
                 continue
             if pos + length > limit:
                 raise _Truncated(
                     f"element ({group:04X},{element:04X}) declares {length} bytes, "
                     f"{limit - pos} remain"
                 )
-            if tag == _ITEM:
+            if tag == _ITEM and not fragments:
                 self.walk(pos, pos + length, until_delimiter=False)
             pos += length
         if until_delimiter:

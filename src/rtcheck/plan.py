@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings as pywarnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from rtcheck.dicomfile import (
+    PLAN_CLASSES,
+    RT_CLASSES,
+    RTDOSE,
+    RTION_PLAN,
+    RTPLAN,
+    RTSTRUCT,
+    read_dicom,
+    sop_class_of,
+)
 from rtcheck.dose import DoseGrid, read_dose_grid, sum_grids
 from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError
 from rtcheck.integrity import check_complete
 from rtcheck.structures import StructureSet, read_structure_set
 
-RTDOSE = "1.2.840.10008.5.1.4.1.1.481.2"
-RTSTRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
-RTPLAN = "1.2.840.10008.5.1.4.1.1.481.5"
-RTION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
-_PLAN_CLASSES = {RTPLAN, RTION_PLAN}
+__all__ = ["RTDOSE", "RTION_PLAN", "RTPLAN", "RTSTRUCT", "Plan", "load_plan"]
 
 
 @dataclass(frozen=True)
@@ -157,17 +161,17 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
     InvalidDoseError, InvalidStructureError
         An object cannot be used.
     """
-    datasets, hashes, notes = _read_all(paths)
+    datasets, hashes, notes, skipped = _read_all(paths)
+    refusal_detail = _skipped_text(skipped)
     by_class: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
     for path, ds in datasets:
         by_class[str(ds.get("SOPClassUID", ""))].append((path, ds))
     structs = by_class[RTSTRUCT]
     doses = by_class[RTDOSE]
-    plan_files = [item for cls in _PLAN_CLASSES for item in by_class[cls]]
-    if not structs:
-        raise PlanLinkError("no RTSTRUCT among the files given")
-    if not doses:
-        raise PlanLinkError("no RTDOSE among the files given")
+    plan_files = [item for cls in PLAN_CLASSES for item in by_class[cls]]
+    for kind, found in (("RTSTRUCT", structs), ("RTDOSE", doses)):
+        if not found:
+            raise PlanLinkError(f"no {kind} among the files given{refusal_detail}")
     _refuse_duplicate_uids(datasets)
 
     plans = [_read_plan_info(ds) for _, ds in plan_files]
@@ -225,9 +229,10 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
 
 def _read_all(
     paths: Sequence[str | os.PathLike[str]],
-) -> tuple[list[tuple[str, Dataset]], dict[str, str], list[str]]:
+) -> tuple[list[tuple[str, Dataset]], dict[str, str], list[str], dict[str, int]]:
     """Read every RT object under ``paths``, with the SHA-256 of each file read; images and
-    stray non-DICOM files in folders are skipped, a file named explicitly must be DICOM."""
+    stray non-DICOM files in folders are skipped (and counted by why), a file named explicitly
+    must be DICOM."""
     notes: list[str] = []
     found: list[tuple[str, bool]] = []
     for raw in paths:
@@ -240,19 +245,29 @@ def _read_all(
             raise InvalidInputError(f"{path}: no such file or folder")
     datasets: list[tuple[str, Dataset]] = []
     hashes: dict[str, str] = {}
-    skipped = 0
+    skipped = {"not DICOM": 0, "not an RT object": 0}
     for name, explicit in found:
         read = _read_file(name, explicit)
         if read is None:
-            skipped += 1
+            skipped["not DICOM"] += 1
             continue
-        ds, digest = read
-        if digest:
-            datasets.append((name, ds))
-            hashes[name] = digest
-    if skipped:
-        notes.append(f"skipped {skipped} non-DICOM file(s) found in folders")
-    return datasets, hashes, notes
+        ds, digest, note = read
+        if not digest:
+            skipped["not an RT object"] += 1
+            continue
+        datasets.append((name, ds))
+        hashes[name] = digest
+        if note:
+            notes.append(f"{name}: {note}")
+    if skipped["not DICOM"]:
+        notes.append(f"skipped {skipped['not DICOM']} non-DICOM file(s) found in folders")
+    return datasets, hashes, notes, skipped
+
+
+def _skipped_text(skipped: dict[str, int]) -> str:
+    """`` (3 files skipped: not DICOM; 2 files skipped: not an RT object)``, or ""."""
+    parts = [f"{n} file{'s' if n > 1 else ''} skipped: {why}" for why, n in skipped.items() if n]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _walk(folder: Path) -> Iterable[Path]:
@@ -262,19 +277,21 @@ def _walk(folder: Path) -> Iterable[Path]:
             yield Path(root) / name
 
 
-def _read_file(path: str, explicit: bool) -> tuple[Dataset, str] | None:
+def _read_file(path: str, explicit: bool) -> tuple[Dataset, str, str | None] | None:
     """Read one file; None for a non-DICOM file found in a folder. An RT object is checked for
-    completeness and comes with its SHA-256; other objects (images) with ""."""
+    completeness and comes with its SHA-256; other objects (images) with "". The third item is
+    a note on how the file was read, or None."""
     try:
-        with pywarnings.catch_warnings():
-            pywarnings.simplefilter("ignore")
-            # Large values (image pixels) are read only when used: images are skipped quickly.
-            ds = dcmread(path, defer_size="64 KB")
-        if str(ds.get("SOPClassUID", "")) in {RTDOSE, RTSTRUCT, *_PLAN_CLASSES}:
+        # Large values (image pixels) are read only when used: images are skipped quickly.
+        ds, note = read_dicom(path, defer_size="64 KB")
+        sop_class = sop_class_of(ds)
+        if sop_class in RT_CLASSES:
             syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta else ""
             data = Path(path).read_bytes()
             check_complete(path, data, syntax)
-            return ds, hashlib.sha256(data).hexdigest()
+            if "SOPClassUID" not in ds:
+                ds.SOPClassUID = sop_class  # in memory only: named by its File Meta header
+            return ds, hashlib.sha256(data).hexdigest(), note
     except InvalidInputError:
         raise
     except InvalidDicomError as exc:
@@ -283,7 +300,7 @@ def _read_file(path: str, explicit: bool) -> tuple[Dataset, str] | None:
         return None
     except Exception as exc:  # pydicom raises many kinds on damaged files
         raise InvalidInputError(f"{path}: unreadable or truncated DICOM file ({exc})") from exc
-    return ds, ""
+    return ds, "", note
 
 
 def _refuse_duplicate_uids(datasets: list[tuple[str, Dataset]]) -> None:
@@ -371,10 +388,22 @@ def _dose_sets(
     groups: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
     for path, ds in doses:
         plan_uid = referenced_uid(ds, "ReferencedRTPlanSequence")
-        if have_plans and plan_uid not in plan_by_uid:
+        if have_plans and not plan_uid:
+            # Every object shares the structure set's frame of reference (checked before):
+            # a lone RTPLAN is the one this dose belongs to; among several, none can be chosen.
+            if len(plan_by_uid) > 1:
+                raise PlanLinkError(
+                    f"{path}: RTDOSE references no RTPLAN and {len(plan_by_uid)} RTPLANs are "
+                    "given: cannot tell which plan it is the dose of; give one plan at a time"
+                )
+            plan_uid = next(iter(plan_by_uid))
+            notes.append(
+                f"{path}: RTDOSE references no RTPLAN; linked to the only RTPLAN given "
+                f"({plan_by_uid[plan_uid].label}, same frame of reference)"
+            )
+        elif have_plans and plan_uid not in plan_by_uid:
             raise PlanLinkError(
-                f"{path}: RTDOSE references RTPLAN {plan_uid or '(none)'}, "
-                "which is not among the files given"
+                f"{path}: RTDOSE references RTPLAN {plan_uid}, which is not among the files given"
             )
         # A dose that names no plan stands on its own.
         groups[plan_uid or f"dose:{ds.SOPInstanceUID}"].append((path, ds))

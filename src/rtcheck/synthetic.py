@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
-from rtcheck.plan import RTDOSE, RTPLAN, RTSTRUCT
+from rtcheck.dicomfile import RTDOSE, RTPLAN, RTSTRUCT
 
 Polygon = NDArray[np.float64]
 #: Vertex spacing (mm) along contour outlines, as a TPS exports them, and the most vertices a
