@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from rtcheck.batch import run_batch, safe_name
 from rtcheck.record import SCHEMA_RESOURCE
+from rtcheck.slabs import EndCaps
 from rtcheck.store import open_store, plan_record, plan_rows, plans_table
 from tests.archive_factory import build_archive, clone_plan, write_bases
 
@@ -155,6 +156,24 @@ def test_changed_file_is_checked_again(archive, bases, reference_run, tmp_path):
     # The changed plan and the five broken ones are checked; the others come from the store.
     assert summary.checked == 6 and summary.skipped == 44
     assert summary.decisions["excluded"] == 1
+
+
+def test_other_end_caps_check_every_plan_again_and_are_recorded(bases, tmp_path):
+    root = tmp_path / "small"
+    build_archive(root, bases, plans=4)
+    db = f"sqlite:///{tmp_path / 'caps.db'}"
+    first = run_batch(root, db_url=db, workers=1)
+    assert first.checked == first.plans_found > 0
+    again = run_batch(root, db_url=db, workers=1)
+    assert again.checked == len(again.errors)  # only the broken plans are tried again
+    none = run_batch(root, db_url=db, workers=1, end_caps=EndCaps.NONE)
+    assert none.checked == none.plans_found and none.skipped == 0
+    engine = open_store(db)
+    records = [plan_record(engine, row["plan_key"]) for row in plan_rows(engine)]
+    assert {r["end_caps"] for r in records if r} == {"none"}
+    assert run_batch(
+        root, db_url=db, workers=1, end_caps=EndCaps.NONE
+    ).skipped == none.plans_found - len(none.errors)
 
 
 def _free_port() -> int:

@@ -9,6 +9,7 @@ write. A broken plan becomes an error row; the batch goes on.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from rtcheck.errors import RtcheckError
 from rtcheck.export import json_number
 from rtcheck.protocol import Protocol, load_protocol
 from rtcheck.runtime import keep_freed_memory
+from rtcheck.slabs import EndCaps
 from rtcheck.store import (
     DEFAULT_URL,
     PlanOutcome,
@@ -60,7 +62,12 @@ def _protocol(path: str) -> Protocol:
     return load_protocol(path)
 
 
-def check_task(task: PlanTask, protocol_path: str, with_report: bool = False) -> PlanOutcome:
+def check_task(
+    task: PlanTask,
+    protocol_path: str,
+    with_report: bool = False,
+    end_caps: EndCaps = EndCaps.HALF_SLAB,
+) -> PlanOutcome:
     """Check one plan (runs in a worker). Never raises: an error becomes the outcome. With
     ``with_report``, the outcome carries the plan's HTML report."""
     from rtcheck.eligibility import evaluate
@@ -73,7 +80,8 @@ def check_task(task: PlanTask, protocol_path: str, with_report: bool = False) ->
     error = None
     report = None
     try:
-        evaluation = evaluate(load_plan(list(task.files)), _protocol(protocol_path))
+        plan = load_plan(list(task.files))
+        evaluation = evaluate(plan, _protocol(protocol_path), end_caps=end_caps)
         record = eligibility_record(evaluation)
         if with_report:
             from rtcheck.html_report import plan_report_html
@@ -115,6 +123,7 @@ def run_batch(
     scheduler: str | None = None,
     progress: Callable[[BatchSummary, int], None] | None = None,
     report_dir: str | Path | None = None,
+    end_caps: EndCaps = EndCaps.HALF_SLAB,
 ) -> BatchSummary:
     """Index ``archive``, check every plan not already stored, store every outcome.
 
@@ -134,6 +143,8 @@ def run_batch(
         Called after each stored outcome with the summary so far and the number of tasks.
     report_dir
         Write each checked plan's HTML report there, named as :func:`report_name` says.
+    end_caps
+        The end-cap convention of every DVH. A plan stored under another one is checked again.
     """
     protocol = load_protocol(protocol_name)
     if not Path(archive).is_dir():
@@ -143,10 +154,11 @@ def run_batch(
     summary.index = index_archive(archive)
     summary.plans_found = len(summary.index.tasks)
     stored = stored_hashes(engine)
+    settings = settings_hash(protocol.sha256, end_caps)
     todo = []
     for task in summary.index.tasks:
         previous = stored.get(task.key)
-        if previous == (task.input_hash, protocol.sha256, "ok"):
+        if previous == (task.input_hash, settings, "ok"):
             summary.skipped += 1
         else:
             todo.append(task)
@@ -155,12 +167,12 @@ def run_batch(
         reports.mkdir(parents=True, exist_ok=True)
     with_report = reports is not None
     outcomes = (
-        _run_dask(todo, protocol.path, scheduler, with_report)
+        _run_dask(todo, protocol.path, scheduler, with_report, end_caps)
         if scheduler
-        else _run_local(todo, protocol.path, workers, with_report)
+        else _run_local(todo, protocol.path, workers, with_report, end_caps)
     )
     for outcome in outcomes:
-        save_outcome(engine, outcome, f"{protocol.name} {protocol.version}", protocol.sha256)
+        save_outcome(engine, outcome, f"{protocol.name} {protocol.version}", settings)
         if reports is not None and outcome.report_html:
             path = reports / report_name(outcome.patient_id, outcome.key)
             path.write_text(outcome.report_html, encoding="utf-8")
@@ -174,14 +186,29 @@ def run_batch(
     return summary
 
 
+def settings_hash(protocol_sha256: str, end_caps: EndCaps) -> str:
+    """What a stored plan was checked with, to tell whether it must be checked again: the
+    protocol's SHA-256 under the default end caps (as stored before end caps could be chosen),
+    else a SHA-256 of it and the end caps."""
+    if end_caps is EndCaps.HALF_SLAB:
+        return protocol_sha256
+    return hashlib.sha256(f"{protocol_sha256}|end-caps={end_caps.value}".encode()).hexdigest()
+
+
 def _run_local(
-    tasks: list[PlanTask], protocol_path: str, workers: int | None, with_report: bool
+    tasks: list[PlanTask],
+    protocol_path: str,
+    workers: int | None,
+    with_report: bool,
+    end_caps: EndCaps,
 ) -> Iterator[PlanOutcome]:
     if not tasks:
         return
     count = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(max_workers=count, initializer=_one_blas_thread) as pool:
-        futures = [pool.submit(check_task, task, protocol_path, with_report) for task in tasks]
+        futures = [
+            pool.submit(check_task, task, protocol_path, with_report, end_caps) for task in tasks
+        ]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -201,7 +228,11 @@ def _one_blas_thread() -> None:
 
 
 def _run_dask(
-    tasks: list[PlanTask], protocol_path: str, scheduler: str, with_report: bool
+    tasks: list[PlanTask],
+    protocol_path: str,
+    scheduler: str,
+    with_report: bool,
+    end_caps: EndCaps,
 ) -> Iterator[PlanOutcome]:
     if not tasks:
         return
@@ -210,7 +241,12 @@ def _run_dask(
 
     with Client(scheduler) as client:  # type: ignore[no-untyped-call]
         futures = client.map(
-            check_task, tasks, protocol_path=protocol_path, with_report=with_report, pure=False
+            check_task,
+            tasks,
+            protocol_path=protocol_path,
+            with_report=with_report,
+            end_caps=end_caps,
+            pure=False,
         )
         try:
             for future in dask_completed(futures):  # type: ignore[no-untyped-call]

@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write an archive summary page, with each checked plan's report beside it",
     )
+    _end_caps_option(batch)
 
     results = commands.add_parser(
         "results",
@@ -238,6 +239,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rtcheck.batch import results_csv, run_batch, write_records
+    from rtcheck.slabs import EndCaps
     from rtcheck.store import open_store
 
     if args.workers is not None and args.workers < 1:
@@ -261,8 +263,9 @@ def _run_batch(args: argparse.Namespace) -> int:
     try:
         report_dir = _reports_beside(args.html) if args.html else None
         summary = run_batch(
-            args.archive, args.protocol, url, args.workers, args.scheduler, progress, report_dir
-        )
+            args.archive, args.protocol, url, args.workers, args.scheduler, progress, report_dir,
+            EndCaps(args.end_caps),
+        )  # fmt: skip
     finally:
         bar.close()
     index = summary.index
