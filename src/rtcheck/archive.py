@@ -25,6 +25,7 @@ from rtcheck.dicomfile import (
     RTION_PLAN,
     RTPLAN,
     RTSTRUCT,
+    is_regular_file,
     read_dicom,
     sop_class_of,
 )
@@ -98,10 +99,12 @@ class ArchiveIndex:
     files_seen: int = 0
     images_skipped: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    not_regular: int = 0
 
 
 def walk_files(root: str | Path) -> Iterator[str]:
-    """Every regular file under ``root``; symbolic links to folders are not followed (no loops),
+    """Every file under ``root`` (pipes and devices too: the caller sorts them out); symbolic
+    links to folders are not followed (no loops),
     and folders that cannot be listed are skipped."""
     for folder, dirs, files in os.walk(root, followlinks=False, onerror=lambda _: None):
         dirs.sort()
@@ -143,6 +146,9 @@ def index_archive(root: str | Path) -> ArchiveIndex:
     index = ArchiveIndex()
     headers: list[Header] = []
     for path in walk_files(root):
+        if not is_regular_file(path):
+            index.not_regular += 1  # a pipe would block the read forever; a device, worse
+            continue
         index.files_seen += 1
         try:
             header = read_header(path)

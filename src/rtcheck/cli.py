@@ -167,6 +167,7 @@ def _run_dvh(args: argparse.Namespace) -> int:
         parse_metric(metric)  # refuse a malformed metric before reading any file
     if args.prescription is not None and not args.prescription > 0:
         raise UsageError("--prescription must be a positive dose in Gy")
+    _refuse_writing_over_inputs([args.json, args.csv], args.paths)
     plan = load_plan(args.paths, sum_doses=args.sum)
     structures = select_structures(plan, args.structure)
     end_caps = EndCaps(args.end_caps)
@@ -191,6 +192,7 @@ def _run_dvh(args: argparse.Namespace) -> int:
 
 def _run_check(args: argparse.Namespace) -> int:
     from rtcheck.eligibility import EXCLUDED, INDETERMINATE, evaluate
+    from rtcheck.lesions import KNOWN_SITES
     from rtcheck.names import read_lesion_map, read_map_file
     from rtcheck.plan import load_plan
     from rtcheck.protocol import load_protocol
@@ -200,9 +202,12 @@ def _run_check(args: argparse.Namespace) -> int:
 
     if args.fractions is not None and args.fractions < 1:
         raise UsageError("--fractions must be a positive number of fractions")
+    inputs = [*args.paths, *(f for f in (args.map, args.protocol) if f and os.path.isfile(f))]
+    _refuse_writing_over_inputs([args.json, args.html], inputs)
     protocol = load_protocol(args.protocol)
     mapping = read_map_file(args.map) if args.map else {}
-    lesion_map = read_lesion_map(args.map) if args.map else {}
+    known_sites = KNOWN_SITES | protocol.lesion_sites
+    lesion_map = read_lesion_map(args.map, known_sites) if args.map else {}
     plan = load_plan(args.paths)
     evaluation = evaluate(
         plan, protocol, mapping, lesion_map, args.fractions, EndCaps(args.end_caps)
@@ -244,6 +249,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    _refuse_writing_over_inputs([args.out, args.html], [args.archive])
     bar = tqdm(total=0, unit="plan", file=sys.stderr, disable=None, dynamic_ncols=True)
 
     def progress(summary: object, total: int) -> None:
@@ -274,6 +280,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         f"{index.files_seen} files indexed: {summary.plans_found} plans, "
         f"{index.images_skipped} images skipped, {len(index.orphans)} orphans, "
         f"{len(index.unreadable)} unreadable"
+        + (f", {index.not_regular} not regular files skipped" if index.not_regular else "")
     )
     counts = [f"{n} {d}" for d, n in sorted(summary.decisions.items())]
     counts.append(f"{len(summary.errors)} errors")
@@ -347,6 +354,31 @@ def _run_phantom(args: argparse.Namespace) -> int:
     for path in (files.rtstruct, files.rtplan, files.rtdose):
         print(path)
     return EXIT_OK
+
+
+def _refuse_writing_over_inputs(outputs: Iterable[str | None], inputs: Iterable[str]) -> None:
+    """Refuse, before any work, an output path that is one of the input files (or the same file
+    by another name): rtcheck only ever reads its inputs."""
+    existing = {}
+    for out in outputs:
+        if out and out != "-" and os.path.exists(out):
+            info = os.stat(out)
+            existing[(info.st_dev, info.st_ino)] = out
+    if not existing:
+        return
+    for name in inputs:
+        path = Path(name)
+        files = (p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            try:
+                info = file.stat()
+            except OSError:
+                continue
+            out = existing.get((info.st_dev, info.st_ino))
+            if out is not None:
+                raise UsageError(
+                    f"{out} is an input ({file}): rtcheck never writes over its inputs"
+                )
 
 
 def _write_text(path: str, text: str) -> None:

@@ -10,18 +10,25 @@ import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from rtcheck.errors import InvalidDoseError
+from rtcheck.limits import DOSE_VOXELS
+from rtcheck.values import integer, number, numbers
 
 #: Distance (mm) within which a point still counts as inside the grid's outermost planes; it
 #: absorbs the rounding of decimal strings (DS) in the file, nothing more.
 GRID_EDGE_TOLERANCE_MM = 1e-3
 
 _DIRECTION_TOLERANCE = 1e-4
+#: Coordinates (mm) beyond this are typos, not patients (100 m).
+POSITION_LIMIT_MM = 1e5
+#: Doses (Gy) beyond this are a wrong DoseGridScaling or corrupt pixel data, not a plan.
+MAX_DOSE_GY = 10_000.0
 
 FloatArray = NDArray[np.float64]
 _Fail = Callable[[str], InvalidDoseError]
@@ -193,17 +200,13 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
         if keyword not in ds or ds[keyword].value is None:
             raise fail(f"{keyword} is missing")
 
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if rows < 1 or cols < 1 or frames < 1:
-        raise fail(f"grid size {frames}x{rows}x{cols} is empty")
-    spacing = [float(v) for v in ds.PixelSpacing]
-    if len(spacing) != 2 or min(spacing) <= 0:
-        raise fail(f"PixelSpacing {spacing} is not two positive numbers")
-    position = [float(v) for v in ds.ImagePositionPatient]
-    orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
-    if len(position) != 3 or orientation.shape != (6,):
-        raise fail("ImagePositionPatient or ImageOrientationPatient has the wrong length")
+    rows = integer(ds, "Rows", fail, smallest=1, largest=65535)
+    cols = integer(ds, "Columns", fail, smallest=1, largest=65535)
+    frames = integer(ds, "NumberOfFrames", fail, smallest=1, largest=65535, default=1)
+    DOSE_VOXELS.check(frames * rows * cols, f"{source}: the RTDOSE grid of {frames}x{rows}x{cols}")
+    spacing = numbers(ds, "PixelSpacing", 2, fail, positive=True, largest=1000.0)
+    position = numbers(ds, "ImagePositionPatient", 3, fail, largest=POSITION_LIMIT_MM)
+    orientation = np.array(numbers(ds, "ImageOrientationPatient", 6, fail, largest=1.5))
     # Rows and columns along the patient's x and y axes, in any order and sense (supine,
     # prone, feet-first, decubitus): a permutation and flips of the axes, handled exactly below.
     # Anything else is oblique, or not axial, and refused.
@@ -224,13 +227,19 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
     across_columns = position[row_axis] + row_sign * spacing[1] * np.arange(cols)
     down_rows = position[1 - row_axis] + column_sign * spacing[0] * np.arange(rows)
 
-    scaling = float(ds.DoseGridScaling)
-    if not np.isfinite(scaling) or scaling <= 0:
-        raise fail(f"DoseGridScaling {scaling} is not a positive number")
+    scaling = number(ds, "DoseGridScaling", fail, positive=True, largest=MAX_DOSE_GY)
     raw = _pixel_values(ds, frames, rows, cols, fail)
-    dose = (raw * scaling).astype(np.float32)  # scaled in float64, then stored compactly
+    # Scaled in float64 frame by frame, then stored compactly: no whole-grid float64 copy.
+    dose = np.empty(raw.shape, dtype=np.float32)
+    for k in range(frames):
+        dose[k] = raw[k] * scaling
     if dose.size and float(dose.min()) < 0:
         raise fail("the dose grid holds negative doses")
+    if dose.size and float(dose.max()) > MAX_DOSE_GY:
+        raise fail(
+            f"the dose grid reaches {float(dose.max()):.4g} Gy, more than {MAX_DOSE_GY:g} Gy: "
+            "DoseGridScaling or the pixel data is wrong"
+        )
 
     if row_axis == 0:
         x, y = across_columns, down_rows
@@ -273,12 +282,9 @@ def _frame_offsets(ds: Dataset, frames: int, z0: float, fail: _Fail) -> FloatArr
         if frames == 1:
             return np.zeros(1)
         raise fail("GridFrameOffsetVector is missing for a multi-frame grid")
-    value = ds.GridFrameOffsetVector
-    offsets = np.atleast_1d(np.array([float(v) for v in np.atleast_1d(value)], dtype=np.float64))
+    offsets = np.array(numbers(ds, "GridFrameOffsetVector", None, fail, largest=POSITION_LIMIT_MM))
     if len(offsets) != frames:
         raise fail(f"GridFrameOffsetVector has {len(offsets)} values for NumberOfFrames {frames}")
-    if not np.all(np.isfinite(offsets)):
-        raise fail("GridFrameOffsetVector holds non-numbers")
     # DICOM allows relative offsets (first value 0) or absolute z positions (first value equal to
     # ImagePositionPatient z); anything else is ambiguous.
     if frames > 1 and offsets[0] != 0.0 and abs(offsets[0] - z0) > GRID_EDGE_TOLERANCE_MM:
@@ -313,18 +319,20 @@ LOSSLESS_COMPRESSED = frozenset(
 )
 
 
-def _pixel_values(ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail) -> NDArray[np.int64]:
+def _pixel_values(
+    ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail
+) -> NDArray[np.integer[Any]]:
     """The stored pixel values, after checking that the data is exactly the declared size.
 
     Native and losslessly compressed pixel data are read; lossy compression is refused, because
     it changes the dose values themselves.
     """
-    bits = int(ds.BitsAllocated)
+    bits = integer(ds, "BitsAllocated", fail)
     if bits not in (16, 32):
         raise fail(f"BitsAllocated {bits} is not supported (16 or 32)")
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+    if integer(ds, "SamplesPerPixel", fail, default=1) != 1:
         raise fail("SamplesPerPixel must be 1")
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    signed = integer(ds, "PixelRepresentation", fail, smallest=0, default=0) == 1
     expected = frames * rows * cols * bits // 8
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta else ""
@@ -342,12 +350,12 @@ def _pixel_values(ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail) -
     byteorder = _NATIVE.get(transfer_syntax, "<")
     dtype = np.dtype(f"{byteorder}{'i' if signed else 'u'}{bits // 8}")
     values = np.frombuffer(data, dtype=dtype, count=frames * rows * cols)
-    return values.reshape(frames, rows, cols).astype(np.int64)
+    return values.reshape(frames, rows, cols)
 
 
 def _decoded_values(
     ds: Dataset, transfer_syntax: str, frames: int, rows: int, cols: int, fail: _Fail
-) -> NDArray[np.int64]:
+) -> NDArray[np.integer[Any]]:
     """Pixel values of compressed pixel data, decoded by pydicom; lossy or undecodable
     compression is refused, naming the transfer syntax."""
     from pydicom.pixels.decoders.base import get_decoder
@@ -374,4 +382,4 @@ def _decoded_values(
         raise fail(
             f"pixel data holds {values.size} values, the grid declares {frames}x{rows}x{cols}"
         )
-    return values.reshape(frames, rows, cols).astype(np.int64)
+    return values.reshape(frames, rows, cols)

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from rtcheck.dose import GRID_EDGE_TOLERANCE_MM, AxisInterpolation, DoseGrid, interpolation_along
 from rtcheck.errors import InvalidStructureError
 from rtcheck.histogram import HistogramTally
+from rtcheck.limits import SAMPLING_PIXELS
 from rtcheck.occupancy import CoveredPixels, PixelGrid
 from rtcheck.regions import Region
 from rtcheck.slabs import EndCaps
@@ -154,13 +155,15 @@ def sampling_grid(region: Region, dose: DoseGrid, spacing_mm: float | None = Non
     origin_y = float(dose.y_mm[0]) if cell is not None else 0.0
     x0 = origin_x + math.floor((float(lo[0]) - origin_x) / s) * s
     y0 = origin_y + math.floor((float(lo[1]) - origin_y) / s) * s
-    return PixelGrid(
-        x0_mm=x0 - s,
-        y0_mm=y0 - s,
-        spacing_mm=s,
-        nx=int(math.ceil((float(hi[0]) - x0) / s)) + 2,
-        ny=int(math.ceil((float(hi[1]) - y0) / s)) + 2,
+    nx = int(math.ceil((float(hi[0]) - x0) / s)) + 2
+    ny = int(math.ceil((float(hi[1]) - y0) / s)) + 2
+    width, height = (float(v) for v in hi - lo)
+    SAMPLING_PIXELS.check(
+        nx * ny,
+        f"ROI {region.name!r}, whose contours span {width:.0f} x {height:.0f} mm sampled "
+        f"every {s:.3g} mm (a contour far from the others?), needs",
     )
+    return PixelGrid(x0_mm=x0 - s, y0_mm=y0 - s, spacing_mm=s, nx=nx, ny=ny)
 
 
 def compute_dvh(

@@ -226,12 +226,12 @@ class _Evaluator:
         structure = self.by_name(found.rois[0])
         if structure.is_empty:
             raise _NotEvaluable(f"ROI {structure.name!r} ({name}) has no contours")
-        return structure
+        return _trusted(structure, name)
 
     def group(self, name: str) -> list[Structure]:
         if name == "PTVs":
             return [
-                s
+                _trusted(s, name)
                 for s in self.structures
                 if is_target(s)
                 and not s.is_empty
@@ -433,7 +433,12 @@ class _Evaluator:
                 limit, metric.text, str(comparison), rois,
                 "the RTDOSE is the dose of one fraction", lesion.name,
             )  # fmt: skip
-        region = Region.of(self.by_name(lesion.target_roi))
+        try:
+            region = Region.of(_trusted(self.by_name(lesion.target_roi), lesion.name))
+        except _NotEvaluable as exc:
+            return self.not_evaluated(
+                limit, metric.text, str(comparison), rois, str(exc), lesion.name
+            )
         dvh = self.dvh(region, dose.grid, f"plan:{dose.label}")
         return self.judge(
             replace(limit, structure=lesion.target_roi), metric, comparison, dvh, rois,
@@ -474,6 +479,15 @@ class _Evaluator:
             reason=None,
             conversion=conversion,
         )
+
+
+def _trusted(structure: Structure, name: str) -> Structure:
+    """The structure, or _NotEvaluable when its geometry has defects."""
+    if structure.defects:
+        raise _NotEvaluable(
+            f"ROI {structure.name!r} ({name}) cannot be trusted: {'; '.join(structure.defects)}"
+        )
+    return structure
 
 
 def convert_limit(

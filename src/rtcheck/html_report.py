@@ -12,7 +12,10 @@ from __future__ import annotations
 import html
 import io
 import math
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from rtcheck import __version__
 from rtcheck.dvh import DVH
@@ -181,8 +184,27 @@ def plan_report_html(evaluation: Evaluation) -> str:
     return "\n".join(parts)
 
 
+def _private_matplotlib_config() -> None:
+    """Point matplotlib at a private folder of this user's in the temporary directory, unless
+    the user chose one (MPLCONFIGDIR): matplotlib otherwise writes its font cache into $HOME,
+    a path the user never gave rtcheck."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    folder = Path(tempfile.gettempdir()) / f"rtcheck-matplotlib-{uid}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        owned = folder.stat().st_uid == uid and not folder.is_symlink()
+    except OSError:
+        owned = False
+    if not owned:  # taken by someone else: a fresh folder of its own
+        folder = Path(tempfile.mkdtemp(prefix="rtcheck-matplotlib-"))
+    os.environ["MPLCONFIGDIR"] = str(folder)
+
+
 def _plots(evaluation: Evaluation) -> list[str]:
     """One inline SVG figure per protocol structure with a DVH, limit points drawn on it."""
+    _private_matplotlib_config()
     import matplotlib
 
     matplotlib.use("Agg")

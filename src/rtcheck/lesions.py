@@ -38,6 +38,8 @@ SITE_WORDS: Mapping[str, str] = {
     "node": "node", "ln": "node", "nodal": "node", "lymph": "node",
     "adrenal": "adrenal", "brain": "brain",
 }  # fmt: skip
+#: Every lesion site rtcheck knows.
+KNOWN_SITES = frozenset(SITE_WORDS.values())
 _VERTEBRA_LEVEL = re.compile(r"^[tlcs]\d{1,2}$")
 _SITE_OF_STANDARD = {
     "Lung_L": "lung", "Lung_R": "lung", "Lungs": "lung", "Liver": "liver",

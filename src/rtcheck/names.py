@@ -8,7 +8,7 @@ come from a map file (``ROI name: TG-263 name``), which always wins.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -18,6 +18,7 @@ import yaml
 
 from rtcheck.errors import RtcheckError
 from rtcheck.structures import Structure
+from rtcheck.yamlfile import YamlFileError, read_yaml
 
 LEFT = frozenset({"l", "lt", "left"})
 RIGHT = frozenset({"r", "rt", "right"})
@@ -149,34 +150,74 @@ def read_map_file(path: str | Path) -> dict[str, str]:
     return names
 
 
-def read_lesion_map(path: str | Path) -> dict[str, dict[str, object]]:
-    """The ``lesions:`` section of a map file: ROI name → ``{site, prescription_gy, fractions}``.
+#: A prescription (Gy) above this in a map file is a typo (cGy for Gy, a stray digit).
+MAX_PRESCRIPTION_GY = 200.0
+#: Fractions above this in a map file are a typo.
+MAX_FRACTIONS = 100
+
+
+def read_lesion_map(
+    path: str | Path, known_sites: Collection[str] = ()
+) -> dict[str, dict[str, object]]:
+    """The ``lesions:`` section of a map file: ROI name → ``{site, prescription_gy, fractions}``,
+    validated as a protocol is: a site from ``known_sites`` (when given), a prescription that is
+    a positive number of Gy, fractions a positive whole number.
 
     Raises
     ------
     MapFileError
-        If the section is not a mapping of mappings with known keys.
+        On anything else, naming the file and the entry.
     """
     section = _load_map_document(path).get("lesions") or {}
     if not isinstance(section, dict):
         raise MapFileError(f"{path}: 'lesions' must map ROI names to their facts")
     out: dict[str, dict[str, object]] = {}
     for roi, facts in section.items():
+        where = f"{path}: lesions.{roi}"
         if not isinstance(facts, dict) or set(facts) - {"site", "prescription_gy", "fractions"}:
-            raise MapFileError(
-                f"{path}: lesions.{roi}: give site, prescription_gy and/or fractions"
-            )
-        out[str(roi)] = dict(facts)
+            raise MapFileError(f"{where}: give site, prescription_gy and/or fractions")
+        checked: dict[str, object] = {}
+        site = facts.get("site")
+        if site is not None:
+            if not isinstance(site, str) or (known_sites and site.lower() not in known_sites):
+                choices = ", ".join(sorted(known_sites)) or "a site name"
+                raise MapFileError(f"{where}.site: {site!r} is not a known site ({choices})")
+            checked["site"] = site.lower()
+        dose = facts.get("prescription_gy")
+        if dose is not None:
+            if (
+                isinstance(dose, bool)
+                or not isinstance(dose, int | float)
+                or not 0 < dose <= MAX_PRESCRIPTION_GY
+            ):
+                raise MapFileError(
+                    f"{where}.prescription_gy: {dose!r} is not a dose in Gy "
+                    f"(a number above 0, at most {MAX_PRESCRIPTION_GY:g})"
+                )
+            checked["prescription_gy"] = float(dose)
+        fractions = facts.get("fractions")
+        if fractions is not None:
+            if (
+                isinstance(fractions, bool)
+                or not isinstance(fractions, int)
+                or not 1 <= fractions <= MAX_FRACTIONS
+            ):
+                raise MapFileError(
+                    f"{where}.fractions: {fractions!r} is not a whole number of fractions "
+                    f"from 1 to {MAX_FRACTIONS}"
+                )
+            checked["fractions"] = fractions
+        out[str(roi)] = checked
     return out
 
 
 def _load_map_document(path: str | Path) -> dict[str, object]:
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        document, _ = read_yaml(path)
     except OSError as exc:
         raise MapFileError(f"{path}: cannot read the map file ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise MapFileError(f"{path}: not valid YAML ({exc})") from exc
+    except YamlFileError as exc:
+        raise MapFileError(f"{path}: {exc}") from None
     if document is None:
         return {}
     if not isinstance(document, dict):

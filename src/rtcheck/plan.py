@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +24,18 @@ from rtcheck.dicomfile import (
     RTION_PLAN,
     RTPLAN,
     RTSTRUCT,
+    is_regular_file,
     read_dicom,
     sop_class_of,
 )
-from rtcheck.dose import DoseGrid, read_dose_grid, sum_grids
-from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError
+from rtcheck.dose import MAX_DOSE_GY, DoseGrid, read_dose_grid, sum_grids
+from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError, RtcheckError
 from rtcheck.integrity import check_complete
 from rtcheck.structures import StructureSet, read_structure_set
+from rtcheck.values import integer, number
+
+#: A plan of more fractions than this is a typo.
+MAX_FRACTIONS = 1000
 
 __all__ = ["RTDOSE", "RTION_PLAN", "RTPLAN", "RTSTRUCT", "Plan", "load_plan"]
 
@@ -174,7 +179,7 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
             raise PlanLinkError(f"no {kind} among the files given{refusal_detail}")
     _refuse_duplicate_uids(datasets)
 
-    plans = [_read_plan_info(ds) for _, ds in plan_files]
+    plans = [_read_plan_info(ds, path) for path, ds in plan_files]
     plan_by_uid = {p.sop_instance_uid: p for p in plans}
     struct_path, struct_ds = _choose_structure_set(structs, plans, notes)
     structure_set = read_structure_set(struct_ds, struct_path)
@@ -235,17 +240,23 @@ def _read_all(
     must be DICOM."""
     notes: list[str] = []
     found: list[tuple[str, bool]] = []
+    skipped = {"not DICOM": 0, "not an RT object": 0, "not a regular file": 0}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend((str(p), False) for p in _walk(path))
-        elif path.is_file():
+            for file in _walk(path):
+                if is_regular_file(file):
+                    found.append((str(file), False))
+                else:  # a pipe would block the read forever
+                    skipped["not a regular file"] += 1
+        elif is_regular_file(path):
             found.append((str(path), True))
+        elif path.exists():
+            raise InvalidInputError(f"{path}: not a regular file (a pipe, socket or device)")
         else:
             raise InvalidInputError(f"{path}: no such file or folder")
     datasets: list[tuple[str, Dataset]] = []
     hashes: dict[str, str] = {}
-    skipped = {"not DICOM": 0, "not an RT object": 0}
     for name, explicit in found:
         read = _read_file(name, explicit)
         if read is None:
@@ -292,7 +303,7 @@ def _read_file(path: str, explicit: bool) -> tuple[Dataset, str, str | None] | N
             if "SOPClassUID" not in ds:
                 ds.SOPClassUID = sop_class  # in memory only: named by its File Meta header
             return ds, hashlib.sha256(data).hexdigest(), note
-    except InvalidInputError:
+    except RtcheckError:
         raise
     except InvalidDicomError as exc:
         if explicit:
@@ -328,21 +339,28 @@ def _roi_frame_uid(ds: Dataset) -> str:
     return ""
 
 
-def _read_plan_info(ds: Dataset) -> PlanInfo:
+def _read_plan_info(ds: Dataset, path: str) -> PlanInfo:
+    def refuse(where: str) -> Callable[[str], InvalidInputError]:
+        return lambda message: InvalidInputError(f"{path}: {where}: {message}")
+
     fractions = None
     groups = ds.get("FractionGroupSequence")
-    if groups:
-        value = groups[0].get("NumberOfFractionsPlanned")
-        fractions = int(value) if value not in (None, "") else None
+    if groups and groups[0].get("NumberOfFractionsPlanned") not in (None, ""):
+        where = refuse("FractionGroupSequence item 1")
+        fractions = integer(groups[0], "NumberOfFractionsPlanned", where, largest=MAX_FRACTIONS)
     targets: list[tuple[str, int | None, float]] = []
-    for ref in ds.get("DoseReferenceSequence", []):
-        dose = ref.get("TargetPrescriptionDose")
-        if dose not in (None, "") and str(ref.get("DoseReferenceType", "TARGET")) == "TARGET":
-            name = str(
-                ref.get("DoseReferenceDescription", "") or ref.get("DoseReferenceNumber", "")
-            )
-            number = ref.get("ReferencedROINumber")
-            targets.append((name, int(number) if number not in (None, "") else None, float(dose)))
+    for i, ref in enumerate(ds.get("DoseReferenceSequence", []), start=1):
+        if ref.get("TargetPrescriptionDose") in (None, ""):
+            continue
+        if str(ref.get("DoseReferenceType", "TARGET")) != "TARGET":
+            continue
+        where = refuse(f"DoseReferenceSequence item {i}")
+        dose = number(ref, "TargetPrescriptionDose", where, positive=True, largest=MAX_DOSE_GY)
+        name = str(ref.get("DoseReferenceDescription", "") or ref.get("DoseReferenceNumber", ""))
+        roi = None
+        if ref.get("ReferencedROINumber") not in (None, ""):
+            roi = integer(ref, "ReferencedROINumber", where, smallest=-(2**31), largest=2**31 - 1)
+        targets.append((name, roi, dose))
     prescription = max((d for *_, d in targets), default=None)
     return PlanInfo(
         sop_instance_uid=str(ds.SOPInstanceUID),

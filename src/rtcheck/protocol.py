@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rtcheck.errors import MetricSyntaxError, RtcheckError
 from rtcheck.metrics import Metric, parse_metric
+from rtcheck.yamlfile import YamlFileError, read_yaml
 
 #: Where the bundled protocols live: the repository's ``constraints/`` folder (source checkout or
 #: editable install), or the copy a wheel installs under ``<prefix>/share/rtcheck``.
@@ -120,6 +119,11 @@ class Protocol:
     max_lesions: int
     max_organs: int
 
+    @property
+    def lesion_sites(self) -> frozenset[str]:
+        """The lesion sites the protocol's near-lesion limits name."""
+        return frozenset(site for limit in self.lesion_oar_limits for site in limit.sites)
+
     def alpha_beta(self, structure: str, is_target: bool = False) -> float:
         """α/β (Gy) for a structure."""
         if is_target:
@@ -165,11 +169,12 @@ def load_protocol(name_or_path: str | None = None) -> Protocol:
         the entry and the problem.
     """
     path = find_protocol(name_or_path)
-    data = path.read_bytes()
     try:
-        document = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"{path}: not valid YAML ({exc})") from exc
+        document, data = read_yaml(path)
+    except YamlFileError as exc:
+        raise ProtocolError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read the protocol ({exc.strerror})") from None
     return _Reader(str(path), hashlib.sha256(data).hexdigest()).protocol(document)
 
 

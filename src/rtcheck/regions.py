@@ -86,8 +86,12 @@ class Region:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """The warnings of the ROIs it is made of."""
-        return tuple(w for s in (*self.plus, *self.minus) for w in s.warnings)
+        """The warnings of the ROIs it is made of, their defects among them."""
+        return tuple(
+            w
+            for s in (*self.plus, *self.minus)
+            for w in (*s.warnings, *(f"ROI {s.name!r}: {d}" for d in s.defects))
+        )
 
     def slabs(self, end_caps: EndCaps = EndCaps.HALF_SLAB) -> Slabs:
         """The region's slabs: cut at every slab end of its ROIs, and kept where an added ROI

@@ -9,24 +9,39 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from rtcheck.decimals import parse_plain_decimals
 from rtcheck.errors import InvalidStructureError
-from rtcheck.slabs import EndCaps, capped_bounds, slab_bounds
+from rtcheck.limits import CONTOUR_POINTS, POINTS_PER_CONTOUR
+from rtcheck.slabs import CONTIGUOUS_TOLERANCE_MM, EndCaps, capped_bounds, slab_bounds
+from rtcheck.values import integer
 
 #: Contours whose z coordinates spread more than this (mm) are not axial and are skipped.
 PLANARITY_TOLERANCE_MM = 0.05
 #: Contour planes closer than this (mm) are the same plane.
 PLANE_MERGE_TOLERANCE_MM = 0.01
 
+#: Coordinates (mm) beyond this are typos, not patients (100 m).
+COORDINATE_LIMIT_MM = 1e5
+#: Polygons of less area (mm²) have no inside: skipped, with a warning.
+MIN_AREA_MM2 = 1e-6
+
 _CLOSED_TYPES = {"CLOSED_PLANAR", "CLOSEDPLANAR_XOR"}
+_NOT_TRIPLETS = "contour whose ContourData is missing or not in (x, y, z) triplets"
+_NOT_AXIAL = "contour that is not on an axial plane"
+_NOT_FINITE = "contour whose coordinates are not finite numbers within ±100 m"
+_TOO_LARGE = f"contour of more points than {POINTS_PER_CONTOUR.variable} allows"
+#: Skipped contours that leave part of the ROI out: its DVH cannot be trusted.
+_DEFECTS = (_NOT_TRIPLETS, _NOT_AXIAL, _NOT_FINITE, _TOO_LARGE)
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
 _GEOMETRIC_TYPE = Tag(0x3006, 0x0042)
 
@@ -67,6 +82,10 @@ class Structure:
         Contour planes sorted by z, each with its slab.
     warnings
         What was skipped while reading the ROI (degenerate or non-axial contours...).
+    defects
+        Why the ROI's geometry cannot be trusted (part of it skipped, contours repeated, planes
+        closer than the slices they stand for); empty for a sound ROI. Limits on an ROI with
+        defects are not evaluated.
     """
 
     number: int
@@ -74,6 +93,7 @@ class Structure:
     interpreted_type: str
     planes: tuple[ContourPlane, ...]
     warnings: tuple[str, ...]
+    defects: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -143,26 +163,44 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
     """
     if "StructureSetROISequence" not in ds:
         raise InvalidStructureError(f"{source}: RTSTRUCT has no StructureSetROISequence")
-    names: dict[int, str] = {}
-    for item in ds.StructureSetROISequence:
-        names[int(item.ROINumber)] = str(item.get("ROIName", f"ROI {item.ROINumber}"))
-    types: dict[int, str] = {}
-    for obs in ds.get("RTROIObservationsSequence", []):
-        if "ReferencedROINumber" in obs:
-            types[int(obs.ReferencedROINumber)] = str(obs.get("RTROIInterpretedType", "")).upper()
-    contours: dict[int, Dataset] = {}
-    for item in ds.get("ROIContourSequence", []):
-        contours[int(item.ReferencedROINumber)] = item
 
-    parsed: list[tuple[int, str, str, tuple[ContourPlane, ...], tuple[str, ...]]] = []
+    def refuse(where: str) -> Callable[[str], InvalidStructureError]:
+        return lambda message: InvalidStructureError(f"{source}: {where}: {message}")
+
+    names: dict[int, str] = {}
+    for i, item in enumerate(ds.StructureSetROISequence, start=1):
+        number = integer(item, "ROINumber", refuse(f"StructureSetROISequence item {i}"),
+                         smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+        names[number] = str(item.get("ROIName", "") or f"ROI {number}")
+    types: dict[int, str] = {}
+    for i, obs in enumerate(ds.get("RTROIObservationsSequence", []), start=1):
+        if obs.get("ReferencedROINumber") not in (None, ""):
+            number = integer(obs, "ReferencedROINumber", refuse(f"RTROIObservationsSequence "
+                             f"item {i}"), smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+            types[number] = str(obs.get("RTROIInterpretedType", "")).upper()
+    contours: dict[int, Dataset] = {}
+    values = sum(
+        _value_count(c)
+        for item in ds.get("ROIContourSequence", [])
+        for c in item.get("ContourSequence", [])
+    )
+    CONTOUR_POINTS.check(values // 3, f"{source}: the structure set holds")
+    for i, item in enumerate(ds.get("ROIContourSequence", []), start=1):
+        number = integer(item, "ReferencedROINumber", refuse(f"ROIContourSequence item {i}"),
+                         smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+        contours[number] = item
+
+    parsed = []
     for number, name in names.items():
         item = contours.get(number)
-        planes, warnings = _read_planes(item, name) if item is not None else ((), ())
-        parsed.append((number, name, types.get(number, ""), planes, warnings))
-    with_slabs = _with_slabs([planes for *_, planes, _ in parsed], source)
+        planes, warnings, defects = _read_planes(item, name) if item is not None else ((), (), ())
+        parsed.append((number, name, types.get(number, ""), planes, warnings, defects))
+    with_slabs, overlaps = _with_slabs([p[3] for p in parsed], source)
     structures = tuple(
-        Structure(number, name, kind, planes, warnings)
-        for (number, name, kind, _, warnings), planes in zip(parsed, with_slabs, strict=True)
+        Structure(number, name, kind, planes, warnings, (*defects, *overlap))
+        for (number, name, kind, _, warnings, defects), planes, overlap in zip(
+            parsed, with_slabs, overlaps, strict=True
+        )
     )
 
     frame_uid = ""
@@ -176,26 +214,33 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
     )
 
 
-def _read_planes(item: Dataset, name: str) -> tuple[tuple[ContourPlane, ...], tuple[str, ...]]:
-    """Group an ROI's closed planar contours by plane, skipping degenerate ones with a warning."""
+def _read_planes(
+    item: Dataset, name: str
+) -> tuple[tuple[ContourPlane, ...], tuple[str, ...], tuple[str, ...]]:
+    """Group an ROI's closed planar contours by plane, skipping degenerate ones with a warning;
+    also returns the ROI's defects (see :class:`Structure`)."""
     skipped: dict[str, int] = defaultdict(int)
     closed = []
+    most_values = 3 * POINTS_PER_CONTOUR.value
     for contour in item.get("ContourSequence", []):
         kind = _geometric_type(contour)
         if kind not in _CLOSED_TYPES:
             skipped[f"{kind or 'untyped'} contour (only CLOSED_PLANAR is used)"] += 1
+        elif _value_count(contour) > most_values:
+            skipped[_TOO_LARGE] += 1
         else:
             closed.append(contour)
     arrays = []
     for values in _contour_data(closed):
         if values is None or values.size % 3 != 0:
-            skipped["contour whose ContourData is missing or not in (x, y, z) triplets"] += 1
+            skipped[_NOT_TRIPLETS] += 1
         else:
             arrays.append(values)
     contours = _polygons(arrays, skipped)
     warnings = tuple(
         f"ROI {name!r}: skipped {count} {what}" for what, count in sorted(skipped.items())
     )
+    defects = [f"skipped {skipped[what]} {what}" for what in _DEFECTS if skipped.get(what, 0) > 0]
     # Contours of one plane differ in z only by the rounding of their decimal strings.
     contours.sort(key=lambda item: item[0])
     groups: list[list[tuple[float, NDArray[np.float64]]]] = []
@@ -214,7 +259,16 @@ def _read_planes(item: Dataset, name: str) -> tuple[tuple[ContourPlane, ...], tu
         )
         for g in groups
     )
-    return planes, warnings
+    for plane in planes:
+        seen = set()
+        for polygon in plane.polygons:
+            key = polygon.tobytes()
+            if key in seen:
+                # Even-odd would make the repeated contour cancel out: the ROI vanishes there.
+                defects.append(f"a contour is repeated on the plane z = {plane.z_mm:g} mm")
+                break
+            seen.add(key)
+    return planes, warnings, tuple(defects)
 
 
 def _polygons(
@@ -238,19 +292,56 @@ def _polygons(
     repeated = (counts > 1) & np.all(points[starts] == points[lasts], axis=1)
     keep[lasts[repeated]] = False
     kept = counts - repeated
+    # NaN, inf or a coordinate of 100 m is a damaged contour; it is set aside before any
+    # arithmetic, which it would poison.
+    wild = np.asarray(~(np.abs(points) <= COORDINATE_LIMIT_MM).all(axis=1), dtype=bool)
+    unusable = np.maximum.reduceat(wild, starts).astype(bool)
+    points = np.where(wild[:, None], 0.0, points)
     z = points[:, 2]
     spread = np.maximum.reduceat(z, starts) - np.minimum.reduceat(z, starts)
     mean_z = np.add.reduceat(np.where(keep, z, 0.0), starts) / kept
-    few = kept < 3
-    tilted = ~few & (spread > PLANARITY_TOLERANCE_MM)
-    if few.any():
-        skipped["contour with fewer than 3 points"] += int(np.count_nonzero(few))
-    if tilted.any():
-        skipped["contour that is not on an axial plane"] += int(np.count_nonzero(tilted))
+    few = ~unusable & (kept < 3)
+    tilted = ~unusable & ~few & (spread > PLANARITY_TOLERANCE_MM)
     xy = np.ascontiguousarray(points[keep][:, :2])
+    flat = ~unusable & ~few & ~tilted & (np.abs(_areas(xy, kept)) < MIN_AREA_MM2)
+    for mask, what in (
+        (unusable, _NOT_FINITE),
+        (few, "contour with fewer than 3 points"),
+        (tilted, _NOT_AXIAL),
+        (flat, "contour of zero area"),
+    ):
+        if mask.any():
+            skipped[what] += int(np.count_nonzero(mask))
     polygons = np.split(xy, np.cumsum(kept)[:-1])
-    good = ~(few | tilted)
+    good = ~(unusable | few | tilted | flat)
     return [(float(mean_z[i]), polygons[i]) for i in np.flatnonzero(good)]
+
+
+def _areas(xy: NDArray[np.float64], counts: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Signed area (mm²) of each polygon of ``xy``, the polygons' vertices one after another
+    (``counts`` of each); 0 for a polygon of fewer than 3 vertices."""
+    if len(xy) == 0:
+        return np.zeros(len(counts))
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    following = np.arange(1, len(xy) + 1)
+    following[ends[counts > 0] - 1] = starts[counts > 0]
+    x, y = xy[:, 0], xy[:, 1]
+    cross = x * y[following] - x[following] * y
+    sums = np.add.reduceat(cross, np.minimum(starts, len(xy) - 1)) / 2
+    return np.where(counts >= 3, sums, 0.0)
+
+
+def _value_count(contour: Dataset) -> int:
+    """How many values a contour's ContourData holds, counted without converting them."""
+    element = contour.get_item(_CONTOUR_DATA)
+    if element is None:
+        return 0
+    if isinstance(element, RawDataElement):
+        raw = bytes(element.value or b"")
+        return raw.count(b"\\") + 1 if raw.strip(b" \x00") else 0
+    value = element.value
+    return len(value) if isinstance(value, MultiValue | list | tuple) else 1
 
 
 def _geometric_type(contour: Dataset) -> str:
@@ -308,8 +399,9 @@ def _one_contour_data(contour: Dataset) -> NDArray[np.float64] | None:
 
 def _with_slabs(
     rois: list[tuple[ContourPlane, ...]], source: str
-) -> list[tuple[ContourPlane, ...]]:
-    """Each ROI's planes with the slab of the structure set's plane they lie on.
+) -> tuple[list[tuple[ContourPlane, ...]], list[tuple[str, ...]]]:
+    """Each ROI's planes with the slab of the structure set's plane they lie on, and each ROI's
+    planes that lie closer together than the slices they stand for (their slabs overlap).
 
     Raises
     ------
@@ -318,7 +410,7 @@ def _with_slabs(
     """
     positions = sorted(p.z_mm for planes in rois for p in planes)
     if not positions:
-        return rois
+        return rois, [() for _ in rois]
     set_planes = [positions[0]]
     for z in positions[1:]:
         if z - set_planes[-1] > PLANE_MERGE_TOLERANCE_MM:
@@ -332,7 +424,7 @@ def _with_slabs(
     # The set's planes are the chains of positions closer than the merge tolerance; an ROI's
     # plane lies on the last set plane that starts at or below it.
     starts = np.array(set_planes)
-    result = []
+    result, overlaps = [], []
     for planes in rois:
         index = np.searchsorted(starts, [p.z_mm for p in planes], side="right") - 1
         result.append(
@@ -341,4 +433,20 @@ def _with_slabs(
                 for p, k in zip(planes, index, strict=True)
             )
         )
-    return result
+        overlaps.append(_overlapping(result[-1]))
+    return result, overlaps
+
+
+def _overlapping(planes: tuple[ContourPlane, ...]) -> tuple[str, ...]:
+    """The defect of an ROI whose consecutive planes stand for overlapping slabs: planes much
+    closer than the slices around them (duplicated or misplaced contours), which would count
+    the same volume twice."""
+    for below, above in zip(planes, planes[1:], strict=False):
+        if below.top_mm > above.bottom_mm + CONTIGUOUS_TOLERANCE_MM:
+            return (
+                f"contour planes z = {below.z_mm:g} and {above.z_mm:g} mm are "
+                f"{above.z_mm - below.z_mm:.3g} mm apart, much closer than the "
+                f"{below.top_mm - below.bottom_mm:.3g} mm slices they stand for "
+                "(duplicated or misplaced contours)",
+            )
+    return ()
