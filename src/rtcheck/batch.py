@@ -8,16 +8,18 @@ write. A broken plan becomes an error row; the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,11 +35,15 @@ from rtcheck.slabs import EndCaps
 from rtcheck.store import (
     DEFAULT_URL,
     PlanOutcome,
+    StoreError,
     open_store,
     plan_rows,
     save_outcome,
     stored_hashes,
 )
+
+#: Seconds to wait for a Dask scheduler before giving up.
+SCHEDULER_TIMEOUT_S = 10
 
 CSV_COLUMNS = (
     "plan_key", "patient_id", "study_uid", "status", "decision", "failed_mandatory",
@@ -171,8 +177,9 @@ def run_batch(
         if scheduler
         else _run_local(todo, protocol.path, workers, with_report, end_caps)
     )
+    label = f"{protocol.name} {protocol.version}"
     for outcome in outcomes:
-        save_outcome(engine, outcome, f"{protocol.name} {protocol.version}", settings)
+        outcome = _stored(engine, outcome, label, settings)
         if reports is not None and outcome.report_html:
             path = reports / report_name(outcome.patient_id, outcome.key)
             path.write_text(outcome.report_html, encoding="utf-8")
@@ -184,6 +191,20 @@ def run_batch(
         if progress:
             progress(summary, len(todo))
     return summary
+
+
+def _stored(engine: Engine, outcome: PlanOutcome, protocol: str, settings: str) -> PlanOutcome:
+    """Store an outcome; one the database refuses is stored as an error with the reason, so
+    that a hostile plan cannot stop the batch (nor every rerun at the same plan)."""
+    try:
+        save_outcome(engine, outcome, protocol, settings)
+        return outcome
+    except StoreError as exc:
+        failed = replace(outcome, record=None, dvh_summaries=(), error=str(exc), report_html=None)
+    # Where not even the error can be stored, it is still counted and reported.
+    with contextlib.suppress(StoreError):
+        save_outcome(engine, failed, protocol, settings)
+    return failed
 
 
 def settings_hash(protocol_sha256: str, end_caps: EndCaps) -> str:
@@ -202,20 +223,64 @@ def _run_local(
     with_report: bool,
     end_caps: EndCaps,
 ) -> Iterator[PlanOutcome]:
+    """Check the tasks on a local process pool, yielding outcomes as they come.
+
+    A worker that dies (killed by the system, out of memory) breaks the pool. The tasks that
+    were in flight are then checked again one at a time, each in a pool of its own: a task that
+    kills its worker again is recorded as an error, the others come out as usual, and a fresh
+    pool takes the rest. At most two tasks per worker are in flight, so few are suspects.
+    """
     if not tasks:
         return
-    count = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=count, initializer=_one_blas_thread) as pool:
-        futures = [
-            pool.submit(check_task, task, protocol_path, with_report, end_caps) for task in tasks
-        ]
+    count = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    arguments = (protocol_path, with_report, end_caps)
+    waiting = deque(tasks)
+    pool = _pool(count)
+    running: dict[Future[PlanOutcome], PlanTask] = {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < 2 * count:
+                task = waiting.popleft()
+                running[pool.submit(check_task, task, *arguments)] = task
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            suspects = []
+            for future in done:
+                task = running.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    suspects.append(task)
+            if suspects:
+                suspects += running.values()  # every task still in the dead pool
+                running.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                for task in suspects:
+                    yield _alone(task, arguments)
+                pool = _pool(count)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=_one_blas_thread)
+
+
+def _alone(task: PlanTask, arguments: tuple[str, bool, EndCaps]) -> PlanOutcome:
+    """Check one task in a pool of its own; an outcome with an error if its worker dies."""
+    with _pool(1) as pool:
         try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+            return pool.submit(check_task, task, *arguments).result()
+        except BrokenProcessPool:
+            return PlanOutcome(
+                key=task.key,
+                input_hash=task.input_hash,
+                patient_id=task.patient_id,
+                study_uid=task.study_uid,
+                files=task.files,
+                record=None,
+                dvh_summaries=(),
+                error="worker died while checking it (killed by the system, out of memory?)",
+            )
 
 
 def _one_blas_thread() -> None:
@@ -239,7 +304,14 @@ def _run_dask(
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise RtcheckError(
+            f"cannot reach the Dask scheduler at {scheduler} within {SCHEDULER_TIMEOUT_S} s "
+            f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
+        ) from None
+    with client:
         futures = client.map(
             check_task,
             tasks,
@@ -252,7 +324,7 @@ def _run_dask(
             for future in dask_completed(futures):  # type: ignore[no-untyped-call]
                 yield future.result()
         except BaseException:
-            client.cancel(futures)
+            client.cancel(futures)  # type: ignore[no-untyped-call]
             raise
 
 
@@ -282,8 +354,11 @@ def safe_name(text: str, limit: int = 64) -> str:
 
 
 def plan_file_name(patient_id: str | None, key: str, suffix: str) -> str:
-    """File name for a plan's record or report: sanitised identifiers, never a raw PatientID."""
-    return f"{safe_name(patient_id or 'unknown')}_{safe_name(key)}{suffix}"
+    """File name for a plan's record or report: sanitised identifiers (never a raw PatientID),
+    then 10 hex digits of a hash of both as given, so that two plans never share a name however
+    alike their sanitised, shortened identifiers are."""
+    digest = hashlib.sha256(f"{patient_id or ''}\x00{key}".encode()).hexdigest()[:10]
+    return f"{safe_name(patient_id or 'unknown', 40)}_{safe_name(key)}_{digest}{suffix}"
 
 
 def report_name(patient_id: str | None, key: str) -> str:

@@ -9,8 +9,9 @@ driver alone, so a crash loses at most the plans in flight and never leaves half
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,9 @@ from sqlalchemy.engine import Engine
 
 from rtcheck.errors import RtcheckError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Tries at creating or migrating the schema, for batches that start at the same moment.
+SCHEMA_ATTEMPTS = 5
 DEFAULT_URL = "sqlite:///rtcheck.db"
 
 metadata = sa.MetaData()
@@ -34,14 +37,14 @@ plans_table = sa.Table(
     "plans",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("plan_key", sa.String(128), nullable=False, unique=True),
+    sa.Column("plan_key", sa.Text, nullable=False, unique=True),
     sa.Column("input_hash", sa.String(64), nullable=False),
     sa.Column("protocol_hash", sa.String(64), nullable=False),
-    sa.Column("protocol", sa.String(128), nullable=False),
+    sa.Column("protocol", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # ok | error
     sa.Column("decision", sa.String(16)),
-    sa.Column("patient_id", sa.String(128)),
-    sa.Column("study_uid", sa.String(128)),
+    sa.Column("patient_id", sa.Text),
+    sa.Column("study_uid", sa.Text),
     sa.Column("lesion_count", sa.Integer),
     sa.Column("failed_mandatory", sa.Text),
     sa.Column("files", sa.Text, nullable=False),
@@ -54,11 +57,11 @@ limits_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), index=True),
-    sa.Column("structure", sa.String(128), nullable=False),
+    sa.Column("structure", sa.Text, nullable=False),
     sa.Column("roi", sa.Text),
-    sa.Column("lesion", sa.String(16)),
-    sa.Column("metric", sa.String(64), nullable=False),
-    sa.Column("limit", sa.String(32), nullable=False),
+    sa.Column("lesion", sa.Text),
+    sa.Column("metric", sa.Text, nullable=False),
+    sa.Column("limit", sa.Text, nullable=False),
     sa.Column("value", sa.Float),
     sa.Column("margin", sa.Float),
     sa.Column("result", sa.String(16), nullable=False),
@@ -71,8 +74,8 @@ dvh_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), index=True),
-    sa.Column("structure", sa.String(128), nullable=False),
-    sa.Column("dose", sa.String(64), nullable=False),
+    sa.Column("structure", sa.Text, nullable=False),
+    sa.Column("dose", sa.Text, nullable=False),
     sa.Column("volume_cc", sa.Float),
     sa.Column("dose_coverage", sa.Float),
     sa.Column("mean_gy", sa.Float),
@@ -119,21 +122,53 @@ def open_store(url: str = DEFAULT_URL) -> Engine:
         engine = sa.create_engine(url)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
-        with engine.begin() as connection:
-            metadata.create_all(connection)
-            version = connection.execute(sa.select(schema_table.c.version)).scalar()
-            if version is None:
-                connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
-            elif version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the database has schema version {version}; this rtcheck knows up to "
-                    f"{SCHEMA_VERSION}"
-                )
-            # Migrations from older versions go here, one step per version.
+        # Two batches started at once on a new database race to create it: the loser's CREATE
+        # fails once the winner has committed, and its next try finds the schema there.
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                _create_or_migrate(engine)
+                break
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot open the results database: {exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0]}") from exc  # fmt: skip
     return engine
+
+
+def _create_or_migrate(engine: Engine) -> None:
+    with engine.begin() as connection:
+        metadata.create_all(connection)
+        versions = connection.execute(sa.select(schema_table.c.version)).scalars().all()
+        if not versions:
+            connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
+            return
+        version = max(versions)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}; this rtcheck knows up to "
+                f"{SCHEMA_VERSION}"
+            )
+        if version < 2:
+            _text_columns(connection)
+        if version < SCHEMA_VERSION or len(versions) > 1:
+            connection.execute(schema_table.delete())
+            connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
+
+
+def _text_columns(connection: sa.Connection) -> None:
+    """Version 1 → 2: text that comes from DICOM files (UIDs, IDs, ROI names) in unbounded
+    columns; PostgreSQL enforced the old lengths, SQLite never did."""
+    if connection.dialect.name != "postgresql":
+        return
+    for table in (plans_table, limits_table, dvh_table):
+        for column in table.columns:
+            if isinstance(column.type, sa.Text):
+                connection.execute(
+                    sa.text(f'ALTER TABLE {table.name} ALTER COLUMN "{column.name}" TYPE TEXT')
+                )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -158,9 +193,43 @@ def stored_hashes(engine: Engine) -> dict[str, tuple[str, str, str]]:
         return {r.plan_key: (r.input_hash, r.protocol_hash, r.status) for r in rows}
 
 
+def storable(value: Any) -> Any:
+    """A value as the database can hold it: text without NUL characters (PostgreSQL refuses
+    them; DICOM text may hold them), lists and dicts cleaned throughout."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    return value
+
+
 def save_outcome(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: str) -> None:
-    """Store one plan's outcome in one transaction, replacing any earlier row of the plan."""
-    record = outcome.record
+    """Store one plan's outcome in one transaction, replacing any earlier row of the plan.
+
+    Raises
+    ------
+    StoreError
+        If the database refuses it (the caller records the plan as an error and goes on).
+    """
+    try:
+        _save(engine, outcome, protocol, protocol_hash)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot store plan {outcome.key!r}: {exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0]}") from exc  # fmt: skip
+
+
+def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: str) -> None:
+    record = storable(outcome.record)
+    outcome = replace(
+        outcome,
+        key=storable(outcome.key),
+        patient_id=storable(outcome.patient_id),
+        study_uid=storable(outcome.study_uid),
+        error=storable(outcome.error),
+        dvh_summaries=tuple(storable(dict(row)) for row in outcome.dvh_summaries),
+    )
     decision = record["criterion_19"]["decision"] if record else None
     failed = [
         f"{lim['structure']} {lim['metric']}" + (f" [{lim['lesion']}]" if lim.get("lesion") else "")
@@ -181,7 +250,7 @@ def save_outcome(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_h
                 study_uid=outcome.study_uid,
                 lesion_count=record["lesion_count"] if record else None,
                 failed_mandatory="; ".join(failed),
-                files=json.dumps(list(outcome.files)),
+                files=json.dumps(storable(list(outcome.files))),
                 record=json.dumps(record) if record else None,
                 checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
