@@ -469,3 +469,62 @@ def test_nothing_is_written_into_home(tmp_path):
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "<svg" in out.read_text()
     assert list(home.rglob("*")) == []
+
+
+# -- protocol files of the wrong shape -------------------------------------------------------
+
+
+def _node_paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _node_paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _node_paths(value, (*prefix, index))
+
+
+def test_every_entry_of_a_protocol_replaced_by_the_wrong_type_is_a_clear_error(tmp_path):
+    # Each node of the bundled protocol in turn becomes null, a number, text, a list, a mapping,
+    # a negative number, a boolean, a matplotlib math string or NaN: 1,800 documents, each loads
+    # or is refused with one line naming the file, never an internal error. (The documents go
+    # straight to the validation that load_protocol applies after parsing the YAML.)
+    import copy
+
+    import yaml
+
+    from rtcheck.errors import RtcheckError
+    from rtcheck.protocol import _Reader
+
+    source = Path(__file__).resolve().parents[1] / "constraints" / "eso-oligo-rt.yaml"
+    document = yaml.safe_load(source.read_text())
+    replacements = [None, 7, "text", [1, 2], {"a": 1}, -1.5, True, "$\\frac{a", float("nan")]
+    path = "changed/protocol.yaml"
+    refused = 0
+    for node in list(_node_paths(document))[1:]:
+        for replacement in replacements:
+            changed = copy.deepcopy(document)
+            parent = changed
+            for key in node[:-1]:
+                parent = parent[key]
+            parent[node[-1]] = replacement
+            try:
+                _Reader(path, "0" * 64).protocol(changed)
+            except RtcheckError as exc:
+                assert "\n" not in str(exc) and str(exc).startswith(path)
+                refused += 1
+    assert refused > 1000
+
+
+def test_a_math_string_in_a_structure_name_is_drawn_as_text(tmp_path, capsys):
+    protocol = Path(__file__).resolve().parents[1] / "constraints" / "eso-oligo-rt.yaml"
+    # Single-quoted in YAML, where a backslash is itself; matplotlib would parse "$\frac{$" as
+    # (broken) mathematics.
+    text = protocol.read_text().replace("Lungs-PTVs", "'Lungs-PTVs$\\frac{$'")
+    changed = tmp_path / "protocol.yaml"
+    changed.write_text(text)
+    out = tmp_path / "report.html"
+    code, _, err = run(capsys, "check", str(PHANTOM), "--protocol", str(changed), "--html",
+                       str(out))  # fmt: skip
+    assert code == 0, err
+    assert "Lungs-PTVs$\\frac{$" in out.read_text()

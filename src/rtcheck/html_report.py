@@ -221,7 +221,7 @@ def _plots(evaluation: Evaluation) -> list[str]:
         figure = Figure(figsize=(4.2, 2.8), dpi=100)
         axes = figure.add_subplot()
         _draw(axes, dvh, by_structure.get(name, []))
-        axes.set_title(name, fontsize=9)
+        axes.set_title(name, fontsize=9, parse_math=False)  # a "$" in a name is text
         figure.tight_layout()
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg")

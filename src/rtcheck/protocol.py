@@ -7,6 +7,7 @@ and what is wrong.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -196,22 +197,26 @@ class _Reader:
         unknown = sorted(set(doc) - known)
         if unknown:
             raise self.fail("top level", f"unknown key(s) {', '.join(unknown)}")
-        sources = {str(k): str(v) for k, v in (doc.get("sources") or {}).items()}
+        sources = {
+            str(k): self.text(v, f"sources.{k}")
+            for k, v in self.mapping(doc.get("sources"), "sources").items()
+        }
         alpha_beta: dict[str, float] = {}
-        for key, value in (doc.get("alpha_beta_gy") or {}).items():
-            if not isinstance(value, int | float) or value <= 0:
+        for key, value in self.mapping(doc.get("alpha_beta_gy"), "alpha_beta_gy").items():
+            if not _is_number(value) or not 0 < value < 1000:
                 raise self.fail(f"alpha_beta_gy.{key}", f"{value!r} is not a positive number")
             alpha_beta[str(key)] = float(value)
         derived = {}
-        for name, spec in (doc.get("derived") or {}).items():
+        for name, spec in self.mapping(doc.get("derived"), "derived").items():
             where = f"derived.{name}"
             if not isinstance(spec, dict) or not spec.get("union"):
                 raise self.fail(where, "needs 'union: [structures]' (and optionally 'minus')")
-            plus = tuple(str(s) for s in spec["union"])
-            minus = tuple(str(s) for s in spec.get("minus") or ())
+            plus = self.texts(spec["union"], f"{where}.union")
+            minus = self.texts(spec.get("minus"), f"{where}.minus")
             derived[str(name)] = (plus, minus)
         synonyms = {
-            str(k): tuple(str(s) for s in v) for k, v in (doc.get("allowed_synonyms") or {}).items()
+            str(k): self.texts(v, f"allowed_synonyms.{k}")
+            for k, v in self.mapping(doc.get("allowed_synonyms"), "allowed_synonyms").items()
         }
 
         oar = doc["oar_limits"]
@@ -220,22 +225,24 @@ class _Reader:
         fractions = oar.get("fractions")
         oar_limits = tuple(
             self.limit(entry, f"oar_limits.limits[{i}]", "oar", fractions, sources)
-            for i, entry in enumerate(oar["limits"] or [])
+            for i, entry in enumerate(self.sequence(oar["limits"], "oar_limits.limits"))
         )
-        lesions = doc.get("lesions") or {}
+        lesions = self.mapping(doc.get("lesions"), "lesions")
         coverage = tuple(
             self.limit(
-                {**entry, "structure": ""},
+                {**self.mapping(entry, f"lesions.coverage[{i}]"), "structure": ""},
                 f"lesions.coverage[{i}]",
                 "lesion_coverage",
                 None,
                 sources,
             )  # fmt: skip
-            for i, entry in enumerate(lesions.get("coverage") or [])
+            for i, entry in enumerate(self.sequence(lesions.get("coverage"), "lesions.coverage"))
         )
         lesion_oar = tuple(
             self.limit(entry, f"lesions.oar_limits[{i}]", "lesion_oar", None, sources)
-            for i, entry in enumerate(lesions.get("oar_limits") or [])
+            for i, entry in enumerate(
+                self.sequence(lesions.get("oar_limits"), "lesions.oar_limits")
+            )
         )
         return Protocol(
             name=str(doc["protocol"]),
@@ -250,9 +257,40 @@ class _Reader:
             oar_limits=oar_limits,
             lesion_coverage=coverage,
             lesion_oar_limits=lesion_oar,
-            max_lesions=int(lesions.get("max_lesions", 5)),
-            max_organs=int(lesions.get("max_organs", 3)),
+            max_lesions=self.whole(lesions.get("max_lesions", 5), "lesions.max_lesions"),
+            max_organs=self.whole(lesions.get("max_organs", 3), "lesions.max_organs"),
         )
+
+    def mapping(self, value: Any, where: str) -> dict[Any, Any]:
+        """A mapping, or {} for an absent (null) one."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be a mapping, not {type(value).__name__} {value!r}")
+        return value
+
+    def sequence(self, value: Any, where: str) -> list[Any]:
+        """A list, or [] for an absent (null) one."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(where, f"must be a list, not {type(value).__name__} {value!r}")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise self.fail(where, f"must be text, not {type(value).__name__} {value!r}")
+        return str(value)
+
+    def texts(self, value: Any, where: str) -> tuple[str, ...]:
+        return tuple(
+            self.text(v, f"{where}[{i}]") for i, v in enumerate(self.sequence(value, where))
+        )
+
+    def whole(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+            raise self.fail(where, f"{value!r} is not a whole number from 1 to 1000")
+        return value
 
     def limit(
         self, entry: Any, where: str, group: str, fractions: Any, sources: Mapping[str, str]
@@ -283,7 +321,7 @@ class _Reader:
             columns = sorted(tables[0])
         elif fractions is None:
             columns = [0]  # no fractionation stated: the limit applies as it is
-        elif isinstance(fractions, int) and fractions >= 1:
+        elif isinstance(fractions, int) and not isinstance(fractions, bool) and fractions >= 1:
             columns = [fractions]
         else:
             raise self.fail(where, f"fractions {fractions!r} is not a number of fractions")
@@ -296,21 +334,26 @@ class _Reader:
             except MetricSyntaxError as exc:
                 raise self.fail(where, str(exc)) from None
             rows.append((n, metric, self.comparison(limit_text, where)))
-        sites = tuple(str(s).lower() for s in entry.get("sites") or ())
-        source = str(entry["source"])
+        sites = tuple(s.lower() for s in self.texts(entry.get("sites"), f"{where}.sites"))
+        source = self.text(entry["source"], f"{where}.source")
+        optional = entry.get("optional", False)
+        if not isinstance(optional, bool):
+            raise self.fail(where, f"optional {optional!r} is not true or false")
+        if not isinstance(structure, str):
+            raise self.fail(where, f"structure {structure!r} is not a name")
         return Limit(
             structure=str(structure),
             by_fractions=tuple(rows),
             priority=str(priority),
             source="; ".join(sources.get(s.strip(), s.strip()) for s in source.split(";")),
-            optional=bool(entry.get("optional", False)),
+            optional=optional,
             sites=sites,
             group=group,
         )
 
     def columns(self, value: dict[Any, Any], where: str, key: str) -> dict[int, Any]:
         for n in value:
-            if not isinstance(n, int) or n < 1:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise self.fail(where, f"{key} column {n!r} is not a number of fractions")
         if not value:
             raise self.fail(where, f"{key} has no fraction columns")
@@ -323,3 +366,8 @@ class _Reader:
                 where, f"limit {text!r} must be a comparator and a number, such as '<= 45'"
             )
         return Comparison(match[1], float(match[2]))
+
+
+def _is_number(value: Any) -> bool:
+    """True for a finite int or float (not a bool, which YAML's true also gives)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
