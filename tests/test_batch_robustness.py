@@ -163,15 +163,26 @@ def test_any_text_dicom_can_hold_is_stored(tmp_path, url):
         connection.execute(plans_table.delete())
 
 
-def test_an_old_schema_is_migrated(tmp_path):
-    db = f"sqlite:///{tmp_path / 'old.db'}"
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(not POSTGRES, reason="no PG"))],
+)
+def test_an_old_schema_is_migrated(tmp_path, url):
+    db = f"sqlite:///{tmp_path / 'old.db'}" if url == "sqlite" else POSTGRES
     engine = open_store(db)
     with engine.begin() as connection:
         connection.execute(schema_table.update().values(version=1))
-    open_store(db)
+        if url == "postgres":  # as version 1 made it
+            connection.execute(sa.text("ALTER TABLE plans ALTER COLUMN plan_key TYPE VARCHAR(128)"))
+    engine = open_store(db)
     with engine.connect() as connection:
         versions = connection.execute(sa.select(schema_table.c.version)).scalars().all()
     assert versions == [SCHEMA_VERSION]
+    long_key = "1.2." + "7" * 300
+    save_outcome(engine, hostile_outcome(long_key, "PAT"), "p 1", "h" * 64)
+    assert long_key in {row["plan_key"] for row in plan_rows(engine)}
+    with engine.begin() as connection:
+        connection.execute(plans_table.delete())
 
 
 def test_two_batches_racing_on_a_new_database_both_open_it(tmp_path):

@@ -64,7 +64,7 @@ class Limit:
 #: Voxels of one RTDOSE grid (about 8 bytes each while it is read).
 DOSE_VOXELS = Limit("RTCHECK_MAX_DOSE_VOXELS", 100_000_000, "dose voxels")
 #: Bytes a deflated file inflates to.
-INFLATED_BYTES = Limit("RTCHECK_MAX_INFLATED_BYTES", 1_000_000_000, "bytes once inflated")
+INFLATED_BYTES = Limit("RTCHECK_MAX_INFLATED_BYTES", 500_000_000, "bytes once inflated")
 #: Contour points of one structure set.
 CONTOUR_POINTS = Limit("RTCHECK_MAX_CONTOUR_POINTS", 10_000_000, "contour points")
 #: Points of one contour (a clinical contour has a few thousand).
