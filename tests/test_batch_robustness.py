@@ -32,6 +32,10 @@ from tests.archive_factory import clone_plan, write_bases
 
 POSTGRES = os.environ.get("RTCHECK_TEST_POSTGRES_URL")
 PHANTOM = Path(__file__).resolve().parents[1] / "phantom_data" / "thorax"
+DATABASES = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +149,7 @@ def hostile_outcome(key: str, patient: str) -> PlanOutcome:
     )
 
 
-@pytest.mark.parametrize(
-    "url",
-    ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(not POSTGRES, reason="no PG"))],
-)
+@pytest.mark.parametrize("url", DATABASES)
 def test_any_text_dicom_can_hold_is_stored(tmp_path, url):
     db = f"sqlite:///{tmp_path / 'text.db'}" if url == "sqlite" else POSTGRES
     engine = open_store(db)
@@ -163,10 +164,7 @@ def test_any_text_dicom_can_hold_is_stored(tmp_path, url):
         connection.execute(plans_table.delete())
 
 
-@pytest.mark.parametrize(
-    "url",
-    ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(not POSTGRES, reason="no PG"))],
-)
+@pytest.mark.parametrize("url", DATABASES)
 def test_an_old_schema_is_migrated(tmp_path, url):
     db = f"sqlite:///{tmp_path / 'old.db'}" if url == "sqlite" else POSTGRES
     engine = open_store(db)

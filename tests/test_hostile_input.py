@@ -143,37 +143,29 @@ def first_contour(ds, roi_name: str):
 
 
 @pytest.mark.parametrize(
-    ("change", "fragment"),
+    ("name", "change", "fragment"),
     [
-        (lambda ds: setattr(ds.StructureSetROISequence[2], "ROINumber", "-1.5"),
+        (RS, lambda ds: setattr(ds.StructureSetROISequence[2], "ROINumber", "-1.5"),
          "StructureSetROISequence item 3: ROINumber -1.5 is not a whole number"),
-        (lambda ds: delattr(ds.ROIContourSequence[1], "ReferencedROINumber"),
+        (RS, lambda ds: delattr(ds.ROIContourSequence[1], "ReferencedROINumber"),
          "ROIContourSequence item 2: ReferencedROINumber is missing"),
-        (lambda ds: setattr(ds.RTROIObservationsSequence[0], "ReferencedROINumber", "1.5"),
+        (RS, lambda ds: setattr(ds.RTROIObservationsSequence[0], "ReferencedROINumber", "1.5"),
          "RTROIObservationsSequence item 1: ReferencedROINumber"),
-    ],
-)  # fmt: skip
-def test_malformed_roi_numbers_are_refused_by_name(tmp_path, capsys, change, fragment):
-    folder = edit(copy_phantom(tmp_path), RS, change)
-    assert_refused(capsys, folder, RS, fragment)
-
-
-@pytest.mark.parametrize(
-    ("change", "fragment"),
-    [
-        (lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", "-5"),
+        (RP, lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", "-5"),
          "NumberOfFractionsPlanned -5"),
-        (lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", "2.5"),
+        (RP, lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", "2.5"),
          "NumberOfFractionsPlanned"),
-        (lambda ds: setattr(ds.DoseReferenceSequence[0], "TargetPrescriptionDose", "inf"),
+        (RP, lambda ds: setattr(ds.DoseReferenceSequence[0], "TargetPrescriptionDose", "inf"),
          "DoseReferenceSequence item 1: TargetPrescriptionDose"),
-        (lambda ds: setattr(ds.DoseReferenceSequence[0], "TargetPrescriptionDose", "-50"),
+        (RP, lambda ds: setattr(ds.DoseReferenceSequence[0], "TargetPrescriptionDose", "-50"),
          "is not positive"),
     ],
 )  # fmt: skip
-def test_malformed_plan_values_are_refused_by_name(tmp_path, capsys, change, fragment):
-    folder = edit(copy_phantom(tmp_path), RP, change)
-    assert_refused(capsys, folder, RP, fragment)
+def test_malformed_structure_and_plan_values_are_refused_by_name(
+    tmp_path, capsys, name, change, fragment
+):
+    folder = edit(copy_phantom(tmp_path), name, change)
+    assert_refused(capsys, folder, name, fragment)
 
 
 def test_words_where_numbers_belong_in_a_plan_or_structure_set_are_refused(tmp_path, capsys):

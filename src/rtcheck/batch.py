@@ -108,6 +108,17 @@ def check_task(
         error = str(exc)
     except Exception as exc:  # a bug in rtcheck: stored, so the batch goes on
         error = f"internal error: {type(exc).__name__}: {exc}"
+    return _outcome(task, record, summaries, error, report)
+
+
+def _outcome(
+    task: PlanTask,
+    record: dict[str, Any] | None = None,
+    summaries: tuple[dict[str, Any], ...] = (),
+    error: str | None = None,
+    report: str | None = None,
+) -> PlanOutcome:
+    """The outcome of a task, with what its check gave."""
     return PlanOutcome(
         key=task.key,
         input_hash=task.input_hash,
@@ -271,15 +282,8 @@ def _alone(task: PlanTask, arguments: tuple[str, bool, EndCaps]) -> PlanOutcome:
         try:
             return pool.submit(check_task, task, *arguments).result()
         except BrokenProcessPool:
-            return PlanOutcome(
-                key=task.key,
-                input_hash=task.input_hash,
-                patient_id=task.patient_id,
-                study_uid=task.study_uid,
-                files=task.files,
-                record=None,
-                dvh_summaries=(),
-                error="worker died while checking it (killed by the system, out of memory?)",
+            return _outcome(
+                task, error="worker died while checking it (killed by the system, out of memory?)"
             )
 
 
