@@ -3,6 +3,7 @@ database, two batches racing on a new database, an unreachable scheduler."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -64,8 +65,10 @@ def test_a_pipe_in_a_plan_folder_is_skipped_and_counted(tmp_path):
     for path in PHANTOM.iterdir():
         (folder / path.name).write_bytes(path.read_bytes())
     os.mkfifo(folder / "export.pipe")  # opening it for reading would block forever
-    result = rtcheck("check", str(folder), timeout=60)
+    result = rtcheck("check", str(folder), "--json", "-", timeout=60)
     assert result.returncode == 0, result.stderr
+    assert any("1 file(s) found in folders that are not regular" in w
+               for w in json.loads(result.stdout)["warnings"])  # fmt: skip
     with pytest.raises(Exception, match="no RTDOSE.*1 file skipped: not a regular file"):
         (folder / "RD.thorax.dcm").unlink()
         load_plan([folder])

@@ -272,6 +272,11 @@ def _read_all(
             notes.append(f"{name}: {note}")
     if skipped["not DICOM"]:
         notes.append(f"skipped {skipped['not DICOM']} non-DICOM file(s) found in folders")
+    if skipped["not a regular file"]:
+        notes.append(
+            f"skipped {skipped['not a regular file']} file(s) found in folders that are not "
+            "regular files (pipes, sockets, devices)"
+        )
     return datasets, hashes, notes, skipped
 
 
