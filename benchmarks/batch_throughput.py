@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtcheck.archive import index_archive  # noqa: E402
-from rtcheck.batch import run_batch  # noqa: E402
+from rtcheck.archive.batch import run_batch  # noqa: E402
+from rtcheck.archive.index import index_archive  # noqa: E402
 from tests.archive_factory import clone_plan, write_bases, write_ct_slice  # noqa: E402
 
 

@@ -38,9 +38,9 @@ import pydicom
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtcheck.dvh import compute_dvh  # noqa: E402
-from rtcheck.metrics import evaluate_metric  # noqa: E402
-from rtcheck.plan import load_plan  # noqa: E402
+from rtcheck.dicom.plan import load_plan  # noqa: E402
+from rtcheck.dvh.engine import compute_dvh  # noqa: E402
+from rtcheck.dvh.metrics import evaluate_metric  # noqa: E402
 from rtcheck.runtime import keep_freed_memory  # noqa: E402
 from tests.dense_reference import dense_dvh  # noqa: E402
 from tests.dicompyler_reference import dicompyler_dvh  # noqa: E402

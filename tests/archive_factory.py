@@ -13,8 +13,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from rtcheck import synthetic as S
-from rtcheck.phantom import ThoraxPhantom, write_thorax_phantom
+from rtcheck.phantom import synthetic as S
+from rtcheck.phantom.thorax import ThoraxPhantom, write_thorax_phantom
 
 BASES = {
     "pass": ThoraxPhantom(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtcheck import synthetic as S
+from rtcheck.phantom import synthetic as S
 
 DoseFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -68,7 +68,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled thorax phantom, generated afresh."""
-    from rtcheck.phantom import write_thorax_phantom
+    from rtcheck.phantom.thorax import write_thorax_phantom
 
     out = tmp_path_factory.mktemp("phantom")
     write_thorax_phantom(out)

@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.path import Path as MplPath
 from scipy.ndimage import map_coordinates
 
-from rtcheck.dose import DoseGrid
-from rtcheck.structures import Structure
+from rtcheck.dicom.dose import DoseGrid
+from rtcheck.dicom.structures import Structure
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_check_table_and_protocols_listing():
 def test_undefined_metrics_and_empty_rois_are_null_with_a_warning(tmp_path):
     import numpy as np
 
-    from rtcheck import synthetic as S
+    from rtcheck.phantom import synthetic as S
     from tests.conftest import write_case
 
     zs = list(np.arange(-8, 8.01, 2.0))

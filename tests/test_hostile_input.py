@@ -367,7 +367,7 @@ def test_a_deflate_bomb_is_refused_without_inflating_it(tmp_path, capsys, monkey
     monkeypatch.setenv("RTCHECK_MAX_INFLATED_BYTES", "20000000")
     assert_refused(capsys, folder, "a deflated file that inflates to more than 20,000,000 bytes",
                    "RTCHECK_MAX_INFLATED_BYTES")  # fmt: skip
-    from rtcheck.archive import index_archive
+    from rtcheck.archive.index import index_archive
 
     index = index_archive(folder)
     assert any("inflates to more than" in reason for _, reason in index.unreadable)
@@ -429,7 +429,7 @@ def test_yaml_bombs_and_oversized_files_are_refused(tmp_path, capsys, text, frag
 
 
 def test_plan_file_names_never_collide():
-    from rtcheck.batch import plan_file_name
+    from rtcheck.archive.batch import plan_file_name
 
     long_a, long_b = "1.2." + "3" * 80 + "1", "1.2." + "3" * 80 + "2"
     pairs = [
@@ -486,7 +486,7 @@ def test_every_entry_of_a_protocol_replaced_by_the_wrong_type_is_a_clear_error(t
     import yaml
 
     from rtcheck.errors import RtcheckError
-    from rtcheck.protocol import _Reader
+    from rtcheck.protocol.definition import _Reader
 
     source = Path(__file__).resolve().parents[1] / "constraints" / "eso-oligo-rt.yaml"
     document = yaml.safe_load(source.read_text())

@@ -1,9 +1,9 @@
 """rtcheck: decide whether a radiotherapy plan meets a clinical trial's dose limits."""
 
-from rtcheck.dvh import DVH, compute_dvh
+from rtcheck.dicom.plan import Plan, load_plan
+from rtcheck.dvh.engine import DVH, compute_dvh
+from rtcheck.dvh.metrics import evaluate_metric, parse_metric
 from rtcheck.errors import RtcheckError
-from rtcheck.metrics import evaluate_metric, parse_metric
-from rtcheck.plan import Plan, load_plan
 
 __version__ = "0.1.0"
 

@@ -156,11 +156,11 @@ def _end_caps_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_dvh(args: argparse.Namespace) -> int:
-    from rtcheck.export import dvh_csv, dvh_document, dvh_table
-    from rtcheck.metrics import parse_metric
-    from rtcheck.plan import load_plan
-    from rtcheck.plandvh import DEFAULT_METRICS, select_structures, structure_dvhs
-    from rtcheck.slabs import EndCaps
+    from rtcheck.dicom.plan import load_plan
+    from rtcheck.dicom.slabs import EndCaps
+    from rtcheck.dvh.metrics import parse_metric
+    from rtcheck.dvh.plandvh import DEFAULT_METRICS, select_structures, structure_dvhs
+    from rtcheck.outputs.export import dvh_csv, dvh_document, dvh_table
 
     metrics = args.metric or list(DEFAULT_METRICS)
     for metric in metrics:
@@ -191,14 +191,14 @@ def _run_dvh(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from rtcheck.eligibility import EXCLUDED, INDETERMINATE, evaluate
-    from rtcheck.lesions import KNOWN_SITES
-    from rtcheck.names import read_lesion_map, read_map_file
-    from rtcheck.plan import load_plan
-    from rtcheck.protocol import load_protocol
-    from rtcheck.record import eligibility_record
-    from rtcheck.report import check_table
-    from rtcheck.slabs import EndCaps
+    from rtcheck.dicom.plan import load_plan
+    from rtcheck.dicom.slabs import EndCaps
+    from rtcheck.evaluation.eligibility import EXCLUDED, INDETERMINATE, evaluate
+    from rtcheck.outputs.record import eligibility_record
+    from rtcheck.outputs.table import check_table
+    from rtcheck.protocol.definition import load_protocol
+    from rtcheck.protocol.lesions import KNOWN_SITES
+    from rtcheck.protocol.names import read_lesion_map, read_map_file
 
     if args.fractions is not None and args.fractions < 1:
         raise UsageError("--fractions must be a positive number of fractions")
@@ -221,7 +221,7 @@ def _run_check(args: argparse.Namespace) -> int:
         if args.json:
             _write_text(args.json, json.dumps(record, indent=2, allow_nan=False))
     if args.html:
-        from rtcheck.html_report import plan_report_html
+        from rtcheck.outputs.html_report import plan_report_html
 
         _write_text(args.html, plan_report_html(evaluation))
     decision = evaluation.decision.decision
@@ -234,7 +234,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
 def _db_url(value: str | None) -> str:
     if not value:
-        from rtcheck.store import DEFAULT_URL
+        from rtcheck.archive.store import DEFAULT_URL
 
         return DEFAULT_URL
     return value if "://" in value else f"sqlite:///{value}"
@@ -243,9 +243,9 @@ def _db_url(value: str | None) -> str:
 def _run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rtcheck.batch import results_csv, run_batch, write_records
-    from rtcheck.slabs import EndCaps
-    from rtcheck.store import open_store
+    from rtcheck.archive.batch import results_csv, run_batch, write_records
+    from rtcheck.archive.store import open_store
+    from rtcheck.dicom.slabs import EndCaps
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -253,7 +253,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     bar = tqdm(total=0, unit="plan", file=sys.stderr, disable=None, dynamic_ncols=True)
 
     def progress(summary: object, total: int) -> None:
-        from rtcheck.batch import BatchSummary
+        from rtcheck.archive.batch import BatchSummary
 
         assert isinstance(summary, BatchSummary)
         bar.total = total
@@ -297,7 +297,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     if args.records:
         write_records(engine, args.records)
     if args.html:
-        from rtcheck.html_summary import archive_summary_html
+        from rtcheck.outputs.html_summary import archive_summary_html
 
         page = Path(args.html)
         _write_text(args.html, archive_summary_html(engine, page, _reports_beside(args.html)))
@@ -323,8 +323,8 @@ def _print_some(lines: Iterable[str], limit: int = 20) -> None:
 
 
 def _run_results(args: argparse.Namespace) -> int:
-    from rtcheck.batch import results_csv, results_json
-    from rtcheck.store import open_store
+    from rtcheck.archive.batch import results_csv, results_json
+    from rtcheck.archive.store import open_store
 
     engine = open_store(_db_url(args.db))
     sys.stdout.write(results_csv(engine) if args.format == "csv" else results_json(engine) + "\n")
@@ -332,7 +332,7 @@ def _run_results(args: argparse.Namespace) -> int:
 
 
 def _run_protocols(args: argparse.Namespace) -> int:
-    from rtcheck.protocol import bundled_protocols, load_protocol
+    from rtcheck.protocol.definition import bundled_protocols, load_protocol
 
     for path in bundled_protocols():
         protocol = load_protocol(str(path))
@@ -348,7 +348,7 @@ def _run_protocols(args: argparse.Namespace) -> int:
 
 
 def _run_phantom(args: argparse.Namespace) -> int:
-    from rtcheck.phantom import write_thorax_phantom
+    from rtcheck.phantom.thorax import write_thorax_phantom
 
     files = write_thorax_phantom(args.outdir)
     for path in (files.rtstruct, files.rtplan, files.rtdose):

@@ -1,0 +1,2 @@
+"""Whole archives: indexing folders into plans, checking them in parallel, the results
+database."""

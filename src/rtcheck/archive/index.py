@@ -1,0 +1,225 @@
+"""Indexing a plan archive: one walk, headers only, files grouped into plans by their UIDs.
+
+A plan is one RTSTRUCT with the RTPLANs that reference it and the RTDOSEs that reference those
+plans (several plans of one patient on one structure set, such as a primary and a lesion boost,
+are one task, so that their doses are summed as the protocol says). An RTDOSE whose RTPLAN is
+not in the archive joins the RTSTRUCT of the same study and frame of reference. What has no
+partner is an orphan: a dose without a structure set, a structure set without a dose. Images are
+recognised by SOP Class from the header and skipped; unreadable files are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.errors import InvalidDicomError
+
+from rtcheck.dicom.files import (
+    RT_CLASSES,
+    RTDOSE,
+    RTION_PLAN,
+    RTPLAN,
+    RTSTRUCT,
+    is_regular_file,
+    read_dicom,
+    sop_class_of,
+)
+from rtcheck.dicom.plan import referenced_uid
+
+_HEADER_TAGS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "FrameOfReferenceUID",
+    "PatientID",
+    "ReferencedRTPlanSequence",
+    "ReferencedStructureSetSequence",
+    "ReferencedFrameOfReferenceSequence",
+]
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the index reads of one RT file."""
+
+    path: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    frame_uid: str
+    patient_id: str
+    referenced_plan: str
+    referenced_structure_set: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PlanTask:
+    """One plan to check: its files and the hash of their contents.
+
+    Attributes
+    ----------
+    key
+        The RTSTRUCT's SOP Instance UID: stable across runs, so results can be resumed.
+    files
+        Paths of the RTSTRUCT, RTPLANs and RTDOSEs, sorted.
+    input_hash
+        SHA-256 over the files' own SHA-256 digests, in path order.
+    patient_id, study_uid
+        From the RTSTRUCT.
+    """
+
+    key: str
+    files: tuple[str, ...]
+    input_hash: str
+    patient_id: str
+    study_uid: str
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """An RT object that cannot form a plan, and why."""
+
+    path: str
+    modality: str
+    reason: str
+
+
+@dataclass
+class ArchiveIndex:
+    """The result of indexing an archive."""
+
+    tasks: list[PlanTask] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
+    files_seen: int = 0
+    images_skipped: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    not_regular: int = 0
+
+
+def walk_files(root: str | Path) -> Iterator[str]:
+    """Every file under ``root`` (pipes and devices too: the caller sorts them out); symbolic
+    links to folders are not followed (no loops),
+    and folders that cannot be listed are skipped."""
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=lambda _: None):
+        dirs.sort()
+        for name in sorted(files):
+            yield os.path.join(folder, name)
+
+
+def read_header(path: str) -> Header | None:
+    """The UIDs of an RT file, or None for an image or other non-RT DICOM object.
+
+    Raises
+    ------
+    OSError, InvalidDicomError
+        On files that cannot be read as DICOM (the caller records them).
+    """
+    ds, _ = read_dicom(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    sop_class = sop_class_of(ds)
+    if sop_class not in RT_CLASSES:
+        return None
+
+    frame = str(ds.get("FrameOfReferenceUID", ""))
+    if not frame and ds.get("ReferencedFrameOfReferenceSequence"):
+        frame = str(ds.ReferencedFrameOfReferenceSequence[0].get("FrameOfReferenceUID", ""))
+    return Header(
+        path=path,
+        sop_class_uid=sop_class,
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        frame_uid=frame,
+        patient_id=str(ds.get("PatientID", "")),
+        referenced_plan=referenced_uid(ds, "ReferencedRTPlanSequence"),
+        referenced_structure_set=referenced_uid(ds, "ReferencedStructureSetSequence"),
+        sha256=_sha256(path),
+    )
+
+
+def index_archive(root: str | Path) -> ArchiveIndex:
+    """Walk ``root`` once and group its RT files into plans."""
+    index = ArchiveIndex()
+    headers: list[Header] = []
+    for path in walk_files(root):
+        if not is_regular_file(path):
+            index.not_regular += 1  # a pipe would block the read forever; a device, worse
+            continue
+        index.files_seen += 1
+        try:
+            header = read_header(path)
+        except (OSError, InvalidDicomError, ValueError, EOFError) as exc:
+            index.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
+            continue
+        except Exception as exc:  # pydicom raises many kinds on damaged files
+            index.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
+            continue
+        if header is None:
+            index.images_skipped += 1
+        else:
+            headers.append(header)
+    _group(headers, index)
+    return index
+
+
+def _group(headers: list[Header], index: ArchiveIndex) -> None:
+    structs = {h.sop_instance_uid: h for h in headers if h.sop_class_uid == RTSTRUCT}
+    plans = {h.sop_instance_uid: h for h in headers if h.sop_class_uid in (RTPLAN, RTION_PLAN)}
+    by_study_frame: dict[tuple[str, str], list[Header]] = defaultdict(list)
+    for h in structs.values():
+        by_study_frame[(h.study_uid, h.frame_uid)].append(h)
+
+    members: dict[str, list[Header]] = {uid: [h] for uid, h in structs.items()}
+    has_dose: set[str] = set()
+    for plan in plans.values():
+        if plan.referenced_structure_set in members:
+            members[plan.referenced_structure_set].append(plan)
+        else:
+            index.orphans.append(Orphan(plan.path, "RTPLAN", "its RTSTRUCT is not in the archive"))
+    for dose in (h for h in headers if h.sop_class_uid == RTDOSE):
+        target = ""
+        dose_plan = plans.get(dose.referenced_plan)
+        if dose_plan is not None and dose_plan.referenced_structure_set in members:
+            target = dose_plan.referenced_structure_set
+        elif dose_plan is None:
+            candidates = by_study_frame.get((dose.study_uid, dose.frame_uid), [])
+            if dose.referenced_structure_set in members:
+                target = dose.referenced_structure_set
+            elif len(candidates) == 1:
+                target = candidates[0].sop_instance_uid
+        if target:
+            members[target].append(dose)
+            has_dose.add(target)
+        else:
+            index.orphans.append(
+                Orphan(dose.path, "RTDOSE", "no RTSTRUCT in the archive belongs with this dose")
+            )
+    for uid, group in members.items():
+        struct = structs[uid]
+        if uid not in has_dose:
+            index.orphans.append(Orphan(struct.path, "RTSTRUCT", "no RTDOSE references it"))
+            continue
+        ordered = sorted(group, key=lambda h: h.path)
+        digest = hashlib.sha256("".join(h.sha256 for h in ordered).encode()).hexdigest()
+        index.tasks.append(
+            PlanTask(
+                key=uid,
+                files=tuple(h.path for h in ordered),
+                input_hash=digest,
+                patient_id=struct.patient_id,
+                study_uid=struct.study_uid,
+            )
+        )
+    index.tasks.sort(key=lambda t: t.files[0])
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,452 @@
+"""RTSTRUCT regions of interest as stacks of planar polygons.
+
+Each ROI is a sequence of axial planes; the contours on one plane combine by the even-odd rule
+(an inner contour is a hole), and each plane stands for the slab of the slice it was drawn on,
+found from the planes of the whole structure set (:mod:`rtcheck.dicom.slabs`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
+
+from rtcheck.dicom.decimals import parse_plain_decimals
+from rtcheck.dicom.slabs import CONTIGUOUS_TOLERANCE_MM, EndCaps, capped_bounds, slab_bounds
+from rtcheck.dicom.values import integer
+from rtcheck.errors import InvalidStructureError
+from rtcheck.limits import CONTOUR_POINTS, POINTS_PER_CONTOUR
+
+#: Contours whose z coordinates spread more than this (mm) are not axial and are skipped.
+PLANARITY_TOLERANCE_MM = 0.05
+#: Contour planes closer than this (mm) are the same plane.
+PLANE_MERGE_TOLERANCE_MM = 0.01
+
+#: Coordinates (mm) beyond this are typos, not patients (100 m).
+COORDINATE_LIMIT_MM = 1e5
+#: Polygons of less area (mm²) have no inside: skipped, with a warning.
+MIN_AREA_MM2 = 1e-6
+
+_CLOSED_TYPES = {"CLOSED_PLANAR", "CLOSEDPLANAR_XOR"}
+_NOT_TRIPLETS = "contour whose ContourData is missing or not in (x, y, z) triplets"
+_NOT_AXIAL = "contour that is not on an axial plane"
+_NOT_FINITE = "contour whose coordinates are not finite numbers within ±100 m"
+_TOO_LARGE = f"contour of more points than {POINTS_PER_CONTOUR.variable} allows"
+#: Skipped contours that leave part of the ROI out: its DVH cannot be trusted.
+_DEFECTS = (_NOT_TRIPLETS, _NOT_AXIAL, _NOT_FINITE, _TOO_LARGE)
+_CONTOUR_DATA = Tag(0x3006, 0x0050)
+_GEOMETRIC_TYPE = Tag(0x3006, 0x0042)
+
+
+@dataclass(frozen=True, eq=False)
+class ContourPlane:
+    """The closed contours of one ROI on one axial plane.
+
+    Attributes
+    ----------
+    z_mm
+        Plane position (mm).
+    polygons
+        One ``(N, 2)`` array of (x, y) vertices (mm) per contour.
+    bottom_mm, top_mm
+        The slab the plane stands for (mm): the slice it was drawn on.
+    """
+
+    z_mm: float
+    polygons: tuple[NDArray[np.float64], ...]
+    bottom_mm: float
+    top_mm: float
+
+
+@dataclass(frozen=True, eq=False)
+class Structure:
+    """One ROI of an RTSTRUCT.
+
+    Attributes
+    ----------
+    number
+        ROINumber.
+    name
+        ROIName as written in the file.
+    interpreted_type
+        RTROIInterpretedType (``EXTERNAL``, ``PTV``, ``ORGAN``...), or ``""`` when absent.
+    planes
+        Contour planes sorted by z, each with its slab.
+    warnings
+        What was skipped while reading the ROI (degenerate or non-axial contours...).
+    defects
+        Why the ROI's geometry cannot be trusted (part of it skipped, contours repeated, planes
+        closer than the slices they stand for); empty for a sound ROI. Limits on an ROI with
+        defects are not evaluated.
+    """
+
+    number: int
+    name: str
+    interpreted_type: str
+    planes: tuple[ContourPlane, ...]
+    warnings: tuple[str, ...]
+    defects: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the ROI has no usable closed contour."""
+        return not self.planes
+
+    @property
+    def is_external(self) -> bool:
+        """True for the body outline (interpreted type EXTERNAL, or named BODY/EXTERNAL)."""
+        return self.interpreted_type == "EXTERNAL" or self.name.strip().upper() in {
+            "BODY",
+            "EXTERNAL",
+            "OUTER CONTOUR",
+            "SKIN",
+        }
+
+    def slabs(
+        self, end_caps: EndCaps = EndCaps.HALF_SLAB
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The bottom and top (mm) of the slab of each plane, under an end-cap convention."""
+        bottom = np.array([p.bottom_mm for p in self.planes], dtype=np.float64)
+        top = np.array([p.top_mm for p in self.planes], dtype=np.float64)
+        z = np.array([p.z_mm for p in self.planes], dtype=np.float64)
+        return capped_bounds(bottom, top, z, end_caps)
+
+
+@dataclass(frozen=True, eq=False)
+class StructureSet:
+    """The ROIs of one RTSTRUCT and the UIDs that link it to a plan."""
+
+    sop_instance_uid: str
+    frame_of_reference_uid: str
+    label: str
+    structures: tuple[Structure, ...]
+
+    def by_name(self, name: str) -> Structure:
+        """The ROI named exactly ``name``.
+
+        Raises
+        ------
+        InvalidStructureError
+            If no ROI or more than one ROI has that name.
+        """
+        found = [s for s in self.structures if s.name == name]
+        if not found:
+            names = ", ".join(s.name for s in self.structures)
+            raise InvalidStructureError(f"no ROI named {name!r} in the structure set ({names})")
+        if len(found) > 1:
+            raise InvalidStructureError(f"{len(found)} ROIs are named {name!r}")
+        return found[0]
+
+
+def read_structure_set(ds: Dataset, source: str) -> StructureSet:
+    """Read every ROI of an RTSTRUCT dataset.
+
+    Parameters
+    ----------
+    ds
+        The RTSTRUCT dataset.
+    source
+        How to name the file in messages (its path).
+
+    Raises
+    ------
+    InvalidStructureError
+        If the dataset has no StructureSetROISequence.
+    """
+    if "StructureSetROISequence" not in ds:
+        raise InvalidStructureError(f"{source}: RTSTRUCT has no StructureSetROISequence")
+
+    def refuse(where: str) -> Callable[[str], InvalidStructureError]:
+        return lambda message: InvalidStructureError(f"{source}: {where}: {message}")
+
+    names: dict[int, str] = {}
+    for i, item in enumerate(ds.StructureSetROISequence, start=1):
+        number = integer(item, "ROINumber", refuse(f"StructureSetROISequence item {i}"),
+                         smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+        names[number] = str(item.get("ROIName", "") or f"ROI {number}")
+    types: dict[int, str] = {}
+    for i, obs in enumerate(ds.get("RTROIObservationsSequence", []), start=1):
+        if obs.get("ReferencedROINumber") not in (None, ""):
+            number = integer(obs, "ReferencedROINumber", refuse(f"RTROIObservationsSequence "
+                             f"item {i}"), smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+            types[number] = str(obs.get("RTROIInterpretedType", "")).upper()
+    contours: dict[int, Dataset] = {}
+    values = sum(
+        _value_count(c)
+        for item in ds.get("ROIContourSequence", [])
+        for c in item.get("ContourSequence", [])
+    )
+    CONTOUR_POINTS.check(values // 3, f"{source}: the structure set holds")
+    for i, item in enumerate(ds.get("ROIContourSequence", []), start=1):
+        number = integer(item, "ReferencedROINumber", refuse(f"ROIContourSequence item {i}"),
+                         smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+        contours[number] = item
+
+    parsed = []
+    for number, name in names.items():
+        item = contours.get(number)
+        planes, warnings, defects = _read_planes(item, name) if item is not None else ((), (), ())
+        parsed.append((number, name, types.get(number, ""), planes, warnings, defects))
+    with_slabs, overlaps = _with_slabs([p[3] for p in parsed], source)
+    structures = tuple(
+        Structure(number, name, kind, planes, warnings, (*defects, *overlap))
+        for (number, name, kind, _, warnings, defects), planes, overlap in zip(
+            parsed, with_slabs, overlaps, strict=True
+        )
+    )
+
+    frame_uid = ""
+    if "ReferencedFrameOfReferenceSequence" in ds and ds.ReferencedFrameOfReferenceSequence:
+        frame_uid = str(ds.ReferencedFrameOfReferenceSequence[0].get("FrameOfReferenceUID", ""))
+    return StructureSet(
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+        frame_of_reference_uid=frame_uid,
+        label=str(ds.get("StructureSetLabel", "")),
+        structures=structures,
+    )
+
+
+def _read_planes(
+    item: Dataset, name: str
+) -> tuple[tuple[ContourPlane, ...], tuple[str, ...], tuple[str, ...]]:
+    """Group an ROI's closed planar contours by plane, skipping degenerate ones with a warning;
+    also returns the ROI's defects (see :class:`Structure`)."""
+    skipped: dict[str, int] = defaultdict(int)
+    closed = []
+    most_values = 3 * POINTS_PER_CONTOUR.value
+    for contour in item.get("ContourSequence", []):
+        kind = _geometric_type(contour)
+        if kind not in _CLOSED_TYPES:
+            skipped[f"{kind or 'untyped'} contour (only CLOSED_PLANAR is used)"] += 1
+        elif _value_count(contour) > most_values:
+            skipped[_TOO_LARGE] += 1
+        else:
+            closed.append(contour)
+    arrays = []
+    for values in _contour_data(closed):
+        if values is None or values.size % 3 != 0:
+            skipped[_NOT_TRIPLETS] += 1
+        else:
+            arrays.append(values)
+    contours = _polygons(arrays, skipped)
+    warnings = tuple(
+        f"ROI {name!r}: skipped {count} {what}" for what, count in sorted(skipped.items())
+    )
+    defects = [f"skipped {skipped[what]} {what}" for what in _DEFECTS if skipped.get(what, 0) > 0]
+    # Contours of one plane differ in z only by the rounding of their decimal strings.
+    contours.sort(key=lambda item: item[0])
+    groups: list[list[tuple[float, NDArray[np.float64]]]] = []
+    for z, polygon in contours:
+        if groups and z - groups[-1][0][0] <= PLANE_MERGE_TOLERANCE_MM:
+            groups[-1].append((z, polygon))
+        else:
+            groups.append([(z, polygon)])
+    # The slabs come from the whole structure set, once every ROI is read (_with_slabs).
+    planes = tuple(
+        ContourPlane(
+            g[0][0] if len(g) == 1 else float(np.mean([z for z, _ in g])),
+            tuple(p for _, p in g),
+            math.nan,
+            math.nan,
+        )
+        for g in groups
+    )
+    for plane in planes:
+        seen = set()
+        for polygon in plane.polygons:
+            key = polygon.tobytes()
+            if key in seen:
+                # Even-odd would make the repeated contour cancel out: the ROI vanishes there.
+                defects.append(f"a contour is repeated on the plane z = {plane.z_mm:g} mm")
+                break
+            seen.add(key)
+    return planes, warnings, tuple(defects)
+
+
+def _polygons(
+    arrays: list[NDArray[np.float64]], skipped: dict[str, int]
+) -> list[tuple[float, NDArray[np.float64]]]:
+    """Each contour's z (mm) and its (N, 2) polygon, from flat (x, y, z) values, all contours
+    at once; degenerate and non-axial contours are counted in ``skipped``."""
+    counts = np.array([a.size // 3 for a in arrays], dtype=np.intp)
+    used = counts > 0
+    if not used.all():
+        skipped["contour with fewer than 3 points"] += int(np.count_nonzero(~used))
+        arrays = [a for a, u in zip(arrays, used, strict=True) if u]
+        counts = counts[used]
+    if not arrays:
+        return []
+    points = np.concatenate(arrays).reshape(-1, 3)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    lasts = starts + counts - 1
+    keep = np.ones(len(points), dtype=bool)
+    # An explicitly repeated first point adds nothing.
+    repeated = (counts > 1) & np.all(points[starts] == points[lasts], axis=1)
+    keep[lasts[repeated]] = False
+    kept = counts - repeated
+    # NaN, inf or a coordinate of 100 m is a damaged contour; it is set aside before any
+    # arithmetic, which it would poison.
+    wild = np.asarray(~(np.abs(points) <= COORDINATE_LIMIT_MM).all(axis=1), dtype=bool)
+    unusable = np.maximum.reduceat(wild, starts).astype(bool)
+    points = np.where(wild[:, None], 0.0, points)
+    z = points[:, 2]
+    spread = np.maximum.reduceat(z, starts) - np.minimum.reduceat(z, starts)
+    mean_z = np.add.reduceat(np.where(keep, z, 0.0), starts) / kept
+    few = ~unusable & (kept < 3)
+    tilted = ~unusable & ~few & (spread > PLANARITY_TOLERANCE_MM)
+    xy = np.ascontiguousarray(points[keep][:, :2])
+    flat = ~unusable & ~few & ~tilted & (np.abs(_areas(xy, kept)) < MIN_AREA_MM2)
+    for mask, what in (
+        (unusable, _NOT_FINITE),
+        (few, "contour with fewer than 3 points"),
+        (tilted, _NOT_AXIAL),
+        (flat, "contour of zero area"),
+    ):
+        if mask.any():
+            skipped[what] += int(np.count_nonzero(mask))
+    polygons = np.split(xy, np.cumsum(kept)[:-1])
+    good = ~(unusable | few | tilted | flat)
+    return [(float(mean_z[i]), polygons[i]) for i in np.flatnonzero(good)]
+
+
+def _areas(xy: NDArray[np.float64], counts: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Signed area (mm²) of each polygon of ``xy``, the polygons' vertices one after another
+    (``counts`` of each); 0 for a polygon of fewer than 3 vertices."""
+    if len(xy) == 0:
+        return np.zeros(len(counts))
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    following = np.arange(1, len(xy) + 1)
+    following[ends[counts > 0] - 1] = starts[counts > 0]
+    x, y = xy[:, 0], xy[:, 1]
+    cross = x * y[following] - x[following] * y
+    sums = np.add.reduceat(cross, np.minimum(starts, len(xy) - 1)) / 2
+    return np.where(counts >= 3, sums, 0.0)
+
+
+def _value_count(contour: Dataset) -> int:
+    """How many values a contour's ContourData holds, counted without converting them."""
+    element = contour.get_item(_CONTOUR_DATA)
+    if element is None:
+        return 0
+    if isinstance(element, RawDataElement):
+        raw = bytes(element.value or b"")
+        return raw.count(b"\\") + 1 if raw.strip(b" \x00") else 0
+    value = element.value
+    return len(value) if isinstance(value, MultiValue | list | tuple) else 1
+
+
+def _geometric_type(contour: Dataset) -> str:
+    """ContourGeometricType, upper case ("" when absent), read from the raw bytes when it has
+    not been converted yet (converting it costs more than its ContourData)."""
+    element = contour.get_item(_GEOMETRIC_TYPE)
+    if element is None:
+        return ""
+    if isinstance(element, RawDataElement):
+        return bytes(element.value or b"").strip(b" \x00").decode("ascii", "replace").upper()
+    return str(element.value or "").strip().upper()
+
+
+def _contour_data(contours: list[Dataset]) -> list[NDArray[np.float64] | None]:
+    """The ContourData of each contour as floats (mm), or None when absent or not numbers.
+
+    The decimal strings are read from the raw bytes, those of all the contours in one pass
+    (:func:`~rtcheck.dicom.decimals.parse_plain_decimals`); converting each value to a pydicom
+    DSfloat costs ten times more on a large structure set.
+    """
+    raws: list[bytes | None] = []
+    for contour in contours:
+        element = contour.get_item(_CONTOUR_DATA)
+        if isinstance(element, RawDataElement):
+            raws.append(bytes(element.value or b"").strip(b" \x00") or None)
+        else:
+            raws.append(None)
+    plain = [r for r in raws if r is not None]
+    values = parse_plain_decimals(b"\\".join(plain)) if plain else None
+    if values is not None:
+        sizes = [r.count(b"\\") + 1 for r in plain]
+        parts = iter(np.split(values, np.cumsum(sizes)[:-1]))
+        return [
+            next(parts) if r is not None else _one_contour_data(c)
+            for r, c in zip(raws, contours, strict=True)
+        ]
+    return [_one_contour_data(c) for c in contours]
+
+
+def _one_contour_data(contour: Dataset) -> NDArray[np.float64] | None:
+    """ContourData as floats (mm) by the general path, or None when absent or not numbers."""
+    element = contour.get_item(_CONTOUR_DATA)
+    if element is None:
+        return None
+    try:
+        if isinstance(element, RawDataElement):
+            raw = bytes(element.value or b"").strip(b" \x00")
+            if not raw:
+                return None
+            return np.array(raw.split(b"\\"), dtype=np.bytes_).astype(np.float64)
+        return np.array([float(v) for v in np.atleast_1d(element.value)], dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+
+
+def _with_slabs(
+    rois: list[tuple[ContourPlane, ...]], source: str
+) -> tuple[list[tuple[ContourPlane, ...]], list[tuple[str, ...]]]:
+    """Each ROI's planes with the slab of the structure set's plane they lie on, and each ROI's
+    planes that lie closer together than the slices they stand for (their slabs overlap).
+
+    Raises
+    ------
+    InvalidStructureError
+        If the set's contours all lie on one plane (no slice spacing to be seen).
+    """
+    positions = sorted(p.z_mm for planes in rois for p in planes)
+    if not positions:
+        return rois, [() for _ in rois]
+    set_planes = [positions[0]]
+    for z in positions[1:]:
+        if z - set_planes[-1] > PLANE_MERGE_TOLERANCE_MM:
+            set_planes.append(z)
+    if len(set_planes) < 2:
+        raise InvalidStructureError(
+            f"{source}: cannot tell the slice spacing: every contour of the structure set lies "
+            f"on the plane z = {set_planes[0]:g} mm"
+        )
+    bottom, top = slab_bounds(set_planes)
+    # The set's planes are the chains of positions closer than the merge tolerance; an ROI's
+    # plane lies on the last set plane that starts at or below it.
+    starts = np.array(set_planes)
+    result, overlaps = [], []
+    for planes in rois:
+        index = np.searchsorted(starts, [p.z_mm for p in planes], side="right") - 1
+        result.append(
+            tuple(
+                replace(p, bottom_mm=float(bottom[k]), top_mm=float(top[k]))
+                for p, k in zip(planes, index, strict=True)
+            )
+        )
+        overlaps.append(_overlapping(result[-1]))
+    return result, overlaps
+
+
+def _overlapping(planes: tuple[ContourPlane, ...]) -> tuple[str, ...]:
+    """The defect of an ROI whose consecutive planes stand for overlapping slabs: planes much
+    closer than the slices around them (duplicated or misplaced contours), which would count
+    the same volume twice."""
+    for below, above in zip(planes, planes[1:], strict=False):
+        if below.top_mm > above.bottom_mm + CONTIGUOUS_TOLERANCE_MM:
+            return (
+                f"contour planes z = {below.z_mm:g} and {above.z_mm:g} mm are "
+                f"{above.z_mm - below.z_mm:.3g} mm apart, much closer than the "
+                f"{below.top_mm - below.bottom_mm:.3g} mm slices they stand for "
+                "(duplicated or misplaced contours)",
+            )
+    return ()

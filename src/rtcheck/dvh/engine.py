@@ -1,0 +1,544 @@
+"""Dose-volume histograms from fractional occupancy and trilinearly interpolated dose.
+
+For each ROI, a sampling grid is laid over the ROI's bounding box: fine enough to put about
+:data:`SAMPLES_ACROSS` samples across the ROI's smallest in-plane extent, never coarser than the
+dose grid, and aligned with the dose grid so that each sample lies within one dose cell. Each
+contour slab is cut at the dose frames it contains, so that the trilinear dose is linear in z
+within each piece. Every sample carries the fraction of its pixel inside the ROI (exact along x,
+on scanlines along y), the dose at the centroid of the covered part, and the spread of dose
+across it that the local gradient gives. Boundaries are thus resolved below the sample size by
+the fractional coverage and its centroid, which is why large organs need no sampling finer than
+the dose grid, and small ones get it. A wholly covered pixel pools its pieces within each dose
+cell into one sample (see :class:`_WholeCells`); the samples go to a streaming histogram
+(:class:`~rtcheck.dvh.histogram.HistogramTally`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rtcheck.dicom.dose import (
+    GRID_EDGE_TOLERANCE_MM,
+    AxisInterpolation,
+    DoseGrid,
+    interpolation_along,
+)
+from rtcheck.dicom.slabs import EndCaps
+from rtcheck.dicom.structures import Structure
+from rtcheck.dvh.histogram import HistogramTally
+from rtcheck.dvh.occupancy import CoveredPixels, PixelGrid
+from rtcheck.dvh.regions import Region
+from rtcheck.errors import InvalidStructureError
+from rtcheck.limits import SAMPLING_PIXELS
+
+#: Width of the differential histogram bins (Gy); D-metrics interpolate inside a bin.
+BIN_WIDTH_GY = 0.005
+#: Samples across the smallest in-plane extent of an ROI.
+SAMPLES_ACROSS = 32
+MIN_SAMPLE_SPACING_MM = 0.2
+#: Scanlines per sampling-pixel row for the coverage computation.
+SCANLINES_PER_PIXEL = 4
+#: Planes are filled in batches of at most this many sampling pixels (memory bound).
+CHUNK_PIXELS = 65536
+#: Coverage from which a sampling pixel counts as wholly inside (rounding aside).
+WHOLE_FRACTION = 1.0 - 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class DVH:
+    """A cumulative dose-volume histogram of one ROI and one dose distribution.
+
+    The histogram covers the part of the ROI inside the dose grid; ``volume_cc`` is the whole
+    ROI. Relative volumes (``%``) are relative to the part inside the grid, and a warning says
+    when that differs from the whole.
+
+    Attributes
+    ----------
+    name
+        The ROI's name.
+    volume_cc
+        Volume of the ROI (cc), inside and outside the dose grid.
+    volume_in_grid_cc
+        Volume of the part of the ROI inside the dose grid (cc).
+    bin_width_gy
+        Width of the histogram bins (Gy).
+    differential_cc
+        Volume (cc) with dose in ``[i*w, (i+1)*w)`` for bin ``i``.
+    mean_gy, min_gy, max_gy
+        Volume-weighted mean, lowest and highest dose (Gy) in the part inside the grid.
+    warnings
+        What the user must know before trusting the numbers.
+    """
+
+    name: str
+    volume_cc: float
+    volume_in_grid_cc: float
+    bin_width_gy: float
+    differential_cc: NDArray[np.float64]
+    mean_gy: float
+    min_gy: float
+    max_gy: float
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def dose_coverage(self) -> float:
+        """Fraction (0..1) of the ROI's volume that lies inside the dose grid."""
+        return self.volume_in_grid_cc / self.volume_cc if self.volume_cc > 0 else 0.0
+
+    @property
+    def dose_edges_gy(self) -> NDArray[np.float64]:
+        """Bin edges (Gy), one more than bins."""
+        return np.arange(len(self.differential_cc) + 1, dtype=np.float64) * self.bin_width_gy
+
+    @property
+    def cumulative_cc(self) -> NDArray[np.float64]:
+        """Volume (cc) receiving at least each bin edge's dose."""
+        tail = np.cumsum(self.differential_cc[::-1])[::-1]
+        return np.append(tail, 0.0)
+
+    def volume_at_dose(self, dose_gy: float) -> float:
+        """Volume (cc) receiving at least ``dose_gy``, interpolated within a bin."""
+        if self.volume_in_grid_cc <= 0:
+            return 0.0
+        if dose_gy <= self.min_gy:
+            return self.volume_in_grid_cc
+        if dose_gy > self.max_gy:
+            return 0.0
+        return float(np.interp(dose_gy, self.dose_edges_gy, self.cumulative_cc))
+
+    def dose_at_volume(self, volume_cc: float) -> float:
+        """Highest dose (Gy) that at least ``volume_cc`` receives, interpolated within a bin."""
+        if self.volume_in_grid_cc <= 0:
+            return float("nan")
+        if volume_cc <= 0:
+            return self.max_gy
+        if volume_cc >= self.volume_in_grid_cc:
+            return self.min_gy
+        cumulative = self.cumulative_cc
+        # Last edge whose cumulative volume still reaches volume_cc; cumulative is non-increasing.
+        i = int(np.searchsorted(-cumulative, -volume_cc, side="right")) - 1
+        upper, lower = cumulative[i], cumulative[i + 1]
+        fraction = (upper - volume_cc) / (upper - lower)
+        dose = (i + fraction) * self.bin_width_gy
+        return float(min(max(dose, self.min_gy), self.max_gy))
+
+
+def sampling_grid(region: Region, dose: DoseGrid, spacing_mm: float | None = None) -> PixelGrid:
+    """The in-plane sampling grid laid over ``region``: its pixels tile the region's bounding box
+    with one pixel to spare on every side.
+
+    By default the spacing puts about :data:`SAMPLES_ACROSS` pixels across the width of the
+    region's largest part (:meth:`~rtcheck.dvh.regions.Region.part_width_mm`), between
+    :data:`MIN_SAMPLE_SPACING_MM` and the dose grid spacing. Where the dose grid is uniform and
+    square in-plane, the spacing divides the dose spacing and the pixel edges fall on the dose
+    grid lines: every pixel then lies within one dose cell, where the interpolated dose is
+    bilinear, so its centre value and gradient describe it exactly up to the small bilinear
+    cross term.
+
+    Parameters
+    ----------
+    spacing_mm
+        Pixel spacing (mm) to use instead.
+    """
+    lo, hi = region.xy_bounds()
+    cell = _uniform_square_spacing(dose)
+    if spacing_mm is not None:
+        s = spacing_mm
+    else:
+        coarsest = cell if cell is not None else min(_step(dose.x_mm), _step(dose.y_mm))
+        wanted = region.part_width_mm() / SAMPLES_ACROSS
+        wanted = float(np.clip(wanted, MIN_SAMPLE_SPACING_MM, coarsest))
+        s = cell / math.ceil(cell / wanted - 1e-9) if cell is not None else wanted
+    # Pixel edges on a lattice fixed in space (on the dose grid lines where the dose grid is
+    # uniform), so that a far-away part of an ROI does not move its other parts' samples.
+    origin_x = float(dose.x_mm[0]) if cell is not None else 0.0
+    origin_y = float(dose.y_mm[0]) if cell is not None else 0.0
+    x0 = origin_x + math.floor((float(lo[0]) - origin_x) / s) * s
+    y0 = origin_y + math.floor((float(lo[1]) - origin_y) / s) * s
+    nx = int(math.ceil((float(hi[0]) - x0) / s)) + 2
+    ny = int(math.ceil((float(hi[1]) - y0) / s)) + 2
+    width, height = (float(v) for v in hi - lo)
+    SAMPLING_PIXELS.check(
+        nx * ny,
+        f"ROI {region.name!r}, whose contours span {width:.0f} x {height:.0f} mm sampled "
+        f"every {s:.3g} mm (a contour far from the others?), needs",
+    )
+    return PixelGrid(x0_mm=x0 - s, y0_mm=y0 - s, spacing_mm=s, nx=nx, ny=ny)
+
+
+def compute_dvh(
+    structure: Structure | Region,
+    dose: DoseGrid,
+    spacing_mm: float | None = None,
+    end_caps: EndCaps = EndCaps.HALF_SLAB,
+) -> DVH:
+    """Compute the DVH of one ROI, or of a derived region, in one dose grid.
+
+    Parameters
+    ----------
+    structure
+        The ROI (with at least one contour) or region.
+    dose
+        The dose grid (Gy), in the ROI's frame of reference.
+    spacing_mm
+        In-plane sampling spacing (mm); by default :func:`sampling_grid` chooses it.
+    end_caps
+        How far the outermost contour planes reach along z (:class:`~rtcheck.dicom.slabs.EndCaps`).
+
+    Raises
+    ------
+    InvalidStructureError
+        If the ROI has no contours.
+    """
+    region = structure if isinstance(structure, Region) else Region.of(structure)
+    if region.is_empty:
+        raise InvalidStructureError(f"ROI {region.name!r} has no closed contours")
+    grid = sampling_grid(region, dose, spacing_mm)
+    s = grid.spacing_mm
+    npix = grid.nx * grid.ny
+    along_x = interpolation_along(dose.x_mm, grid.x_centres())
+    along_y = interpolation_along(dose.y_mm, grid.y_centres())
+    inside_xy = np.outer(along_y.inside, along_x.inside).ravel()
+
+    frames = _FineFrames(dose, along_y, along_x)
+    cells = _WholeCells(npix)
+    tally = HistogramTally(BIN_WIDTH_GY)
+    volume_mm3 = 0.0
+    slabs = region.slabs(end_caps)
+    chunk = max(1, CHUNK_PIXELS // npix)
+    for first in range(0, len(slabs), chunk):
+        batch = slabs.part(first, first + chunk)
+        coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
+        fraction = coverage.fraction.reshape(len(batch), npix)
+        volume_mm3 += float(fraction.sum(axis=1) @ batch.depth_mm) * s * s
+        pieces = _SlabPieces.of(batch.bottom_mm, batch.top_mm, dose)
+        if pieces is None:
+            continue
+        first_frame, last_frame = pieces.frames_used(frames.frame_count)
+        # Cells below this batch's frames are complete; they still sit in the current frames.
+        ready = cells.take_below(first_frame)
+        if ready is not None:
+            tally.add(*_cell_samples(frames, *ready, s))
+        frames.advance(first_frame, last_frame)
+        whole = (fraction >= WHOLE_FRACTION) & inside_xy
+        cells.add(pieces, whole)
+        flat = np.flatnonzero((fraction > 0) & ~whole & inside_xy)
+        if flat.size:
+            plane, pixel = np.divmod(flat, npix)
+            for sample in _partial_samples(frames, pieces, plane, pixel, coverage.at(flat), s):
+                tally.add(*sample)
+    ready = cells.take_below(frames.frame_count)
+    if ready is not None:
+        tally.add(*_cell_samples(frames, *ready, s))
+
+    volume_cc = volume_mm3 / 1000.0
+    warnings = list(region.warnings)
+    totals = tally.summary()
+    in_grid_cc = totals.volume_cc
+    if in_grid_cc <= 0:
+        warnings.append(f"ROI {region.name!r} lies entirely outside the dose grid")
+        return DVH(
+            name=region.name,
+            volume_cc=volume_cc,
+            volume_in_grid_cc=0.0,
+            bin_width_gy=BIN_WIDTH_GY,
+            differential_cc=np.zeros(1),
+            mean_gy=math.nan,
+            min_gy=math.nan,
+            max_gy=math.nan,
+            warnings=tuple(warnings),
+        )
+    if in_grid_cc < volume_cc * (1 - 1e-6):
+        warnings.append(
+            f"ROI {region.name!r}: {100 * (1 - in_grid_cc / volume_cc):.2f}% of its volume "
+            "lies outside the dose grid; its DVH covers only the part inside"
+        )
+    return DVH(
+        name=region.name,
+        volume_cc=volume_cc,
+        volume_in_grid_cc=min(in_grid_cc, volume_cc),
+        bin_width_gy=BIN_WIDTH_GY,
+        differential_cc=totals.differential_cc,
+        mean_gy=totals.mean_gy,
+        min_gy=totals.min_gy,
+        max_gy=totals.max_gy,
+        warnings=tuple(warnings),
+    )
+
+
+class _FineFrames:
+    """Dose frames of the RTDOSE resampled (bilinearly) onto an ROI's sampling grid, with the
+    in-plane slopes of that bilinear interpolant, for the block of frames in use.
+
+    ``value``, ``slope_x`` and ``slope_y`` (Gy, Gy/mm) have shape ``(frames, sampling pixels)``;
+    row ``r`` holds frame ``first + r``. Blocks advance upwards in z, and frames shared with
+    the previous block are kept, not computed again.
+    """
+
+    def __init__(self, dose: DoseGrid, along_y: AxisInterpolation, along_x: AxisInterpolation):
+        self._dose = dose
+        self._rows, self._cols = along_y.support(), along_x.support()
+        self._y = self._taps(along_y, self._rows)
+        self._x = self._taps(along_x, self._cols)
+        self._per_mm_x, self._per_mm_y = along_x.per_mm, along_y.per_mm
+        self._npix = len(self._y[0]) * len(self._x[0])
+        self.frame_count = len(dose.z_mm)
+        self.first = 0
+        empty = np.zeros((0, self._npix))
+        self.value, self.slope_x, self.slope_y = empty, empty, empty
+
+    @staticmethod
+    def _taps(
+        along: AxisInterpolation, window: slice
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
+        """The two window indices and two weights of each sampling point."""
+        size = max(window.stop - window.start, 1)
+        lower = np.clip(along.index - window.start, 0, size - 1)
+        return lower, np.minimum(lower + 1, size - 1), along.below, along.above
+
+    def advance(self, first: int, last: int) -> None:
+        """Make frames ``first..last`` (inclusive) the block in use."""
+        held_last = self.first + len(self.value) - 1
+        if self.first <= first <= held_last < last:
+            keep = slice(first - self.first, None)
+            fresh = self._compute(held_last + 1, last)
+            self.value, self.slope_x, self.slope_y = (
+                np.concatenate([old[keep], new])
+                for old, new in zip((self.value, self.slope_x, self.slope_y), fresh, strict=True)
+            )
+        else:
+            self.value, self.slope_x, self.slope_y = self._compute(first, last)
+        self.first = first
+
+    def _compute(
+        self, first: int, last: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        n = last - first + 1
+        window = self._dose.dose_gy[first : last + 1, self._rows, self._cols]
+        if window.size == 0:
+            zeros = np.zeros((n, self._npix))
+            return zeros, zeros, zeros
+        window = window.astype(np.float64)
+        x0, x1, left, right = self._x
+        y0, y1, down, up = self._y
+        # np.take keeps the arrays in C order, which every later gather and ravel relies on.
+        a0, a1 = np.take(window, x0, axis=2), np.take(window, x1, axis=2)
+        across = a0 * left + a1 * right
+        rise_x = a1 - a0
+        rise_x *= self._per_mm_x
+        b0, b1 = np.take(across, y0, axis=1), np.take(across, y1, axis=1)
+        value = b0 * down[:, None] + b1 * up[:, None]
+        slope_y = (b1 - b0) * self._per_mm_y[:, None]
+        slope_x = np.take(rise_x, y0, axis=1) * down[:, None]
+        slope_x += np.take(rise_x, y1, axis=1) * up[:, None]
+        return value.reshape(n, -1), slope_x.reshape(n, -1), slope_y.reshape(n, -1)
+
+
+@dataclass(frozen=True, eq=False)
+class _SlabPieces:
+    """The pieces of a batch of contour slabs cut at the dose frames inside them, as arrays of
+    shape ``(planes, pieces)``: the interpolated dose is linear in z within each piece.
+
+    ``frame`` and ``fraction`` place each piece's centre ``fraction`` of the way from dose
+    frame ``frame`` to the next (the piece lies in dose cell ``frame``); ``depth_mm`` is its
+    thickness (0 for a missing piece, or one outside the dose grid); ``per_mm`` is 1 / the
+    distance between the two frames.
+    """
+
+    frame: NDArray[np.intp]
+    fraction: NDArray[np.float64]
+    depth_mm: NDArray[np.float64]
+    per_mm: NDArray[np.float64]
+
+    @classmethod
+    def of(
+        cls, bottom_mm: NDArray[np.float64], top_mm: NDArray[np.float64], dose: DoseGrid
+    ) -> _SlabPieces | None:
+        """The pieces of the slabs ``bottom_mm..top_mm``; None when no piece lies inside the
+        dose grid."""
+        z = dose.z_mm
+        lo, hi = bottom_mm, top_mm
+        # The frames strictly inside each slab cut it; edges past a slab's own repeat its top.
+        first = np.searchsorted(z, lo + 1e-6, side="right")
+        inner = np.maximum(np.searchsorted(z, hi - 1e-6, side="left") - first, 0)
+        width = int(inner.max(initial=0)) + 1
+        step = np.arange(width - 1)
+        cut = z[np.minimum(first[:, None] + step, len(z) - 1)]
+        edges = np.column_stack([lo, np.where(step < inner[:, None], cut, hi[:, None]), hi])
+        below, above = edges[:, :-1], edges[:, 1:]
+        centre = (below + above) / 2
+        present = (above - below > 1e-6) & (centre >= z[0] - GRID_EDGE_TOLERANCE_MM)
+        present &= centre <= z[-1] + GRID_EDGE_TOLERANCE_MM
+        if not present.any():
+            return None
+        if len(z) == 1:
+            frame = np.zeros(centre.shape, dtype=np.intp)
+            fraction = np.zeros(centre.shape)
+            per_mm = np.zeros(centre.shape)
+        else:
+            frame = np.clip(np.searchsorted(z, centre, side="right") - 1, 0, len(z) - 2)
+            gap = z[frame + 1] - z[frame]
+            fraction = np.clip((centre - z[frame]) / gap, 0.0, 1.0)
+            per_mm = 1.0 / gap
+        depth = np.where(present, above - below, 0.0)
+        # A missing piece points at a frame the batch uses anyway, and adds no depth.
+        frame[~present] = int(frame[present].min())
+        return cls(frame, fraction, depth, per_mm)
+
+    def frames_used(self, frame_count: int) -> tuple[int, int]:
+        """First and last dose frame that the pieces' cells touch."""
+        return int(self.frame.min()), min(int(self.frame.max()) + 1, frame_count - 1)
+
+
+class _WholeCells:
+    """Whole sampling pixels pooled per dose cell (the slab between two dose frames).
+
+    Where a pixel lies wholly inside the ROI, every slab piece it has in one dose cell adds to
+    one sample: the trilinear dose is linear in z there, so the pooled sample's mean is the
+    dose at its mean depth, and its z spread follows from the depth moments. Large organs thus
+    need about one sample per dose cell, not one per slab piece.
+
+    For each cell, ``moments`` holds three rows over the sampling pixels: the depth (mm), and
+    the depth-weighted first and second moments of the position within the cell (0..1).
+    """
+
+    def __init__(self, npix: int):
+        self._npix = npix
+        self._pending: dict[int, NDArray[np.float64]] = {}
+
+    def add(self, pieces: _SlabPieces, whole: NDArray[np.bool_]) -> None:
+        """Pool the pieces of the batch's slabs over the pixels ``whole`` (planes × pixels)."""
+        present = pieces.depth_mm > 0
+        plane = np.nonzero(present)[0]
+        k = pieces.frame[present]
+        dz = pieces.depth_mm[present]
+        f = pieces.fraction[present]
+        extent = dz * pieces.per_mm[present]  # the piece's thickness as a part of its cell
+        lowest = int(k.min())
+        cells = int(k.max()) - lowest + 1
+        n_planes = whole.shape[0]
+        slot = (k - lowest) * n_planes + plane
+        weights = np.stack(
+            [
+                np.asarray(np.bincount(slot, weights=w, minlength=cells * n_planes), np.float64)
+                for w in (dz, dz * f, dz * (f * f + extent * extent / 12.0))
+            ]
+        ).reshape(3, cells, n_planes)
+        sums = (weights.reshape(3 * cells, n_planes) @ whole.astype(np.float64)).reshape(
+            3, cells, self._npix
+        )
+        for c in range(cells):
+            if not weights[0, c].any():
+                continue
+            held = self._pending.get(lowest + c)
+            if held is None:
+                self._pending[lowest + c] = sums[:, c].copy()
+            else:
+                held += sums[:, c]
+
+    def take_below(self, frame: int) -> tuple[NDArray[np.intp], NDArray[np.float64]] | None:
+        """Remove the cells below ``frame`` and return them with their moments, shaped
+        ``(cells, 3, pixels)``; None when there are none."""
+        ready = sorted(c for c in self._pending if c < frame)
+        if not ready:
+            return None
+        moments = np.stack([self._pending.pop(c) for c in ready])
+        return np.array(ready, dtype=np.intp), moments
+
+
+def _cell_samples(
+    frames: _FineFrames,
+    cells: NDArray[np.intp],
+    moments: NDArray[np.float64],
+    spacing_mm: float,
+) -> tuple[NDArray[np.float64], ...]:
+    """The pooled samples of whole pixels in dose cells ``cells``: mean dose (Gy), volume (cc)
+    and dose variance (Gy²) of each pixel of each cell (volume 0 where the cell holds none of
+    the pixel), from the cells' depth moments (see :class:`_WholeCells`)."""
+    lower = cells - frames.first
+    upper = np.minimum(cells + 1, frames.frame_count - 1) - frames.first
+    depth = moments[:, 0, :]
+    # Pixels without depth have no moments either: any positive divisor leaves them at 0.
+    per_depth = 1.0 / np.maximum(depth, 1e-300)
+    u = moments[:, 1, :] * per_depth
+    spread_u = moments[:, 2, :] * per_depth
+    spread_u -= u * u
+    np.maximum(spread_u, 0.0, out=spread_u)
+    mean = np.take(frames.value, lower, axis=0)
+    rise = np.take(frames.value, upper, axis=0)  # the dose change across the cell
+    rise -= mean
+    gx = np.take(frames.slope_x, lower, axis=0)
+    gx += u * (np.take(frames.slope_x, upper, axis=0) - gx)
+    gy = np.take(frames.slope_y, lower, axis=0)
+    gy += u * (np.take(frames.slope_y, upper, axis=0) - gy)
+    mean += u * rise
+    area_mm2 = spacing_mm * spacing_mm
+    # In-place arithmetic: these arrays span every pixel of several cells.
+    variance = gx * gx
+    variance += gy * gy
+    variance *= area_mm2 / 12.0
+    rise *= rise
+    rise *= spread_u
+    variance += rise
+    return mean.ravel(), (depth * (area_mm2 / 1000.0)).ravel(), variance.ravel()
+
+
+def _partial_samples(
+    frames: _FineFrames,
+    pieces: _SlabPieces,
+    plane: NDArray[np.intp],
+    pixel: NDArray[np.intp],
+    covered: CoveredPixels,
+    spacing_mm: float,
+) -> Iterator[tuple[NDArray[np.float64], ...]]:
+    """Samples of the covered part of partly covered sampling pixels ``pixel`` of contour slabs
+    ``plane``, one group per slab piece: mean dose (Gy), volume (cc; 0 where the slab has no
+    such piece) and dose variance (Gy²).
+
+    Within a piece the dose is trilinear: its mean over the covered part is its value at the
+    part's centroid (the small bilinear cross term aside), and its variance follows from the
+    in-plane slopes and the part's second moments, and from the z slope across the piece.
+    """
+    value, slope_x, slope_y = frames.value.ravel(), frames.slope_x.ravel(), frames.slope_y.ravel()
+    npix = frames.value.shape[1]
+    last = frames.first + frames.value.shape[0] - 1
+    ox, oy = covered.offset_x_mm, covered.offset_y_mm
+    vx, vy, cxy2 = covered.var_x_mm2, covered.var_y_mm2, 2.0 * covered.cov_xy_mm2
+    area_cc = covered.fraction * (spacing_mm * spacing_mm / 1000.0)
+    for j in range(pieces.frame.shape[1]):
+        k = pieces.frame[plane, j]
+        f = pieces.fraction[plane, j]
+        dz = pieces.depth_mm[plane, j]
+        lower = (k - frames.first) * npix + pixel
+        upper = (np.minimum(k + 1, last) - frames.first) * npix + pixel
+        v0 = value[lower]
+        step = value[upper] - v0
+        gx = slope_x[lower]
+        gx += f * (slope_x[upper] - gx)
+        gy = slope_y[lower]
+        gy += f * (slope_y[upper] - gy)
+        mean = v0 + f * step + gx * ox + gy * oy
+        rise = step * pieces.per_mm[plane, j] * dz  # the dose change across the piece
+        variance = gx * gx * vx + gy * gy * vy + gx * gy * cxy2 + rise * rise / 12.0
+        yield mean, area_cc * dz, variance
+
+
+def _uniform_square_spacing(dose: DoseGrid) -> float | None:
+    """The in-plane spacing (mm) of a dose grid whose columns and rows are evenly spaced by the
+    same amount, else None."""
+    steps = np.concatenate([np.diff(dose.x_mm), np.diff(dose.y_mm)])
+    if steps.size == 0 or len(dose.x_mm) < 2 or len(dose.y_mm) < 2:
+        return None
+    cell = float(np.mean(steps))
+    if cell <= 0 or np.ptp(steps) > 1e-4 * cell:
+        return None
+    return cell
+
+
+def _step(axis: NDArray[np.float64]) -> float:
+    return float(np.min(np.diff(axis))) if len(axis) > 1 else math.inf

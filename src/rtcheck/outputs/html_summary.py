@@ -1,0 +1,127 @@
+"""The archive summary: one HTML page for a batch, from the results database.
+
+Counts by decision, a table of plans (sortable by clicking a column heading) with links to each
+plan's report, and the limits that fail most often.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from rtcheck.archive.batch import report_name
+from rtcheck.archive.store import limits_table, plan_rows, plans_table
+from rtcheck.outputs.html_report import COLOURS, CSS, DECISIONS
+
+_SORT_SCRIPT = """
+document.querySelectorAll('th[data-sort]').forEach(function (th, column) {
+  th.style.cursor = 'pointer';
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0];
+    var rows = Array.from(body.rows);
+    var ascending = th.dataset.order !== 'asc';
+    rows.sort(function (a, b) {
+      var x = a.cells[column].innerText, y = b.cells[column].innerText;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return ascending ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    th.dataset.order = ascending ? 'asc' : 'desc';
+  });
+});
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) -> str:
+    """The summary page; links point to reports in ``report_dir`` (relative to ``page``)."""
+    rows = list(plan_rows(engine))
+    counts = Counter(r["decision"] or r["status"] for r in rows)
+    with engine.connect() as connection:
+        failing = connection.execute(
+            sa.select(
+                limits_table.c.structure,
+                limits_table.c.metric,
+                limits_table.c.priority,
+                sa.func.count(sa.distinct(limits_table.c.plan_id)).label("plans"),
+            )
+            .where(limits_table.c.result == "fail")
+            .group_by(limits_table.c.structure, limits_table.c.metric, limits_table.c.priority)
+            .order_by(sa.desc("plans"))
+            .limit(15)
+        ).all()
+        total = connection.execute(sa.select(sa.func.count()).select_from(plans_table)).scalar()
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>rtcheck archive summary</title>',
+        f"<style>{CSS} body {{ max-width: 277mm; }} @page {{ size: A4 landscape; }}</style>",
+        "</head><body><h1>Archive summary — exclusion criterion 19</h1>",
+        f'<p id="total">{total} plans in the database.</p>',
+        '<table id="counts"><thead><tr><th>Decision</th><th>Plans</th></tr></thead><tbody>',
+    ]
+    for decision in ("excluded", "indeterminate", "not_excluded", "error"):
+        colour, label = DECISIONS.get(decision, (COLOURS["absent"], "! ERROR"))
+        parts.append(
+            f'<tr data-decision="{decision}"><td style="color:{colour}; font-weight:bold">'
+            f'{label}</td><td class="num">{counts.get(decision, 0)}</td></tr>'
+        )
+    parts += [
+        "</tbody></table><h2>Plans</h2>",
+        '<table id="plans"><thead><tr>',
+        *(
+            f'<th data-sort="{i}">{h}</th>'
+            for i, h in enumerate(
+                [
+                    "Patient ID",
+                    "Decision",
+                    "Failed mandatory limits",
+                    "Lesions",
+                    "Checked",
+                    "Report / error",
+                ]  # fmt: skip
+            )
+        ),
+        "</tr></thead><tbody>",
+    ]
+    for r in rows:
+        decision = r["decision"] or r["status"]
+        link = "–"
+        if report_dir is not None and r["status"] == "ok":
+            target = report_dir / report_name(r["patient_id"], r["plan_key"])
+            if target.exists():
+                href = _relative(target, page.parent)
+                link = f'<a href="{_e(href)}">report</a>'
+        if r["error"]:
+            link = f'<span class="small">{_e(r["error"])}</span>'
+        parts.append(
+            f'<tr class="plan" data-decision="{_e(decision)}"><td>{_e(r["patient_id"])}</td>'
+            f"<td>{_e(decision)}</td><td>{_e(r['failed_mandatory'])}</td>"
+            f'<td class="num">{_e(r["lesion_count"])}</td><td>{_e(r["checked_at"])}</td>'
+            f"<td>{link}</td></tr>"
+        )
+    parts += [
+        "</tbody></table><h2>Limits that fail most often</h2>",
+        '<table id="failing"><thead><tr><th>Structure</th><th>Metric</th><th>Priority</th>'
+        "<th>Plans failing</th></tr></thead><tbody>",
+        *(
+            f"<tr><td>{_e(f.structure)}</td><td>{_e(f.metric)}</td><td>{_e(f.priority)}</td>"
+            f'<td class="num">{f.plans}</td></tr>'
+            for f in failing
+        ),
+        f"</tbody></table><script>{_SORT_SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(target.resolve(), start.resolve())).as_posix()

@@ -1,0 +1,1 @@
+"""Synthetic DICOM RT plans written with pydicom: the building blocks and the thorax phantom."""

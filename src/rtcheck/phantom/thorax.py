@@ -1,0 +1,204 @@
+"""A deterministic synthetic thorax plan: RTSTRUCT, RTPLAN and RTDOSE written with pydicom.
+
+Anatomy (patient coordinates, head-first supine: +x patient left, +y posterior, +z head):
+body, both lungs, heart, spinal cord, esophagus, liver, the T8 vertebral body; a primary
+esophageal target (GTV and PTV) and up to five metastatic lesion targets in up to three organs.
+ROI names are in one clinic's own style, not TG-263's.
+
+The dose is analytical: a four-field box around the primary PTV (AP-PA and lateral bands whose
+weights add to the prescription inside the target) plus a conformal dose cloud around every
+lesion PTV. It is sampled onto the RTDOSE grid; between grid points rtcheck interpolates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import erfc
+
+from rtcheck.phantom import synthetic as S
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """A metastatic lesion: a spherical GTV and its PTV (mm), with its ROI names."""
+
+    gtv_name: str
+    ptv_name: str
+    centre: tuple[float, float, float]
+    gtv_radius: float
+    ptv_radius: float
+
+
+DEFAULT_LESIONS = (
+    Lesion("GTV M1 lung", "PTV_M1_lungR", (-80.0, 10.0, 85.0), 8.0, 13.0),
+    Lesion("gtv m2 liver", "ptv m2 liver", (-60.0, -5.0, -125.0), 10.0, 15.0),
+    Lesion("GTV_M3_T8", "PTV_M3_T8", (0.0, 48.0, 62.0), 7.0, 11.0),
+)
+
+
+@dataclass(frozen=True)
+class ThoraxPhantom:
+    """Parameters of the synthetic thorax plan.
+
+    Attributes
+    ----------
+    prescription_gy, fractions
+        Prescription to every PTV (Gy, total) and number of fractions.
+    lesions
+        The metastatic lesions (0-5 in the trial).
+    contour_spacing_mm, dose_spacing_mm
+        Distance between contour planes and between dose grid points (mm).
+    cord_dose_fraction
+        Dose to the AP-PA band (and so to the cord) as a fraction of the prescription.
+    lesion_dose_scale
+        Peak lesion dose relative to the prescription (1.08 covers 95 % of each PTV).
+    dose_z_range_mm
+        z extent of the dose grid (mm); by default the structures' range plus one voxel.
+    renamed
+        ROI name → new name, or None to leave the ROI out (to build test variants).
+    seed
+        Text from which every UID derives.
+    """
+
+    prescription_gy: float = 50.0
+    fractions: int = 25
+    lesions: tuple[Lesion, ...] = DEFAULT_LESIONS
+    contour_spacing_mm: float = 2.5
+    dose_spacing_mm: float = 3.0
+    cord_dose_fraction: float = 0.35
+    lesion_dose_scale: float = 1.08
+    dose_z_range_mm: tuple[float, float] | None = None
+    renamed: tuple[tuple[str, str | None], ...] = ()
+    seed: str = "rtcheck-thorax-phantom-1"
+    patient_id: str = "PHANTOM-001"
+    patient_name: str = "PHANTOM^THORAX"
+    z_range_mm: tuple[float, float] = (-180.0, 160.0)
+    extra_rois: tuple[S.RoiSpec, ...] = field(default=())
+
+
+# Primary target and organs (mm).
+ESOPHAGUS_XY = (0.0, 18.0)
+PRIMARY_Z = (-30.0, 40.0)
+
+
+def rois(phantom: ThoraxPhantom) -> list[S.RoiSpec]:
+    """The phantom's ROIs with their contours."""
+    z0, z1 = phantom.z_range_mm
+    t = phantom.contour_spacing_mm
+    zs = [float(z) for z in np.arange(z0, z1 + 1e-6, t)]
+    ex, ey = ESOPHAGUS_XY
+    pz0, pz1 = PRIMARY_Z
+    shapes: list[tuple[str, str, S.CrossSection, tuple[int, int, int]]] = [
+        ("BODY", "EXTERNAL", S.elliptic_cylinder(0, 0, 170, 120, z0, z1), (0, 128, 0)),
+        ("Lung Rt", "ORGAN", S.ellipsoid(-85, 5, 20, 55, 75, 110), (0, 128, 255)),
+        ("LUNG LT", "ORGAN", S.ellipsoid(85, 5, 20, 55, 75, 110), (0, 200, 255)),
+        ("heart", "ORGAN", S.ellipsoid(10, -45, -40, 45, 40, 50), (255, 0, 128)),
+        ("Cord", "ORGAN", S.cylinder(0, 75, 5, z0 + 10, z1 - 10), (255, 255, 0)),
+        ("Oesophagus", "ORGAN", S.cylinder(ex, ey, 9, -110, 150), (128, 64, 0)),
+        ("LIVER", "ORGAN", S.ellipsoid(-40, -10, -130, 85, 70, 45), (128, 0, 0)),
+        ("Vert T8", "ORGAN", S.cylinder(0, 48, 16, 48, 76), (200, 200, 200)),
+        ("GTV_T", "GTV", S.cylinder(ex, ey, 13, pz0 + 10, pz1 - 10), (255, 0, 0)),
+        ("PTV_50", "PTV", S.cylinder(ex, ey, 22, pz0, pz1), (255, 64, 64)),
+    ]
+    for lesion in phantom.lesions:
+        cx, cy, cz = lesion.centre
+        shapes.append(
+            (lesion.gtv_name, "GTV", S.sphere(cx, cy, cz, lesion.gtv_radius), (255, 0, 255))
+        )
+        shapes.append(
+            (lesion.ptv_name, "PTV", S.sphere(cx, cy, cz, lesion.ptv_radius), (255, 128, 255))
+        )
+    specs = []
+    renamed = dict(phantom.renamed)
+    for name, kind, shape, color in shapes:
+        if name in renamed and renamed[name] is None:
+            continue
+        spec = S.RoiSpec.from_shape(renamed.get(name) or name, kind, shape, zs)
+        spec.color = color
+        specs.append(spec)
+    return specs + list(phantom.extra_rois)
+
+
+def dose_gy(
+    phantom: ThoraxPhantom, x: NDArray[np.float64], y: NDArray[np.float64], z: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The phantom's analytical dose (Gy) at broadcastable coordinates (mm)."""
+    rx = phantom.prescription_gy
+    ex, ey = ESOPHAGUS_XY
+    pz0, pz1 = PRIMARY_Z
+    ptv_r = 22.0
+    sigma = 4.0
+    margin = 7.0  # field edge beyond the PTV, mm
+
+    def edge(distance_outside: NDArray[np.float64]) -> NDArray[np.float64]:
+        # Penumbra: 1 well inside the field, 0.5 at the field edge, error-function fall-off.
+        return np.asarray(0.5 * erfc((distance_outside - margin) / (sigma * math.sqrt(2))))
+
+    along_z = edge(np.maximum(pz0 - z, z - pz1))
+    ap = edge(np.abs(x - ex) - ptv_r) * along_z
+    lateral = edge(np.abs(y - ey) - ptv_r) * along_z
+    cord = phantom.cord_dose_fraction
+    # Inside the PTV all three terms are ~1 and the weights add to 1.
+    box = rx * (cord * ap + 0.4 * lateral + (0.6 - cord) * ap * lateral)
+    total = np.broadcast_to(box, np.broadcast_shapes(x.shape, y.shape, z.shape)).copy()
+    for lesion in phantom.lesions:
+        cx, cy, cz = lesion.centre
+        r = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+        outside = r - lesion.ptv_radius
+        conformal = 0.5 * erfc((outside - 4.0) / (2.5 * math.sqrt(2)))
+        halo = np.exp(-np.maximum(outside, 0.0) / 15.0)
+        total += rx * phantom.lesion_dose_scale * (0.75 * conformal + 0.25 * halo)
+    return np.asarray(total, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PhantomFiles:
+    """Paths of the files written."""
+
+    rtstruct: Path
+    rtplan: Path
+    rtdose: Path
+
+
+def write_thorax_phantom(out_dir: str | Path, phantom: ThoraxPhantom | None = None) -> PhantomFiles:
+    """Write the phantom's RTSTRUCT, RTPLAN and RTDOSE into ``out_dir`` (created if needed)."""
+    p = phantom or ThoraxPhantom()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    patient = S.Patient(
+        patient_id=p.patient_id,
+        patient_name=p.patient_name,
+        study_uid=S.uid(p.seed, "study"),
+        frame_uid=S.uid(p.seed, "frame"),
+    )
+    ss_uid, plan_uid, dose_uid = (S.uid(p.seed, k) for k in ("rtstruct", "rtplan", "rtdose"))
+    specs = rois(p)
+    structure_set = S.build_rtstruct(specs, patient, ss_uid, label="THORAX")
+    numbers = {spec.name: n for n, spec in enumerate(specs, start=1)}
+    prescriptions = [
+        (name, numbers[name], p.prescription_gy)
+        for name in ("PTV_50", *(ls.ptv_name for ls in p.lesions))
+        if name in numbers
+    ]
+    plan = S.build_rtplan(patient, plan_uid, ss_uid, "THORAX", p.fractions, prescriptions)
+
+    step = p.dose_spacing_mm
+    z0, z1 = p.z_range_mm
+    xs = np.arange(-174.0, 174.0 + 1e-6, step)
+    ys = np.arange(-123.0, 123.0 + 1e-6, step)
+    dz0, dz1 = p.dose_z_range_mm or (z0 - step, z1 + step)
+    zs = np.arange(dz0, dz1 + 1e-6, step)
+    grid = dose_gy(p, xs[None, None, :], ys[None, :, None], zs[:, None, None])
+    dose = S.build_rtdose(
+        patient, dose_uid, grid, (xs[0], ys[0], zs[0]), (step, step), zs - zs[0], plan_uid
+    )
+    files = PhantomFiles(out / "RS.thorax.dcm", out / "RP.thorax.dcm", out / "RD.thorax.dcm")
+    S.save(structure_set, str(files.rtstruct))
+    S.save(plan, str(files.rtplan))
+    S.save(dose, str(files.rtdose))
+    return files

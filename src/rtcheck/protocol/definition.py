@@ -1,0 +1,373 @@
+"""Protocol files: dose limits in TG-263 metric syntax, read from YAML and validated on load.
+
+The format is documented in ``constraints/README.md``. Every error names the file, the entry
+and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rtcheck.dvh.metrics import Metric, parse_metric
+from rtcheck.errors import MetricSyntaxError, RtcheckError
+from rtcheck.protocol.yamlfile import YamlFileError, read_yaml
+
+#: Where the bundled protocols live: the repository's ``constraints/`` folder (source checkout or
+#: editable install), or the copy a wheel installs under ``<prefix>/share/rtcheck``.
+_BUNDLED_DIRS = (
+    Path(__file__).resolve().parents[3] / "constraints",
+    Path(sys.prefix) / "share" / "rtcheck" / "constraints",
+)
+DEFAULT_PROTOCOL = "eso-oligo-rt"
+PRIORITIES = ("mandatory", "optimal")
+_COMPARISON = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
+SPECIAL_STRUCTURES = ("PTVs",)
+
+
+class ProtocolError(RtcheckError):
+    """A protocol file is missing or wrong."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A comparator and a number: ``<= 45``."""
+
+    operator: str
+    value: float
+
+    def holds(self, x: float) -> bool:
+        """True when ``x`` satisfies the comparison."""
+        return {
+            "<=": x <= self.value,
+            "<": x < self.value,
+            ">=": x >= self.value,
+            ">": x > self.value,
+        }[self.operator]
+
+    def margin(self, x: float) -> float:
+        """How far ``x`` is inside the limit (negative when it fails), in the metric's unit."""
+        return self.value - x if self.operator in ("<=", "<") else x - self.value
+
+    def with_value(self, value: float) -> Comparison:
+        """The same comparator with another number."""
+        return Comparison(self.operator, value)
+
+    def __str__(self) -> str:
+        return f"{self.operator} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One dose limit of a protocol.
+
+    Attributes
+    ----------
+    structure
+        TG-263 name of an OAR, a derived structure, or ``""`` for a lesion's own target.
+    by_fractions
+        Fraction count → (metric, comparison), the published columns; one entry when the
+        limit is given for one fractionation.
+    priority
+        ``mandatory`` or ``optimal``.
+    source
+        Where the numbers come from.
+    optional
+        True when the structure may be absent (the limit is then not evaluated, without making
+        the decision indeterminate).
+    sites
+        Lesion sites the limit applies to (lesion OAR limits only; empty means every site).
+    group
+        ``oar`` (whole plan), ``lesion_coverage`` or ``lesion_oar``.
+    """
+
+    structure: str
+    by_fractions: tuple[tuple[int, Metric, Comparison], ...]
+    priority: str
+    source: str
+    optional: bool
+    sites: tuple[str, ...]
+    group: str
+
+    @property
+    def label(self) -> str:
+        """The metric as written for the first published fractionation."""
+        return self.by_fractions[0][1].text
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A loaded, validated protocol."""
+
+    name: str
+    version: str
+    title: str
+    path: str
+    sha256: str
+    sources: Mapping[str, str]
+    alpha_beta_gy: Mapping[str, float]
+    derived: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
+    allowed_synonyms: Mapping[str, tuple[str, ...]]
+    oar_limits: tuple[Limit, ...]
+    lesion_coverage: tuple[Limit, ...]
+    lesion_oar_limits: tuple[Limit, ...]
+    max_lesions: int
+    max_organs: int
+
+    @property
+    def lesion_sites(self) -> frozenset[str]:
+        """The lesion sites the protocol's near-lesion limits name."""
+        return frozenset(site for limit in self.lesion_oar_limits for site in limit.sites)
+
+    def alpha_beta(self, structure: str, is_target: bool = False) -> float:
+        """α/β (Gy) for a structure."""
+        if is_target:
+            return self.alpha_beta_gy.get("target", 10.0)
+        return self.alpha_beta_gy.get(structure, self.alpha_beta_gy.get("default", 3.0))
+
+    def structures(self) -> list[str]:
+        """Every structure the limits name (derived ones included), in order of appearance."""
+        names = [lim.structure for lim in (*self.oar_limits, *self.lesion_oar_limits)]
+        return list(dict.fromkeys(names))
+
+
+def bundled_protocols() -> list[Path]:
+    """The protocol files shipped with rtcheck."""
+    for folder in _BUNDLED_DIRS:
+        if folder.is_dir():
+            return sorted(folder.glob("*.yaml"))
+    return []
+
+
+def find_protocol(name_or_path: str | None) -> Path:
+    """The file of a bundled protocol by name, or a path to a protocol file."""
+    wanted = name_or_path or DEFAULT_PROTOCOL
+    candidate = Path(wanted)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise ProtocolError(f"{wanted}: no such protocol file")
+        return candidate
+    for path in bundled_protocols():
+        if path.stem == wanted:
+            return path
+    names = ", ".join(p.stem for p in bundled_protocols()) or "none"
+    raise ProtocolError(f"no bundled protocol named {wanted!r} (bundled: {names})")
+
+
+def load_protocol(name_or_path: str | None = None) -> Protocol:
+    """Load and validate a protocol, bundled (by name) or from a file.
+
+    Raises
+    ------
+    ProtocolError
+        If the file is missing, not YAML, or any entry is wrong; the message names the file,
+        the entry and the problem.
+    """
+    path = find_protocol(name_or_path)
+    try:
+        document, data = read_yaml(path)
+    except YamlFileError as exc:
+        raise ProtocolError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read the protocol ({exc.strerror})") from None
+    return _Reader(str(path), hashlib.sha256(data).hexdigest()).protocol(document)
+
+
+class _Reader:
+    def __init__(self, path: str, sha256: str) -> None:
+        self.path, self.sha256 = path, sha256
+
+    def fail(self, where: str, message: str) -> ProtocolError:
+        return ProtocolError(f"{self.path}: {where}: {message}")
+
+    def protocol(self, doc: Any) -> Protocol:
+        if not isinstance(doc, dict):
+            raise self.fail("top level", "a protocol file is a YAML mapping")
+        for key in ("protocol", "version", "oar_limits"):
+            if key not in doc:
+                raise self.fail("top level", f"'{key}' is missing")
+        known = {"protocol", "version", "title", "sources", "alpha_beta_gy", "derived",
+                 "allowed_synonyms", "oar_limits", "lesions"}  # fmt: skip
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise self.fail("top level", f"unknown key(s) {', '.join(unknown)}")
+        sources = {
+            str(k): self.text(v, f"sources.{k}")
+            for k, v in self.mapping(doc.get("sources"), "sources").items()
+        }
+        alpha_beta: dict[str, float] = {}
+        for key, value in self.mapping(doc.get("alpha_beta_gy"), "alpha_beta_gy").items():
+            if not _is_number(value) or not 0 < value < 1000:
+                raise self.fail(f"alpha_beta_gy.{key}", f"{value!r} is not a positive number")
+            alpha_beta[str(key)] = float(value)
+        derived = {}
+        for name, spec in self.mapping(doc.get("derived"), "derived").items():
+            where = f"derived.{name}"
+            if not isinstance(spec, dict) or not spec.get("union"):
+                raise self.fail(where, "needs 'union: [structures]' (and optionally 'minus')")
+            plus = self.texts(spec["union"], f"{where}.union")
+            minus = self.texts(spec.get("minus"), f"{where}.minus")
+            derived[str(name)] = (plus, minus)
+        synonyms = {
+            str(k): self.texts(v, f"allowed_synonyms.{k}")
+            for k, v in self.mapping(doc.get("allowed_synonyms"), "allowed_synonyms").items()
+        }
+
+        oar = doc["oar_limits"]
+        if not isinstance(oar, dict) or "limits" not in oar:
+            raise self.fail("oar_limits", "needs 'fractions' and 'limits'")
+        fractions = oar.get("fractions")
+        oar_limits = tuple(
+            self.limit(entry, f"oar_limits.limits[{i}]", "oar", fractions, sources)
+            for i, entry in enumerate(self.sequence(oar["limits"], "oar_limits.limits"))
+        )
+        lesions = self.mapping(doc.get("lesions"), "lesions")
+        coverage = tuple(
+            self.limit(
+                {**self.mapping(entry, f"lesions.coverage[{i}]"), "structure": ""},
+                f"lesions.coverage[{i}]",
+                "lesion_coverage",
+                None,
+                sources,
+            )  # fmt: skip
+            for i, entry in enumerate(self.sequence(lesions.get("coverage"), "lesions.coverage"))
+        )
+        lesion_oar = tuple(
+            self.limit(entry, f"lesions.oar_limits[{i}]", "lesion_oar", None, sources)
+            for i, entry in enumerate(
+                self.sequence(lesions.get("oar_limits"), "lesions.oar_limits")
+            )
+        )
+        return Protocol(
+            name=str(doc["protocol"]),
+            version=str(doc["version"]),
+            title=str(doc.get("title", "")),
+            path=self.path,
+            sha256=self.sha256,
+            sources=sources,
+            alpha_beta_gy=alpha_beta,
+            derived=derived,
+            allowed_synonyms=synonyms,
+            oar_limits=oar_limits,
+            lesion_coverage=coverage,
+            lesion_oar_limits=lesion_oar,
+            max_lesions=self.whole(lesions.get("max_lesions", 5), "lesions.max_lesions"),
+            max_organs=self.whole(lesions.get("max_organs", 3), "lesions.max_organs"),
+        )
+
+    def mapping(self, value: Any, where: str) -> dict[Any, Any]:
+        """A mapping, or {} for an absent (null) one."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be a mapping, not {type(value).__name__} {value!r}")
+        return value
+
+    def sequence(self, value: Any, where: str) -> list[Any]:
+        """A list, or [] for an absent (null) one."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(where, f"must be a list, not {type(value).__name__} {value!r}")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise self.fail(where, f"must be text, not {type(value).__name__} {value!r}")
+        return str(value)
+
+    def texts(self, value: Any, where: str) -> tuple[str, ...]:
+        return tuple(
+            self.text(v, f"{where}[{i}]") for i, v in enumerate(self.sequence(value, where))
+        )
+
+    def whole(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+            raise self.fail(where, f"{value!r} is not a whole number from 1 to 1000")
+        return value
+
+    def limit(
+        self, entry: Any, where: str, group: str, fractions: Any, sources: Mapping[str, str]
+    ) -> Limit:
+        if not isinstance(entry, dict):
+            raise self.fail(where, "a limit is a mapping with structure, metric, limit, priority")
+        structure = entry.get("structure")
+        where = f"{where} ({structure or 'lesion target'} {entry.get('metric', '')})"
+        for key in ("metric", "limit", "priority", "source"):
+            if key not in entry:
+                raise self.fail(where, f"'{key}' is missing")
+        if structure is None:
+            raise self.fail(where, "'structure' is missing")
+        unknown = set(entry) - {"structure", "metric", "limit", "priority", "source",
+                                "optional", "sites", "fractions"}  # fmt: skip
+        if unknown:
+            raise self.fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+        priority = entry["priority"]
+        if priority not in PRIORITIES:
+            raise self.fail(where, f"priority {priority!r} is not mandatory or optimal")
+        fractions = entry.get("fractions", fractions)
+        metric_raw, limit_raw = entry["metric"], entry["limit"]
+        pairs = (("metric", metric_raw), ("limit", limit_raw))
+        tables = [self.columns(v, where, k) for k, v in pairs if isinstance(v, dict)]
+        if len(tables) == 2 and set(tables[0]) != set(tables[1]):
+            raise self.fail(where, "metric and limit give different fraction columns")
+        if tables:
+            columns = sorted(tables[0])
+        elif fractions is None:
+            columns = [0]  # no fractionation stated: the limit applies as it is
+        elif isinstance(fractions, int) and not isinstance(fractions, bool) and fractions >= 1:
+            columns = [fractions]
+        else:
+            raise self.fail(where, f"fractions {fractions!r} is not a number of fractions")
+        rows = []
+        for n in columns:
+            metric_text = metric_raw[n] if isinstance(metric_raw, dict) else metric_raw
+            limit_text = limit_raw[n] if isinstance(limit_raw, dict) else limit_raw
+            try:
+                metric = parse_metric(str(metric_text))
+            except MetricSyntaxError as exc:
+                raise self.fail(where, str(exc)) from None
+            rows.append((n, metric, self.comparison(limit_text, where)))
+        sites = tuple(s.lower() for s in self.texts(entry.get("sites"), f"{where}.sites"))
+        source = self.text(entry["source"], f"{where}.source")
+        optional = entry.get("optional", False)
+        if not isinstance(optional, bool):
+            raise self.fail(where, f"optional {optional!r} is not true or false")
+        if not isinstance(structure, str):
+            raise self.fail(where, f"structure {structure!r} is not a name")
+        return Limit(
+            structure=str(structure),
+            by_fractions=tuple(rows),
+            priority=str(priority),
+            source="; ".join(sources.get(s.strip(), s.strip()) for s in source.split(";")),
+            optional=optional,
+            sites=sites,
+            group=group,
+        )
+
+    def columns(self, value: dict[Any, Any], where: str, key: str) -> dict[int, Any]:
+        for n in value:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise self.fail(where, f"{key} column {n!r} is not a number of fractions")
+        if not value:
+            raise self.fail(where, f"{key} has no fraction columns")
+        return value
+
+    def comparison(self, text: Any, where: str) -> Comparison:
+        match = _COMPARISON.match(str(text))
+        if not match:
+            raise self.fail(
+                where, f"limit {text!r} must be a comparator and a number, such as '<= 45'"
+            )
+        return Comparison(match[1], float(match[2]))
+
+
+def _is_number(value: Any) -> bool:
+    """True for a finite int or float (not a bool, which YAML's true also gives)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,70 @@
+"""Reading the YAML files users write (protocols, map files), within bounds.
+
+Protocol and map files are small tables: rtcheck reads them with PyYAML's safe loader, refuses a
+file larger than :data:`~rtcheck.limits.YAML_BYTES`, and refuses anchors and aliases, which
+such tables do not need and which let a few lines expand into gigabytes (an alias bomb). Only
+regular files are read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rtcheck.dicom.files import is_regular_file
+from rtcheck.limits import YAML_BYTES
+
+
+class YamlFileError(ValueError):
+    """A YAML file cannot be read; the message says why (the caller names the file)."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing anchors and aliases."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in rtcheck's files", mark
+            )
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors (&name) are not allowed in rtcheck's files", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> tuple[Any, bytes]:
+    """The document of a YAML file and the file's bytes.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    YamlFileError
+        It is not a regular file, too large, not YAML, or uses anchors and aliases.
+    """
+    if Path(path).exists() and not is_regular_file(path):
+        raise YamlFileError("not a regular file")
+    size = Path(path).stat().st_size
+    if size > YAML_BYTES.value:
+        raise YamlFileError(
+            f"{size:,} bytes, more than the limit of {YAML_BYTES.value:,} "
+            f"(set {YAML_BYTES.variable} to raise it)"
+        )
+    data = Path(path).read_bytes()
+    return parse_yaml(data), data
+
+
+def parse_yaml(data: bytes | str) -> Any:
+    """The document of YAML text (see :func:`read_yaml`)."""
+    try:
+        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a safe loader's subclass
+    except yaml.YAMLError as exc:
+        # PyYAML's messages span lines; rtcheck's errors are one line.
+        raise YamlFileError(f"not valid YAML ({' '.join(str(exc).split())})") from None
