@@ -156,3 +156,21 @@ def test_undefined_metrics_and_empty_rois_are_null_with_a_warning(tmp_path):
     assert rows["Empty"]["empty"] and rows["Empty"]["metrics"]["D1cc[Gy]"] is None
     assert "D15cc[Gy] is undefined: ROI 'Small' has" in result.stderr
     assert "'Empty' has no contours" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "needed"), [("dvh", set()), ("check", {"yaml"}), ("phantom", set())]
+)
+def test_a_command_imports_only_what_it_uses(tmp_path, command, needed):
+    heavy = ("sqlalchemy", "tqdm", "dask", "distributed", "matplotlib", "yaml", "pandas")
+    args = {"dvh": [str(PHANTOM)], "check": [str(PHANTOM)], "phantom": [str(tmp_path / "p")]}
+    code = (
+        "import sys\n"
+        "from rtcheck.cli import main\n"
+        f"status = main([{command!r}, *{args[command]!r}])\n"
+        f"print(sorted(m for m in {heavy!r} if sys.modules.get(m) is not None))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))) == needed

@@ -20,7 +20,7 @@ from pathlib import Path
 from rtcheck import __version__
 from rtcheck.dvh.engine import DVH
 from rtcheck.dvh.metrics import parse_metric
-from rtcheck.evaluation.eligibility import Evaluation, LimitResult
+from rtcheck.evaluation.results import Evaluation, LimitResult
 from rtcheck.outputs.table import sort_key
 
 # Okabe-Ito palette: distinguishable with any colour vision deficiency.

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rtcheck import __version__
-from rtcheck.evaluation.eligibility import Evaluation
+from rtcheck.evaluation.results import Evaluation
 from rtcheck.outputs.export import json_number
 
 RECORD_VERSION = "1.1"

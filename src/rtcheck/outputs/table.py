@@ -3,7 +3,7 @@ failures first, each with its value, limit and margin."""
 
 from __future__ import annotations
 
-from rtcheck.evaluation.eligibility import Evaluation, LimitResult
+from rtcheck.evaluation.results import Evaluation, LimitResult
 
 _ORDER = {
     ("fail", "mandatory"): 0,

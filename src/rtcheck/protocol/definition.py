@@ -171,11 +171,9 @@ def load_protocol(name_or_path: str | None = None) -> Protocol:
     """
     path = find_protocol(name_or_path)
     try:
-        document, data = read_yaml(path)
+        document, data = read_yaml(path, "the protocol")
     except YamlFileError as exc:
         raise ProtocolError(f"{path}: {exc}") from None
-    except OSError as exc:
-        raise ProtocolError(f"{path}: cannot read the protocol ({exc.strerror})") from None
     return _Reader(str(path), hashlib.sha256(data).hexdigest()).protocol(document)
 
 

@@ -213,9 +213,7 @@ def read_lesion_map(
 
 def _load_map_document(path: str | Path) -> dict[str, object]:
     try:
-        document, _ = read_yaml(path)
-    except OSError as exc:
-        raise MapFileError(f"{path}: cannot read the map file ({exc.strerror})") from exc
+        document, _ = read_yaml(path, "the map file")
     except YamlFileError as exc:
         raise MapFileError(f"{path}: {exc}") from None
     if document is None:

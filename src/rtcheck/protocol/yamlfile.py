@@ -39,25 +39,32 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def read_yaml(path: str | os.PathLike[str]) -> tuple[Any, bytes]:
+def read_yaml(path: str | os.PathLike[str], what: str) -> tuple[Any, bytes]:
     """The document of a YAML file and the file's bytes.
+
+    Parameters
+    ----------
+    what
+        What the file is, for messages ("the map file").
 
     Raises
     ------
-    OSError
-        The file cannot be read.
     YamlFileError
-        It is not a regular file, too large, not YAML, or uses anchors and aliases.
+        It cannot be read, is not a regular file, is too large, is not YAML, or uses anchors
+        and aliases.
     """
-    if Path(path).exists() and not is_regular_file(path):
-        raise YamlFileError("not a regular file")
-    size = Path(path).stat().st_size
-    if size > YAML_BYTES.value:
-        raise YamlFileError(
-            f"{size:,} bytes, more than the limit of {YAML_BYTES.value:,} "
-            f"(set {YAML_BYTES.variable} to raise it)"
-        )
-    data = Path(path).read_bytes()
+    try:
+        if Path(path).exists() and not is_regular_file(path):
+            raise YamlFileError("not a regular file")
+        size = Path(path).stat().st_size
+        if size > YAML_BYTES.value:
+            raise YamlFileError(
+                f"{size:,} bytes, more than the limit of {YAML_BYTES.value:,} "
+                f"(set {YAML_BYTES.variable} to raise it)"
+            )
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise YamlFileError(f"cannot read {what} ({exc.strerror})") from None
     return parse_yaml(data), data
 
 

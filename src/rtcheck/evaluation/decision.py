@@ -1,0 +1,44 @@
+"""Criterion 19 from the limit results: ``excluded`` when a mandatory limit fails; otherwise
+``indeterminate`` when a mandatory limit could not be evaluated (an absent optional structure
+aside); otherwise ``not_excluded``. Optimal limits that fail are minor deviations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rtcheck.evaluation.results import (
+    EXCLUDED,
+    INDETERMINATE,
+    NOT_EXCLUDED,
+    Decision,
+    LimitResult,
+)
+
+
+def decide(results: Sequence[LimitResult]) -> Decision:
+    """Criterion 19 from the limit results."""
+    failed = [r for r in results if r.result == "fail" and r.priority == "mandatory"]
+    unknown = [
+        r
+        for r in results
+        if r.result == "not_evaluated" and r.priority == "mandatory" and not r.absent_optional
+    ]
+    minor = [r for r in results if r.result == "fail" and r.priority == "optimal"]
+    if failed:
+        return Decision(EXCLUDED, tuple(_describe(r) for r in failed), tuple(map(_describe, minor)))
+    if unknown:
+        return Decision(
+            INDETERMINATE, tuple(_describe(r) for r in unknown), tuple(map(_describe, minor))
+        )
+    return Decision(
+        NOT_EXCLUDED, ("every mandatory limit passes",), tuple(_describe(r) for r in minor)
+    )
+
+
+def _describe(r: LimitResult) -> str:
+    who = f"{r.structure}" + (f" (lesion {r.lesion})" if r.lesion else "")
+    if r.result == "not_evaluated":
+        stated = f" {r.limit}" if r.limit else ""
+        return f"{who} {r.metric}{stated}: not evaluated: {r.reason}"
+    assert r.value is not None
+    return f"{who} {r.metric} = {r.value:.2f}, limit {r.limit} ({r.priority})"

@@ -1,0 +1,173 @@
+"""One limit evaluated on a plan: an OAR limit (the whole plan's, or one near a lesion) or a
+lesion's coverage limit, each giving a :class:`~rtcheck.evaluation.results.LimitResult` with its
+evidence, or the reason it could not be evaluated and the limit that would have applied."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from rtcheck.dvh.engine import DVH
+from rtcheck.dvh.metrics import Metric, evaluate_metric, undefined_reason
+from rtcheck.dvh.regions import Region
+from rtcheck.errors import RtcheckError
+from rtcheck.evaluation.doses import PlanDoses
+from rtcheck.evaluation.fractionation import convert_limit, published_columns
+from rtcheck.evaluation.matching import StructureResolver, trusted
+from rtcheck.evaluation.results import LimitResult, NotEvaluable
+from rtcheck.protocol.definition import Comparison, Limit, Protocol
+from rtcheck.protocol.lesions import Lesion
+
+#: Dose coverage below which a structure counts as not fully inside the dose grid.
+COVERAGE_TOLERANCE = 0.999
+
+Applied = tuple[Metric, Comparison, str | None]
+
+
+class LimitEvaluator:
+    """Evaluates limits with the plan's structures and doses."""
+
+    def __init__(self, protocol: Protocol, structures: StructureResolver, doses: PlanDoses):
+        self.protocol, self.structures, self.doses = protocol, structures, doses
+
+    def applied(self, limit: Limit, lesion: Lesion | None) -> Applied:
+        """The limit that applies to this plan (see :func:`convert_limit`), or
+        ``NotEvaluable`` when its fractionation is unknown."""
+        alpha_beta = self.protocol.alpha_beta(limit.structure)
+        _, _, plan_fx = self.doses.for_limits(alpha_beta)
+        wanted_fx = lesion.fractions if lesion is not None else plan_fx
+        if lesion is not None and wanted_fx is None:
+            raise NotEvaluable(f"fractionation of lesion {lesion.name} unknown")
+        return convert_limit(limit, wanted_fx, plan_fx, alpha_beta)
+
+    def oar_limit(self, limit: Limit, lesion: Lesion | None) -> LimitResult:
+        """An OAR limit: the whole plan's (``lesion`` None) or one near a lesion."""
+        lesion_name = lesion.name if lesion else None
+        rois: tuple[str, ...] = ()
+        try:
+            applied: Applied | None = self.applied(limit, lesion)
+            unknown_fx = ""
+        except (NotEvaluable, RtcheckError) as exc:
+            applied, unknown_fx = None, str(exc)
+        try:
+            region, rois = self.structures.region(limit.structure)
+            if applied is None:
+                raise NotEvaluable(unknown_fx)
+            metric, comparison, conversion = applied
+            grid, key, _ = self.doses.for_limits(self.protocol.alpha_beta(limit.structure))
+            dvh = self.doses.dvh(region, grid, key)
+        except (NotEvaluable, RtcheckError) as exc:
+            if applied is None:
+                reason = f"{exc}; published: {published_columns(limit)}"
+                return not_evaluated(limit, limit.label, None, rois, reason, lesion_name)
+            stated = (applied[0].text, str(applied[1]))
+            return not_evaluated(limit, *stated, rois, str(exc), lesion_name)
+        return judge(limit, metric, comparison, dvh, rois, lesion_name, conversion, None)
+
+    def site_unknown(self, limit: Limit, lesion: Lesion) -> LimitResult:
+        """A near-lesion limit of a site the lesion may be in: not evaluated, stating the limit
+        that would apply (or every published column)."""
+        reason = f"site of lesion {lesion.name} unknown ({lesion.site_evidence})"
+        try:
+            metric, comparison, _ = self.applied(limit, lesion)
+        except (NotEvaluable, RtcheckError):
+            reason += f"; published: {published_columns(limit)}"
+            return not_evaluated(limit, limit.label, None, (), reason, lesion.name)
+        return not_evaluated(limit, metric.text, str(comparison), (), reason, lesion.name)
+
+    def coverage_limit(self, limit: Limit, lesion: Lesion) -> LimitResult:
+        """A lesion's coverage limit, on the lesion's own plan, relative to its prescription."""
+        _, metric, comparison = limit.by_fractions[0]
+        rois = (lesion.target_roi,)
+
+        def unevaluated(reason: str) -> LimitResult:
+            return not_evaluated(limit, metric.text, str(comparison), rois, reason, lesion.name)
+
+        if lesion.prescription_gy is None:
+            return unevaluated(
+                f"prescription of lesion {lesion.name} unknown ({lesion.prescription_evidence})"
+            )
+        plan = self.doses.plan
+        doses = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]
+        if not doses and len(plan.doses) == 1:
+            doses = list(plan.doses)
+        if not doses:
+            return unevaluated(f"the plan treating lesion {lesion.name} is not known")
+        dose = doses[0]
+        if dose.per_fraction:
+            return unevaluated("the RTDOSE is the dose of one fraction")
+        try:
+            target = trusted(self.structures.by_name(lesion.target_roi), lesion.name)
+        except NotEvaluable as exc:
+            return unevaluated(str(exc))
+        dvh = self.doses.dvh(Region.of(target), dose.grid, f"plan:{dose.label}")
+        return judge(
+            replace(limit, structure=lesion.target_roi), metric, comparison, dvh, rois,
+            lesion.name, None, lesion.prescription_gy,
+        )  # fmt: skip
+
+
+def not_evaluated(
+    limit: Limit,
+    metric: str,
+    comparison: str | None,
+    rois: tuple[str, ...],
+    reason: str,
+    lesion: str | None,
+    coverage: float | None = None,
+) -> LimitResult:
+    """The result of a limit that could not be evaluated, and why."""
+    return LimitResult(
+        structure=limit.structure or (lesion or ""),
+        rois=rois,
+        metric=metric,
+        limit=comparison,
+        value=None,
+        margin=None,
+        result="not_evaluated",
+        priority=limit.priority,
+        group=limit.group,
+        lesion=lesion,
+        reason=reason,
+        conversion=None,
+        source=limit.source,
+        optional=limit.optional,
+        dose_coverage=coverage,
+    )
+
+
+def judge(
+    limit: Limit,
+    metric: Metric,
+    comparison: Comparison,
+    dvh: DVH,
+    rois: tuple[str, ...],
+    lesion: str | None,
+    conversion: str | None,
+    prescription: float | None,
+) -> LimitResult:
+    """A limit's result on a DVH: pass or fail with value and margin, or not evaluated where the
+    structure is not wholly inside the dose grid or the metric is undefined."""
+    if dvh.dose_coverage < COVERAGE_TOLERANCE:
+        result = not_evaluated(
+            limit, metric.text, str(comparison), rois,
+            f"{limit.structure or lesion} is not fully inside the dose grid "
+            f"({100 * dvh.dose_coverage:.1f}% inside)",
+            lesion, dvh.dose_coverage,
+        )  # fmt: skip
+        return replace(result, conversion=conversion)
+    value = evaluate_metric(metric, dvh, prescription)
+    if math.isnan(value):
+        reason = undefined_reason(metric, dvh) or "no dose in the structure"
+        return not_evaluated(limit, metric.text, str(comparison), rois, reason, lesion)
+    evaluated = not_evaluated(
+        limit, metric.text, str(comparison), rois, "", lesion, dvh.dose_coverage
+    )
+    return replace(
+        evaluated,
+        value=value,
+        margin=comparison.margin(value),
+        result="pass" if comparison.holds(value) else "fail",
+        reason=None,
+        conversion=conversion,
+    )

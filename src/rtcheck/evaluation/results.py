@@ -1,0 +1,114 @@
+"""What evaluating a plan gives: one result per limit, the decision on criterion 19, and the
+evaluation that holds them with the plan, the protocol and the DVHs computed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rtcheck.dicom.plan import Plan
+from rtcheck.dicom.slabs import EndCaps
+from rtcheck.dvh.engine import DVH
+from rtcheck.protocol.definition import Protocol
+from rtcheck.protocol.lesions import Lesion
+from rtcheck.protocol.names import StructureMatch
+
+EXCLUDED = "excluded"
+NOT_EXCLUDED = "not_excluded"
+INDETERMINATE = "indeterminate"
+#: How a structure the plan does not have is said (an optional one's absence is no finding).
+MISSING = "not found among the ROIs"
+
+
+class NotEvaluable(Exception):
+    """A limit cannot be evaluated on this plan; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    """The evidence for one limit.
+
+    Attributes
+    ----------
+    structure
+        The protocol's structure name (or the lesion's target for coverage limits).
+    rois
+        The ROI names matched to it.
+    metric
+        The metric evaluated (after any fractionation conversion of its threshold).
+    limit
+        The comparison (after any conversion), e.g. ``<= 45``; None when no published column
+        can be chosen for this plan (its fractionation unknown: the reason lists them).
+    value, margin
+        The metric's value and how far inside the limit it is (negative: failing), or None.
+    result
+        ``pass``, ``fail`` or ``not_evaluated``.
+    priority
+        ``mandatory`` or ``optimal``.
+    group
+        ``oar``, ``lesion_coverage`` or ``lesion_oar``.
+    lesion
+        The lesion the limit is evaluated for, or None.
+    reason
+        Why it was not evaluated, or None.
+    conversion
+        How the published limit was converted to this plan's fractionation, or None.
+    source
+        Where the published numbers come from.
+    optional
+        True when the protocol allows the structure to be absent.
+    dose_coverage
+        Fraction of the structure inside the dose grid, when computed.
+    """
+
+    structure: str
+    rois: tuple[str, ...]
+    metric: str
+    limit: str | None
+    value: float | None
+    margin: float | None
+    result: str
+    priority: str
+    group: str
+    lesion: str | None
+    reason: str | None
+    conversion: str | None
+    source: str
+    optional: bool = False
+    dose_coverage: float | None = None
+
+    @property
+    def absent_optional(self) -> bool:
+        """True for a limit on an optional structure that the plan does not have: not a
+        finding, and no reason for an indeterminate decision."""
+        return self.optional and self.result == "not_evaluated" and MISSING in (self.reason or "")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Criterion 19's decision and the reasons for it."""
+
+    decision: str
+    reasons: tuple[str, ...]
+    minor_deviations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything ``rtcheck check`` found about a plan; ``dvhs`` holds (structure, dose, DVH)
+    for every DVH computed."""
+
+    plan: Plan
+    protocol: Protocol
+    limits: tuple[LimitResult, ...]
+    lesions: tuple[Lesion, ...]
+    matches: tuple[StructureMatch, ...]
+    decision: Decision
+    dose_mode: str
+    end_caps: EndCaps = EndCaps.HALF_SLAB
+    warnings: tuple[str, ...] = field(default=())
+    dvhs: tuple[tuple[str, str, DVH], ...] = field(default=())
+
+    @property
+    def organ_count(self) -> int:
+        """Number of distinct metastatic organs (unknown sites not counted)."""
+        return len({lesion.site for lesion in self.lesions if lesion.site})
