@@ -21,7 +21,12 @@ The process runs with the allocator setting that the ``rtcheck`` command applies
 against the exact contoured volume (shoelace areas times slab thickness) and against a dense
 independent reference (``tests/dense_reference.py``) for Mean, D98%, D95%, D50%, D2% and D0.03cc.
 
+With ``--clinical`` the same is done on the clinical-size phantom (``rtcheck phantom --clinical``:
+a 1.5 mm dose grid over the whole thorax, contours every 1.25 mm with several hundred points);
+``--no-reference`` times rtcheck alone (dicompyler-core takes minutes on that plan).
+
 Usage: python benchmarks/dvh_speed.py [--repeat N] [--processes N] [--no-body] [--no-accuracy]
+                                      [--clinical] [--no-reference]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import compileall
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,21 +56,21 @@ PHANTOM = ROOT / "phantom_data" / "thorax"
 METRICS = ("D98%", "D95%", "D50%", "D2%")
 
 
-def run_rtcheck(names: list[str]) -> dict[str, object]:
-    plan = load_plan([PHANTOM])
+def run_rtcheck(folder: Path, names: list[str]) -> dict[str, object]:
+    plan = load_plan([folder])
     grid = plan.doses[0].grid
     return {n: compute_dvh(plan.structure_set.by_name(n), grid) for n in names}
 
 
-def run_dicompyler(numbers: dict[str, int]) -> dict[str, object]:
-    rtstruct = pydicom.dcmread(next(PHANTOM.glob("RS*.dcm")))
-    rtdose = pydicom.dcmread(next(PHANTOM.glob("RD*.dcm")))
+def run_dicompyler(folder: Path, numbers: dict[str, int]) -> dict[str, object]:
+    rtstruct = pydicom.dcmread(next(folder.glob("RS*.dcm")))
+    rtdose = pydicom.dcmread(next(folder.glob("RD*.dcm")))
     return {n: dicompyler_dvh(rtstruct, rtdose, number) for n, number in numbers.items()}
 
 
-def run_dicompyler_paths(numbers: dict[str, int]) -> dict[str, object]:
-    rtstruct = str(next(PHANTOM.glob("RS*.dcm")))
-    rtdose = str(next(PHANTOM.glob("RD*.dcm")))
+def run_dicompyler_paths(folder: Path, numbers: dict[str, int]) -> dict[str, object]:
+    rtstruct = str(next(folder.glob("RS*.dcm")))
+    rtdose = str(next(folder.glob("RD*.dcm")))
     return {n: dicompyler_dvh(rtstruct, rtdose, number) for n, number in numbers.items()}
 
 
@@ -80,15 +86,17 @@ for number in {numbers!r}:
 """
 
 
-def time_processes(names: list[str], numbers: list[int], runs: int) -> tuple[float, float]:
+def time_processes(
+    folder: Path, names: list[str], numbers: list[int], runs: int
+) -> tuple[float, float]:
     """Best wall time (s) of whole rtcheck and dicompyler-core processes, run alternately."""
     compileall.compile_dir(str(ROOT / "src" / "rtcheck"), quiet=1)
-    ours = [sys.executable, "-m", "rtcheck", "dvh", str(PHANTOM)]
+    ours = [sys.executable, "-m", "rtcheck", "dvh", str(folder)]
     ours += [arg for name in names for arg in ("--structure", name)]
     script = DICOMPYLER_SCRIPT.format(
         root=str(ROOT),
-        rtstruct=str(next(PHANTOM.glob("RS*.dcm"))),
-        rtdose=str(next(PHANTOM.glob("RD*.dcm"))),
+        rtstruct=str(next(folder.glob("RS*.dcm"))),
+        rtdose=str(next(folder.glob("RD*.dcm"))),
         numbers=numbers,
     )
     theirs = [sys.executable, "-c", script]
@@ -99,6 +107,16 @@ def time_processes(names: list[str], numbers: list[int], runs: int) -> tuple[flo
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             best[i] = min(best[i], time.perf_counter() - start)
     return best[0], best[1]
+
+
+def clinical_phantom() -> Path:
+    """The clinical-size phantom, written once into the temporary folder (about 30 MB)."""
+    from rtcheck.phantom.thorax import CLINICAL, write_thorax_phantom
+
+    folder = Path(tempfile.gettempdir()) / "rtcheck-clinical-phantom"
+    if not (folder / "RD.thorax.dcm").is_file():
+        write_thorax_phantom(folder, CLINICAL)
+    return folder
 
 
 def best_time(fn, repeat: int) -> tuple[float, dict[str, object]]:
@@ -118,28 +136,41 @@ def main() -> None:
     )
     parser.add_argument("--no-body", action="store_true", help="leave out the body outline")
     parser.add_argument("--no-accuracy", action="store_true", help="time only")
+    parser.add_argument(
+        "--clinical",
+        action="store_true",
+        help="on the clinical-size phantom (rtcheck phantom --clinical), written once into "
+        "the temporary folder",
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="time rtcheck only (no dicompyler-core)"
+    )
     args = parser.parse_args()
     # As the rtcheck command does; it applies to both engines, which share this process.
     keep_freed_memory()
 
-    plan = load_plan([PHANTOM])
+    folder = clinical_phantom() if args.clinical else PHANTOM
+    plan = load_plan([folder])
     structures = [s for s in plan.structure_set.structures if not (args.no_body and s.is_external)]
     names = [s.name for s in structures]
     numbers = {s.name: s.number for s in structures}
 
-    run_dicompyler({names[0]: numbers[names[0]]})  # import and warm up outside the timing
-    t_rtcheck, ours = best_time(lambda: run_rtcheck(names), args.repeat)
-    t_dicompyler, theirs = best_time(lambda: run_dicompyler(numbers), args.repeat)
-    t_paths, _ = best_time(lambda: run_dicompyler_paths(numbers), args.repeat)
-    print(f"ROIs: {len(names)} ({'without' if args.no_body else 'with'} the body outline)")
+    t_rtcheck, ours = best_time(lambda: run_rtcheck(folder, names), args.repeat)
+    print(f"ROIs: {len(names)} ({'without' if args.no_body else 'with'} the body outline)"
+          f" of {folder}")  # fmt: skip
     print(f"rtcheck                      {t_rtcheck:7.3f} s  (load_plan + compute_dvh)")
+    if args.no_reference:
+        return
+    run_dicompyler(folder, {names[0]: numbers[names[0]]})  # import and warm up outside timing
+    t_dicompyler, theirs = best_time(lambda: run_dicompyler(folder, numbers), args.repeat)
+    t_paths, _ = best_time(lambda: run_dicompyler_paths(folder, numbers), args.repeat)
     print(f"dicompyler-core, documented  {t_paths:7.3f} s  (get_dvh(file paths) per ROI)"
           f"  ratio {t_paths / t_rtcheck:5.2f}x")  # fmt: skip
     print(f"dicompyler-core, helped      {t_dicompyler:7.3f} s  (dcmread once + get_dvh)"
           f"      ratio {t_dicompyler / t_rtcheck:5.2f}x")  # fmt: skip
     print(f"(best of {args.repeat} runs each, same process, same files)")
     if args.processes > 0:
-        ours_s, theirs_s = time_processes(names, list(numbers.values()), args.processes)
+        ours_s, theirs_s = time_processes(folder, names, list(numbers.values()), args.processes)
         print(f"whole processes: rtcheck {ours_s:.3f} s, dicompyler-core {theirs_s:.3f} s,"
               f" ratio {theirs_s / ours_s:5.2f}x  (best of {args.processes} each, alternating;"
               " interpreter, imports, loading, DVHs and output)")  # fmt: skip

@@ -142,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Write a deterministic synthetic thorax plan (RTSTRUCT, RTPLAN, RTDOSE).",
     )
     phantom.add_argument("outdir", metavar="OUTDIR")
+    phantom.add_argument(
+        "--clinical",
+        action="store_true",
+        help="a plan of clinical size instead: 1.5 mm dose grid over the whole thorax, contours "
+        "every 1.25 mm with several hundred points (about 30 MB)",
+    )
     return parser
 
 
@@ -349,9 +355,9 @@ def _run_protocols(args: argparse.Namespace) -> int:
 
 
 def _run_phantom(args: argparse.Namespace) -> int:
-    from rtcheck.phantom.thorax import write_thorax_phantom
+    from rtcheck.phantom.thorax import CLINICAL, write_thorax_phantom
 
-    files = write_thorax_phantom(args.outdir)
+    files = write_thorax_phantom(args.outdir, CLINICAL if args.clinical else None)
     for path in (files.rtstruct, files.rtplan, files.rtdose):
         print(path)
     return EXIT_OK

@@ -104,6 +104,8 @@ def read_dicom(path: str | os.PathLike[str], **options: Any) -> tuple[Dataset, s
     ------
     InvalidDicomError
         The file is not DICOM, nor a headerless RT object.
+    LimitExceededError
+        A deflated file would inflate beyond the limit.
     OSError
         The file cannot be read.
     """

@@ -36,17 +36,36 @@ def uid(*parts: object) -> str:
 # Shapes: functions of z (mm) returning the polygons of the cross-section there.
 
 
-def circle(cx: float, cy: float, r: float, n: int | None = None) -> Polygon:
-    """A regular polygon with ``n`` vertices on the circle of radius ``r`` (mm)."""
+@dataclass(frozen=True)
+class Outline:
+    """How densely contour outlines are drawn: a vertex every ``spacing_mm`` along them, at
+    least 16 and at most ``max_vertices`` per contour."""
+
+    spacing_mm: float = VERTEX_SPACING_MM
+    max_vertices: int = MAX_VERTICES
+
+    def vertices(self, perimeter_mm: float) -> int:
+        """The number of vertices of an outline of that perimeter (mm)."""
+        return min(self.max_vertices, max(16, math.ceil(perimeter_mm / self.spacing_mm)))
+
+
+TPS_OUTLINE = Outline()
+
+
+def circle(
+    cx: float, cy: float, r: float, n: int | None = None, outline: Outline = TPS_OUTLINE
+) -> Polygon:
+    """A regular polygon with ``n`` vertices (by default as ``outline`` says) on the circle of
+    radius ``r`` (mm)."""
     if n is None:
-        n = min(MAX_VERTICES, max(16, math.ceil(2 * math.pi * r / VERTEX_SPACING_MM)))
+        n = outline.vertices(2 * math.pi * r)
     angles = 2 * math.pi * np.arange(n) / n
     return np.column_stack([cx + r * np.cos(angles), cy + r * np.sin(angles)])
 
 
-def ellipse(cx: float, cy: float, a: float, b: float) -> Polygon:
+def ellipse(cx: float, cy: float, a: float, b: float, outline: Outline = TPS_OUTLINE) -> Polygon:
     """A polygon on the ellipse with semi-axes ``a`` (x) and ``b`` (y), mm."""
-    n = min(MAX_VERTICES, max(16, math.ceil(math.pi * (a + b) / VERTEX_SPACING_MM)))
+    n = outline.vertices(math.pi * (a + b))
     angles = 2 * math.pi * np.arange(n) / n
     return np.column_stack([cx + a * np.cos(angles), cy + b * np.sin(angles)])
 
@@ -54,17 +73,21 @@ def ellipse(cx: float, cy: float, a: float, b: float) -> Polygon:
 CrossSection = Callable[[float], list[Polygon]]
 
 
-def sphere(cx: float, cy: float, cz: float, r: float) -> CrossSection:
+def sphere(
+    cx: float, cy: float, cz: float, r: float, outline: Outline = TPS_OUTLINE
+) -> CrossSection:
     """Cross-sections of a sphere (mm)."""
 
     def at(z: float) -> list[Polygon]:
         h = r * r - (z - cz) ** 2
-        return [circle(cx, cy, math.sqrt(h))] if h > 1e-6 else []
+        return [circle(cx, cy, math.sqrt(h), outline=outline)] if h > 1e-6 else []
 
     return at
 
 
-def ellipsoid(cx: float, cy: float, cz: float, a: float, b: float, c: float) -> CrossSection:
+def ellipsoid(
+    cx: float, cy: float, cz: float, a: float, b: float, c: float, outline: Outline = TPS_OUTLINE
+) -> CrossSection:
     """Cross-sections of an axis-aligned ellipsoid (mm)."""
 
     def at(z: float) -> list[Polygon]:
@@ -72,21 +95,23 @@ def ellipsoid(cx: float, cy: float, cz: float, a: float, b: float, c: float) -> 
         if k <= 1e-4:
             return []
         s = math.sqrt(k)
-        return [ellipse(cx, cy, a * s, b * s)]
+        return [ellipse(cx, cy, a * s, b * s, outline)]
 
     return at
 
 
-def cylinder(cx: float, cy: float, r: float, z0: float, z1: float) -> CrossSection:
+def cylinder(
+    cx: float, cy: float, r: float, z0: float, z1: float, outline: Outline = TPS_OUTLINE
+) -> CrossSection:
     """Cross-sections of a cylinder along z from ``z0`` to ``z1`` (mm)."""
-    return lambda z: [circle(cx, cy, r)] if z0 <= z <= z1 else []
+    return lambda z: [circle(cx, cy, r, outline=outline)] if z0 <= z <= z1 else []
 
 
 def elliptic_cylinder(
-    cx: float, cy: float, a: float, b: float, z0: float, z1: float
+    cx: float, cy: float, a: float, b: float, z0: float, z1: float, outline: Outline = TPS_OUTLINE
 ) -> CrossSection:
     """Cross-sections of an elliptic cylinder along z (mm)."""
-    return lambda z: [ellipse(cx, cy, a, b)] if z0 <= z <= z1 else []
+    return lambda z: [ellipse(cx, cy, a, b, outline)] if z0 <= z <= z1 else []
 
 
 def ring(cx: float, cy: float, r_in: float, r_out: float, z0: float, z1: float) -> CrossSection:

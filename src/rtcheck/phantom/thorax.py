@@ -63,6 +63,8 @@ class ThoraxPhantom:
         ROI name → new name, or None to leave the ROI out (to build test variants).
     seed
         Text from which every UID derives.
+    outline
+        How densely contours are drawn (vertex spacing, most vertices per contour).
     """
 
     prescription_gy: float = 50.0
@@ -79,6 +81,7 @@ class ThoraxPhantom:
     patient_name: str = "PHANTOM^THORAX"
     z_range_mm: tuple[float, float] = (-180.0, 160.0)
     extra_rois: tuple[S.RoiSpec, ...] = field(default=())
+    outline: S.Outline = S.TPS_OUTLINE
 
 
 # Primary target and organs (mm).
@@ -91,27 +94,38 @@ def rois(phantom: ThoraxPhantom) -> list[S.RoiSpec]:
     z0, z1 = phantom.z_range_mm
     t = phantom.contour_spacing_mm
     zs = [float(z) for z in np.arange(z0, z1 + 1e-6, t)]
+    o = phantom.outline
     ex, ey = ESOPHAGUS_XY
     pz0, pz1 = PRIMARY_Z
     shapes: list[tuple[str, str, S.CrossSection, tuple[int, int, int]]] = [
-        ("BODY", "EXTERNAL", S.elliptic_cylinder(0, 0, 170, 120, z0, z1), (0, 128, 0)),
-        ("Lung Rt", "ORGAN", S.ellipsoid(-85, 5, 20, 55, 75, 110), (0, 128, 255)),
-        ("LUNG LT", "ORGAN", S.ellipsoid(85, 5, 20, 55, 75, 110), (0, 200, 255)),
-        ("heart", "ORGAN", S.ellipsoid(10, -45, -40, 45, 40, 50), (255, 0, 128)),
-        ("Cord", "ORGAN", S.cylinder(0, 75, 5, z0 + 10, z1 - 10), (255, 255, 0)),
-        ("Oesophagus", "ORGAN", S.cylinder(ex, ey, 9, -110, 150), (128, 64, 0)),
-        ("LIVER", "ORGAN", S.ellipsoid(-40, -10, -130, 85, 70, 45), (128, 0, 0)),
-        ("Vert T8", "ORGAN", S.cylinder(0, 48, 16, 48, 76), (200, 200, 200)),
-        ("GTV_T", "GTV", S.cylinder(ex, ey, 13, pz0 + 10, pz1 - 10), (255, 0, 0)),
-        ("PTV_50", "PTV", S.cylinder(ex, ey, 22, pz0, pz1), (255, 64, 64)),
+        ("BODY", "EXTERNAL", S.elliptic_cylinder(0, 0, 170, 120, z0, z1, outline=o), (0, 128, 0)),
+        ("Lung Rt", "ORGAN", S.ellipsoid(-85, 5, 20, 55, 75, 110, outline=o), (0, 128, 255)),
+        ("LUNG LT", "ORGAN", S.ellipsoid(85, 5, 20, 55, 75, 110, outline=o), (0, 200, 255)),
+        ("heart", "ORGAN", S.ellipsoid(10, -45, -40, 45, 40, 50, outline=o), (255, 0, 128)),
+        ("Cord", "ORGAN", S.cylinder(0, 75, 5, z0 + 10, z1 - 10, outline=o), (255, 255, 0)),
+        ("Oesophagus", "ORGAN", S.cylinder(ex, ey, 9, -110, 150, outline=o), (128, 64, 0)),
+        ("LIVER", "ORGAN", S.ellipsoid(-40, -10, -130, 85, 70, 45, outline=o), (128, 0, 0)),
+        ("Vert T8", "ORGAN", S.cylinder(0, 48, 16, 48, 76, outline=o), (200, 200, 200)),
+        ("GTV_T", "GTV", S.cylinder(ex, ey, 13, pz0 + 10, pz1 - 10, outline=o), (255, 0, 0)),
+        ("PTV_50", "PTV", S.cylinder(ex, ey, 22, pz0, pz1, outline=o), (255, 64, 64)),
     ]
     for lesion in phantom.lesions:
         cx, cy, cz = lesion.centre
         shapes.append(
-            (lesion.gtv_name, "GTV", S.sphere(cx, cy, cz, lesion.gtv_radius), (255, 0, 255))
+            (
+                lesion.gtv_name,
+                "GTV",
+                S.sphere(cx, cy, cz, lesion.gtv_radius, outline=o),
+                (255, 0, 255),
+            )
         )
         shapes.append(
-            (lesion.ptv_name, "PTV", S.sphere(cx, cy, cz, lesion.ptv_radius), (255, 128, 255))
+            (
+                lesion.ptv_name,
+                "PTV",
+                S.sphere(cx, cy, cz, lesion.ptv_radius, outline=o),
+                (255, 128, 255),
+            )
         )
     specs = []
     renamed = dict(phantom.renamed)
@@ -154,6 +168,18 @@ def dose_gy(
         halo = np.exp(-np.maximum(outside, 0.0) / 15.0)
         total += rx * phantom.lesion_dose_scale * (0.75 * conformal + 0.25 * halo)
     return np.asarray(total, dtype=np.float64)
+
+
+#: A plan of clinical size: a 1.5 mm dose grid over the whole thorax (about 8.7 million voxels),
+#: contours every 1.25 mm drawn with a vertex every 0.75 mm (several hundred per contour, up to
+#: 1,200 on the body outline).
+CLINICAL = ThoraxPhantom(
+    contour_spacing_mm=1.25,
+    dose_spacing_mm=1.5,
+    outline=S.Outline(spacing_mm=0.75, max_vertices=1200),
+    seed="rtcheck-thorax-clinical-1",
+    patient_id="PHANTOM-002",
+)
 
 
 @dataclass(frozen=True)
