@@ -288,6 +288,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         f"{index.images_skipped} images skipped, {len(index.orphans)} orphans, "
         f"{len(index.unreadable)} unreadable"
         + (f", {index.not_regular} not regular files skipped" if index.not_regular else "")
+        + (f", {index.copies_skipped} identical copies skipped" if index.copies_skipped else "")
     )
     counts = [f"{n} {d}" for d, n in sorted(summary.decisions.items())]
     counts.append(f"{len(summary.errors)} errors")
@@ -298,6 +299,12 @@ def _run_batch(args: argparse.Namespace) -> int:
     _print_some(f"orphan {o.modality}: {o.path}: {o.reason}" for o in index.orphans)
     _print_some(f"unreadable: {path}: {reason}" for path, reason in index.unreadable)
     _print_some(f"error: plan {key}: {message}" for key, message in summary.errors)
+    if summary.plans_found == 0:
+        # Almost always a wrong path: say so, and do not pretend all went well.
+        raise UsageError(
+            f"no plan found under {args.archive} (an RTSTRUCT with an RTDOSE of its frame of "
+            "reference): is it the right folder?"
+        )
     engine = open_store(url)
     if args.out:
         _write_text(args.out, results_csv(engine))
@@ -333,7 +340,12 @@ def _run_results(args: argparse.Namespace) -> int:
     from rtcheck.archive.batch import results_csv, results_json
     from rtcheck.archive.store import open_store
 
-    engine = open_store(_db_url(args.db))
+    url = _db_url(args.db)
+    database = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if database is not None and database != ":memory:" and not Path(database).is_file():
+        # Opening it would create an empty database and list nothing: a typo, most likely.
+        raise UsageError(f"no results database {database} (rtcheck batch --db creates one)")
+    engine = open_store(url)
     sys.stdout.write(results_csv(engine) if args.format == "csv" else results_json(engine) + "\n")
     return EXIT_OK
 

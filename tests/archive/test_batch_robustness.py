@@ -239,3 +239,29 @@ def test_a_plan_the_database_refuses_is_stored_as_an_error(small_archive, tmp_pa
     rows = {row["patient_id"]: row for row in plan_rows(engine)}
     assert rows["PAT-1"]["status"] == "error" and "DataError" in rows["PAT-1"]["error"]
     assert plan_record(engine, rows["PAT-0"]["plan_key"]) is not None
+
+
+def test_identical_copies_of_a_plan_are_one_plan(tmp_path):
+    root = tmp_path / "twice"
+    clone_plan(PHANTOM, root / "export1", "copies", "PAT-C", "Doe^C")
+    for path in (root / "export1").iterdir():  # the same export, made twice
+        (root / "export2").mkdir(exist_ok=True)
+        (root / "export2" / path.name).write_bytes(path.read_bytes())
+    result = rtcheck("batch", str(root), "--db", str(tmp_path / "c.db"), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "1 plans checked" in result.stdout and "3 identical copies skipped" in result.stdout
+
+
+def test_a_folder_without_plans_is_an_error_not_a_success(tmp_path):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a plan")
+    result = rtcheck("batch", str(empty), "--db", str(tmp_path / "e.db"))
+    assert result.returncode == 2
+    assert "no plan found under" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_results_of_a_database_that_does_not_exist_is_an_error(tmp_path):
+    result = rtcheck("results", "--db", str(tmp_path / "typo.db"))
+    assert result.returncode == 2 and "no results database" in result.stderr
+    assert not (tmp_path / "typo.db").exists()

@@ -100,6 +100,7 @@ class ArchiveIndex:
     images_skipped: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     not_regular: int = 0
+    copies_skipped: int = 0
 
 
 def walk_files(root: str | Path) -> Iterator[str]:
@@ -162,8 +163,23 @@ def index_archive(root: str | Path) -> ArchiveIndex:
             index.images_skipped += 1
         else:
             headers.append(header)
-    _group(headers, index)
+    _group(_without_copies(headers, index), index)
     return index
+
+
+def _without_copies(headers: list[Header], index: ArchiveIndex) -> list[Header]:
+    """The headers with byte-identical copies of one object (same SOP Instance UID, same
+    SHA-256: an archive exported twice) counted once; the copies are counted as such."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for header in headers:
+        identity = (header.sop_instance_uid, header.sha256)
+        if identity in seen:
+            index.copies_skipped += 1
+        else:
+            seen.add(identity)
+            kept.append(header)
+    return kept
 
 
 def _group(headers: list[Header], index: ArchiveIndex) -> None:
