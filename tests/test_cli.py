@@ -174,3 +174,21 @@ def test_a_command_imports_only_what_it_uses(tmp_path, command, needed):
                             timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))) == needed
+
+
+def test_the_phantom_command_builds_distinct_plans(tmp_path):
+    out = tmp_path / "p2"
+    result = rtcheck(
+        "phantom", str(out), "--patient-id", "TEST-7", "--seed", "s7", "--lesions", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    import pydicom
+
+    mine = pydicom.dcmread(out / "RS.thorax.dcm")
+    bundled = pydicom.dcmread(PHANTOM / "RS.thorax.dcm")
+    assert mine.PatientID == "TEST-7" and mine.SOPInstanceUID != bundled.SOPInstanceUID
+    checked = rtcheck("check", str(out), "--json", "-")
+    assert json.loads(checked.stdout)["lesion_count"] == 1
+    for bad in (["--lesions", "7"], ["--patient-id", "a\\b"], ["--patient-id", "x" * 65]):
+        refused = rtcheck("phantom", str(tmp_path / "bad"), *bad)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1

@@ -148,6 +148,15 @@ def _parser() -> argparse.ArgumentParser:
         help="a plan of clinical size instead: 1.5 mm dose grid over the whole thorax, contours "
         "every 1.25 mm with several hundred points (about 30 MB)",
     )
+    phantom.add_argument(
+        "--patient-id", metavar="ID", help="PatientID to write (default: PHANTOM-001)"
+    )
+    phantom.add_argument(
+        "--seed", metavar="TEXT", help="text every UID derives from: another seed, another plan"
+    )
+    phantom.add_argument(
+        "--lesions", type=int, metavar="N", help="metastatic lesions to include, 0 to 3 (default 3)"
+    )
     return parser
 
 
@@ -367,9 +376,27 @@ def _run_protocols(args: argparse.Namespace) -> int:
 
 
 def _run_phantom(args: argparse.Namespace) -> int:
-    from rtcheck.phantom.thorax import CLINICAL, write_thorax_phantom
+    from dataclasses import replace
 
-    files = write_thorax_phantom(args.outdir, CLINICAL if args.clinical else None)
+    from rtcheck.phantom.thorax import (
+        CLINICAL,
+        DEFAULT_LESIONS,
+        ThoraxPhantom,
+        write_thorax_phantom,
+    )
+
+    phantom = CLINICAL if args.clinical else ThoraxPhantom()
+    if args.patient_id is not None:
+        if not 0 < len(args.patient_id) <= 64 or any(c in args.patient_id for c in "\\\r\n\t"):
+            raise UsageError("--patient-id must be 1 to 64 characters, without a backslash")
+        phantom = replace(phantom, patient_id=args.patient_id)
+    if args.seed is not None:
+        phantom = replace(phantom, seed=args.seed)
+    if args.lesions is not None:
+        if not 0 <= args.lesions <= len(DEFAULT_LESIONS):
+            raise UsageError(f"--lesions must be from 0 to {len(DEFAULT_LESIONS)}")
+        phantom = replace(phantom, lesions=DEFAULT_LESIONS[: args.lesions])
+    files = write_thorax_phantom(args.outdir, phantom)
     for path in (files.rtstruct, files.rtplan, files.rtdose):
         print(path)
     return EXIT_OK
