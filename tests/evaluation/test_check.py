@@ -96,6 +96,19 @@ def test_missing_mandatory_structure(tmp_path_factory, phantom_dir):
     assert near and all(e["limit"] != "<= 14" for e in near)
 
 
+def test_a_structure_not_found_says_what_was_there_and_how_to_map_it(tmp_path_factory, tmp_path):
+    folder = variant(tmp_path_factory, "myelon", renamed=(("Cord", "Myelon"),))
+    code, record = check(folder)
+    assert code == 3
+    reason = limits(record, "SpinalCord", "D0.03cc[Gy]")[0]["reason"]
+    assert "ROIs that match no TG-263 name: 'Myelon'" in reason
+    assert 'a --map file line says so: "Myelon": SpinalCord' in reason
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(reason.split("says so: ")[1] + "\n")  # the line, as the reason gives it
+    code, record = check(folder, "--map", str(mapping))
+    assert code == 0 and limits(record, "SpinalCord", "D0.03cc[Gy]")[0]["roi"] == ["Myelon"]
+
+
 def test_ambiguous_name_is_not_guessed(tmp_path_factory):
     twin = S.RoiSpec.from_shape(
         "Spinal Cord", "ORGAN", S.cylinder(0, 75, 6, -170, 150), list(np.arange(-180, 160.1, 2.5))

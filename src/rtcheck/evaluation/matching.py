@@ -4,13 +4,21 @@ ambiguous, empty or of damaged geometry."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from difflib import SequenceMatcher
 
 from rtcheck.dicom.structures import Structure
 from rtcheck.dvh.regions import Region
 from rtcheck.evaluation.results import MISSING, NotEvaluable
 from rtcheck.protocol.definition import Protocol
-from rtcheck.protocol.names import StructureMatch, is_target, match_structure, words
+from rtcheck.protocol.names import (
+    StructureMatch,
+    is_target,
+    match_structure,
+    standard_name,
+    words,
+)
 
 
 class StructureResolver:
@@ -51,7 +59,7 @@ class StructureResolver:
         """The one ROI a protocol name matches, with contours and sound geometry."""
         found = self.match(name)
         if found.status == "missing":
-            raise NotEvaluable(f"structure {name} {MISSING}")
+            raise NotEvaluable(f"structure {name} {MISSING}{self.unmatched_hint(name)}")
         if found.status == "ambiguous":
             raise NotEvaluable(
                 f"structure {name} is ambiguous: {', '.join(repr(r) for r in found.rois)} match"
@@ -72,6 +80,29 @@ class StructureResolver:
                 and (s.interpreted_type == "PTV" or (words(s.name) or [""])[0] == "ptv")
             ]
         return [self.single(name)]
+
+    def unmatched_hint(self, name: str) -> str:
+        """For a structure not found: the ROIs that no TG-263 name matches, the closest to
+        ``name`` first, and the map-file line that would name the closest one."""
+        unmatched = [
+            s.name
+            for s in self.structures
+            if not s.is_empty
+            and not s.is_external
+            and not is_target(s)
+            and s.name not in self.mapping
+            and standard_name(s.name) is None
+        ]
+        if not unmatched:
+            return ""
+        wanted = name.lower()
+        unmatched.sort(key=lambda roi: -SequenceMatcher(None, wanted, roi.lower()).ratio())
+        shown = ", ".join(repr(roi) for roi in unmatched[:5])
+        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        return (
+            f"; ROIs that match no TG-263 name: {shown}{more}; if {unmatched[0]!r} is it, "
+            f"a --map file line says so: {json.dumps(unmatched[0])}: {name}"
+        )
 
     def by_name(self, roi: str) -> Structure:
         """The ROI named exactly ``roi``."""
