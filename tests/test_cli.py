@@ -192,3 +192,11 @@ def test_the_phantom_command_builds_distinct_plans(tmp_path):
     for bad in (["--lesions", "7"], ["--patient-id", "a\\b"], ["--patient-id", "x" * 65]):
         refused = rtcheck("phantom", str(tmp_path / "bad"), *bad)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+
+
+def test_an_absent_optional_structure_reads_not_contoured():
+    result = rtcheck("check", str(PHANTOM))
+    assert result.returncode == 0
+    rows = [line for line in result.stdout.splitlines() if "Kidney_L" in line]
+    assert rows and rows[0].startswith("not contoured  (optional)")
+    assert "absent" not in result.stdout and "mandatory  Kidney" not in result.stdout

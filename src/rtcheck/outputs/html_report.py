@@ -29,7 +29,7 @@ LABELS = {
     "fail": "✗ FAIL",
     "not_evaluated": "? NOT EVALUATED",
     "pass": "✓ pass",
-    "absent": "– absent",
+    "absent": "– not contoured (optional)",
 }
 DECISIONS = {
     "excluded": ("#D55E00", "✗ EXCLUDED"),

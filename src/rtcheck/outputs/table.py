@@ -39,8 +39,9 @@ def check_table(evaluation: Evaluation) -> str:
         structure = r.structure + (f" [{r.lesion}]" if r.lesion else "")
         rows.append(
             [
-                "absent" if r.absent_optional else _SHOWN[r.result],
-                r.priority,
+                # An optional structure the plan lacks is no finding, whatever the priority.
+                "not contoured" if r.absent_optional else _SHOWN[r.result],
+                "(optional)" if r.absent_optional else r.priority,
                 structure,
                 _shorten(", ".join(r.rois) or "-"),
                 r.metric,
@@ -54,7 +55,11 @@ def check_table(evaluation: Evaluation) -> str:
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    notes = [r for r in sorted(evaluation.limits, key=sort_key) if r.reason or r.conversion]
+    notes = [
+        r
+        for r in sorted(evaluation.limits, key=sort_key)
+        if (r.reason or r.conversion) and not r.absent_optional  # an absence is no finding
+    ]
     shown = dict.fromkeys(
         f"* {r.structure} {r.metric}: {r.reason if r.result == 'not_evaluated' else r.conversion}"
         for r in notes
