@@ -200,3 +200,24 @@ def test_an_absent_optional_structure_reads_not_contoured():
     rows = [line for line in result.stdout.splitlines() if "Kidney_L" in line]
     assert rows and rows[0].startswith("not contoured  (optional)")
     assert "absent" not in result.stdout and "mandatory  Kidney" not in result.stdout
+
+
+def test_one_protocols_limits_as_a_table_and_as_json():
+    table = rtcheck("protocols", "eso-oligo-rt")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    cord = [line for line in lines if line.startswith("SpinalCord ") and "D0.03cc[Gy]" in line]
+    assert any("<= 14" in line and "1 fx" in line and "near a lesion" in line for line in cord)
+    assert any(line.startswith("[7] Benedict SH") for line in lines)
+    document = json.loads(rtcheck("protocols", "eso-oligo-rt", "--json").stdout)
+    columns = {
+        c["fractions"]: c["limit"]
+        for limit in document["limits"]
+        if limit["structure"] == "SpinalCord" and limit["group"] == "lesion_oar"
+        for c in limit["columns"]
+        if c["metric"] == "D0.03cc[Gy]"
+    }
+    assert columns == {1: "<= 14", 3: "<= 21.9", 5: "<= 30"}
+    missing = rtcheck("protocols", "no-such-protocol")
+    assert missing.returncode == 2 and "no bundled protocol named" in missing.stderr

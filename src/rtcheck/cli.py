@@ -130,11 +130,15 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
     results.add_argument("--format", choices=("csv", "json"), default="csv")
 
-    commands.add_parser(
+    protocols = commands.add_parser(
         "protocols",
-        help="list the bundled protocols",
-        description="List the bundled protocols with their version and sources.",
+        help="list the bundled protocols, or show one protocol's limits",
+        description="Without NAME, list the bundled protocols with their version and sources. "
+        "With NAME (a bundled protocol) or FILE, print its limits as a table, or as JSON with "
+        "--json. Example: rtcheck protocols eso-oligo-rt",
     )
+    protocols.add_argument("name", nargs="?", metavar="NAME|FILE", help="the protocol to show")
+    protocols.add_argument("--json", action="store_true", help="print the limits as JSON")
 
     phantom = commands.add_parser(
         "phantom",
@@ -361,6 +365,17 @@ def _run_results(args: argparse.Namespace) -> int:
 
 def _run_protocols(args: argparse.Namespace) -> int:
     from rtcheck.protocol.definition import bundled_protocols, load_protocol
+
+    if args.name:
+        from rtcheck.outputs.protocol_table import protocol_document, protocol_table
+
+        protocol = load_protocol(args.name)
+        if args.json:
+            json.dump(protocol_document(protocol), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(protocol_table(protocol))
+        return EXIT_OK
 
     for path in bundled_protocols():
         protocol = load_protocol(str(path))

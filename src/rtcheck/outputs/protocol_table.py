@@ -1,0 +1,81 @@
+"""A protocol's limits as a reader sees them (``rtcheck protocols NAME``): one row per limit
+with its columns by fractionation, and the sources as numbered notes; or as JSON for tools."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from rtcheck.protocol.definition import Limit, Protocol
+
+_GROUPS = {"oar": "whole plan", "lesion_coverage": "each lesion", "lesion_oar": "near a lesion"}
+#: Width of the "Applies to" column; the sites a limit applies to wrap within it.
+_APPLIES_WIDTH = 26
+
+
+def protocol_document(protocol: Protocol) -> dict[str, Any]:
+    """The protocol as JSON: name, version, title, and every limit with its columns."""
+    return {
+        "protocol": protocol.name,
+        "version": protocol.version,
+        "title": protocol.title,
+        "path": protocol.path,
+        "sha256": protocol.sha256,
+        "limits": [
+            {
+                "structure": limit.structure or None,
+                "group": limit.group,
+                "priority": limit.priority,
+                "optional": limit.optional,
+                "sites": list(limit.sites),
+                "columns": [
+                    {"fractions": n or None, "metric": metric.text, "limit": str(comparison)}
+                    for n, metric, comparison in limit.by_fractions
+                ],
+                "source": limit.source,
+            }
+            for limit in _limits(protocol)
+        ],
+    }
+
+
+def protocol_table(protocol: Protocol, width: int = 100) -> str:
+    """The protocol's limits as a table within ``width`` columns: one line per published
+    fractionation column, the sites a limit applies to wrapped, the sources as numbered
+    notes."""
+    sources: dict[str, int] = {}
+    rows: list[list[str]] = []
+    for limit in _limits(protocol):
+        note = sources.setdefault(limit.source, len(sources) + 1)
+        structure = (limit.structure or "lesion target") + (" (opt.)" if limit.optional else "")
+        applies = _GROUPS[limit.group] + (f": {', '.join(limit.sites)}" if limit.sites else "")
+        wrapped = textwrap.wrap(applies, _APPLIES_WIDTH) or [""]
+        for i, (n, metric, comparison) in enumerate(limit.by_fractions):
+            first = i == 0
+            rows.append([
+                structure if first else "",
+                metric.text,
+                str(comparison),
+                f"{n} fx" if n else "any",
+                limit.priority if first else "",
+                wrapped[i] if i < len(wrapped) else "",
+                f"[{note}]" if first else "",
+            ])  # fmt: skip
+        for extra in wrapped[len(limit.by_fractions) :]:
+            rows.append(["", "", "", "", "", extra, ""])
+    header = ["Structure", "Metric", "Limit", "Fx", "Priority", "Applies to", "Src"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    title = f"{protocol.name} {protocol.version}" + (
+        f": {protocol.title}" if protocol.title else ""
+    )
+    lines = [*textwrap.wrap(title, width), ""]
+    for row in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    lines.append("")
+    for source, n in sources.items():
+        lines += textwrap.wrap(source, width, initial_indent=f"[{n}] ", subsequent_indent="    ")
+    return "\n".join(lines) + "\n"
+
+
+def _limits(protocol: Protocol) -> list[Limit]:
+    return [*protocol.oar_limits, *protocol.lesion_coverage, *protocol.lesion_oar_limits]
