@@ -520,3 +520,39 @@ def test_a_math_string_in_a_structure_name_is_drawn_as_text(tmp_path, capsys):
                        str(out))  # fmt: skip
     assert code == 0, err
     assert "Lungs-PTVs$\\frac{$" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ("{structure: SpinalCord, metric: \"D0.03cc[Gy]\", limit: \"<= 45\"",
+         "{structure: SpinalChord, metric: \"D0.03cc[Gy]\", limit: \"<= 45\"",
+         "'SpinalChord' is neither a TG-263 name nor derived in this file (did you mean "
+         "'SpinalCord'?)"),
+        ("union: [Lung_L, Lung_R], minus: [PTVs]", "union: [Lung_L, Lung_RR], minus: [PTVs]",
+         "derived.Lungs-PTVs: 'Lung_RR' is neither a TG-263 name"),
+        ('metric: "V20Gy[%]", limit: "<= 25"', 'metric: "V20Gy[%]", limit: "<= 125"',
+         "a volume in % is at most 100"),
+        ('metric: "V20Gy[%]", limit: "<= 25"', 'metric: "V20Gy[%]", limit: ">= 0"',
+         "always holds: the metric is never negative"),
+        ('metric: "Mean[Gy]", limit: "<= 20"', 'metric: "Mean[Gy]", limit: "< 0"',
+         "never holds"),
+    ],
+)  # fmt: skip
+def test_a_protocol_is_checked_when_it_is_loaded(tmp_path, capsys, old, new, fragment):
+    source = Path(__file__).resolve().parents[1] / "constraints" / "eso-oligo-rt.yaml"
+    text = source.read_text()
+    assert old in text
+    changed = tmp_path / "protocol.yaml"
+    changed.write_text(text.replace(old, new, 1))
+    code, _, err = run(capsys, "check", str(PHANTOM), "--protocol", str(changed))
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
+
+
+def test_a_map_target_must_be_a_tg263_name(tmp_path, capsys):
+    mapping = write_map(tmp_path, "Myelon: SpinalChord\n")
+    code, _, err = run(capsys, "check", str(PHANTOM), "--map", mapping)
+    assert code == 2 and "'SpinalChord' is not a TG-263 name (did you mean 'SpinalCord'?)" in err
+    derived = write_map(tmp_path, "'Lungs minus PTVs': Lungs-PTVs\n")
+    code, _, err = run(capsys, "check", str(PHANTOM), "--map", derived)
+    assert code == 0, err  # a structure derived in the protocol is a valid target

@@ -225,7 +225,7 @@ def _run_check(args: argparse.Namespace) -> int:
     inputs = [*args.paths, *(f for f in (args.map, args.protocol) if f and os.path.isfile(f))]
     _refuse_writing_over_inputs([args.json, args.html], inputs)
     protocol = load_protocol(args.protocol)
-    mapping = read_map_file(args.map) if args.map else {}
+    mapping = read_map_file(args.map, protocol.derived) if args.map else {}
     known_sites = KNOWN_SITES | protocol.lesion_sites
     lesion_map = read_lesion_map(args.map, known_sites) if args.map else {}
     plan = load_plan(args.paths)

@@ -17,6 +17,7 @@ from typing import Any
 
 from rtcheck.dvh.metrics import Metric, parse_metric
 from rtcheck.errors import MetricSyntaxError, RtcheckError
+from rtcheck.protocol.names import is_tg263_name, suggestion
 from rtcheck.protocol.yamlfile import YamlFileError, read_yaml
 
 #: Where the bundled protocols live: the repository's ``constraints/`` folder (source checkout or
@@ -242,6 +243,7 @@ class _Reader:
                 self.sequence(lesions.get("oar_limits"), "lesions.oar_limits")
             )
         )
+        self.check_names(oar_limits + lesion_oar, derived)
         return Protocol(
             name=str(doc["protocol"]),
             version=str(doc["version"]),
@@ -258,6 +260,41 @@ class _Reader:
             max_lesions=self.whole(lesions.get("max_lesions", 5), "lesions.max_lesions"),
             max_organs=self.whole(lesions.get("max_organs", 3), "lesions.max_organs"),
         )
+
+    def check_meaningful(self, metric: Metric, comparison: Comparison, where: str) -> None:
+        """Refuse a limit that no plan can fail or none can pass: a volume above 100 %, or a
+        bound below what a dose or volume can be (neither is ever negative)."""
+        value, op = comparison.value, comparison.operator
+        volume_percent = metric.quantity in ("V", "CV") and metric.result_unit == "%"
+        if volume_percent and (value > 100 or (op == "<=" and value == 100)):
+            raise self.fail(where, f"{metric.text} {comparison}: a volume in % is at most 100")
+        if (op == ">=" and value <= 0) or (op == ">" and value < 0):
+            raise self.fail(
+                where, f"{metric.text} {comparison} always holds: the metric is never negative"
+            )
+        if (op == "<" and value <= 0) or (op == "<=" and value < 0):
+            raise self.fail(
+                where, f"{metric.text} {comparison} never holds: the metric is never negative"
+            )
+
+    def check_names(
+        self, limits: tuple[Limit, ...], derived: Mapping[str, tuple[tuple[str, ...], ...]]
+    ) -> None:
+        """Refuse a structure name that is neither a TG-263 name nor derived in the file
+        (``SpinalChord``), in a limit or in a derived structure's definition."""
+        named = [(f"limit on {limit.structure}", limit.structure) for limit in limits]
+        named += [
+            (f"derived.{name}", part)
+            for name, (plus, minus) in derived.items()
+            for part in (*plus, *minus)
+        ]
+        for where, name in named:
+            if name != "PTVs" and name not in derived and not is_tg263_name(name):
+                raise self.fail(
+                    where,
+                    f"{name!r} is neither a TG-263 name nor derived in this file"
+                    f"{suggestion(name, derived)}",
+                )
 
     def mapping(self, value: Any, where: str) -> dict[Any, Any]:
         """A mapping, or {} for an absent (null) one."""
@@ -331,7 +368,9 @@ class _Reader:
                 metric = parse_metric(str(metric_text))
             except MetricSyntaxError as exc:
                 raise self.fail(where, str(exc)) from None
-            rows.append((n, metric, self.comparison(limit_text, where)))
+            comparison = self.comparison(limit_text, where)
+            self.check_meaningful(metric, comparison, where)
+            rows.append((n, metric, comparison))
         sites = tuple(s.lower() for s in self.texts(entry.get("sites"), f"{where}.sites"))
         source = self.text(entry["source"], f"{where}.source")
         optional = entry.get("optional", False)

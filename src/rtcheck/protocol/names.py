@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from difflib import get_close_matches
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -130,14 +131,16 @@ def match_structure(
     return StructureMatch(wanted, (), "")
 
 
-def read_map_file(path: str | Path) -> dict[str, str]:
-    """Read a structure map file: a YAML mapping of ROI names to TG-263 names, optionally with
-    a ``lesions:`` section (see :mod:`rtcheck.protocol.lesions`). Returns the ROI-name mapping.
+def read_map_file(path: str | Path, derived: Collection[str] = ()) -> dict[str, str]:
+    """Read a structure map file: a YAML mapping of ROI names to TG-263 names (or to the
+    protocol's ``derived`` structures), optionally with a ``lesions:`` section (see
+    :mod:`rtcheck.protocol.lesions`). Returns the ROI-name mapping.
 
     Raises
     ------
     MapFileError
-        If the file is missing or not a mapping of strings.
+        If the file is missing, not a mapping of strings, or maps to a name that is neither a
+        TG-263 name nor derived in the protocol.
     """
     document = _load_map_document(path)
     names: dict[str, str] = {}
@@ -146,8 +149,24 @@ def read_map_file(path: str | Path) -> dict[str, str]:
             continue
         if not isinstance(key, str) or not isinstance(value, str):
             raise MapFileError(f"{path}: entry {key!r} must map an ROI name to a TG-263 name")
+        if not is_tg263_name(value) and value not in derived:
+            raise MapFileError(
+                f"{path}: entry {key!r}: {value!r} is not a TG-263 name{suggestion(value, derived)}"
+            )
         names[key] = value
     return names
+
+
+def is_tg263_name(name: str) -> bool:
+    """True for a TG-263 name rtcheck knows, spelt as TG-263 spells it (``Lung_L``)."""
+    return standard_name(name) == name
+
+
+def suggestion(name: str, derived: Collection[str] = ()) -> str:
+    """`` (did you mean 'SpinalCord'?)`` for the known name closest to ``name``, or ""."""
+    known = sorted({*_synonyms().values(), *derived})
+    close = get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 #: A prescription (Gy) above this in a map file is a typo (cGy for Gy, a stray digit).
