@@ -221,3 +221,15 @@ def test_one_protocols_limits_as_a_table_and_as_json():
     assert columns == {1: "<= 14", 3: "<= 21.9", 5: "<= 30"}
     missing = rtcheck("protocols", "no-such-protocol")
     assert missing.returncode == 2 and "no bundled protocol named" in missing.stderr
+
+
+@pytest.mark.parametrize("command", ["dvh", "check", "batch", "results", "protocols", "phantom"])
+def test_every_subcommand_help_shows_an_example(command):
+    result = rtcheck(command, "--help")
+    assert result.returncode == 0
+    assert "example" in result.stdout and f"rtcheck {command}" in result.stdout.split("example")[1]
+
+
+def test_help_states_defaults_and_values():
+    assert "default: one per core" in rtcheck("batch", "--help").stdout
+    assert "{csv,json}" in rtcheck("results", "--help").stdout

@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
 
     dvh = commands.add_parser(
         "dvh",
+        epilog=(
+            "examples:\n"
+            "  rtcheck dvh plan/\n"
+            '  rtcheck dvh plan/ --structure Cord --metric "D0.03cc[Gy]" --json dvh.json'
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="compute DVHs and DVH metrics of a plan's structures",
         description="Compute DVHs of a plan's structures and evaluate TG-263 DVH metrics.",
     )
@@ -80,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
+        epilog=(
+            "examples:\n"
+            "  rtcheck check plan/\n"
+            "  rtcheck check plan/ --map names.yaml --json record.json --html report.html"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="evaluate a protocol's dose limits and decide exclusion criterion 19",
         description="Evaluate every limit of a protocol on a plan and decide criterion 19. "
         "Exit status: 0 not_excluded, 1 excluded, 3 indeterminate, 2 bad input.",
@@ -102,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
 
     batch = commands.add_parser(
         "batch",
+        epilog=(
+            "examples:\n"
+            "  rtcheck batch /archive --db results.db --html summary.html\n"
+            "  rtcheck batch /archive --db postgresql+psycopg://qa@dbhost/rtcheck --workers 8"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="check every plan of an archive in parallel into a database (resumable)",
         description="Index an archive, check every plan not yet stored, store the outcomes. "
         "Exit status: 0 all plans checked, 4 some plans could not be checked, 2 bad input.",
@@ -109,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("archive", metavar="ARCHIVE", help="folder to index (searched recursively)")
     batch.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: eso-oligo-rt)")
     batch.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
-    batch.add_argument("--workers", type=int, metavar="N", help="local worker processes")
+    batch.add_argument(
+        "--workers", type=int, metavar="N", help="local worker processes (default: one per core)"
+    )
     batch.add_argument(
         "--scheduler", metavar="ADDRESS", help="Dask scheduler to run on (tcp://host:8786)"
     )
@@ -124,14 +144,20 @@ def _parser() -> argparse.ArgumentParser:
 
     results = commands.add_parser(
         "results",
+        epilog="example:\n  rtcheck results --db results.db --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="what the database holds, one row per plan",
         description="List stored plans.",
     )
     results.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
-    results.add_argument("--format", choices=("csv", "json"), default="csv")
+    results.add_argument(
+        "--format", choices=("csv", "json"), default="csv", help="csv (default) or json"
+    )
 
     protocols = commands.add_parser(
         "protocols",
+        epilog="examples:\n  rtcheck protocols\n  rtcheck protocols eso-oligo-rt --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="list the bundled protocols, or show one protocol's limits",
         description="Without NAME, list the bundled protocols with their version and sources. "
         "With NAME (a bundled protocol) or FILE, print its limits as a table, or as JSON with "
@@ -142,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
 
     phantom = commands.add_parser(
         "phantom",
+        epilog=(
+            "examples:\n"
+            "  rtcheck phantom phantom/\n"
+            "  rtcheck phantom plan2/ --patient-id TEST-2 --seed 2 --lesions 1"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write the synthetic thorax phantom plan",
         description="Write a deterministic synthetic thorax plan (RTSTRUCT, RTPLAN, RTDOSE).",
     )
