@@ -24,15 +24,10 @@ from rtcheck.archive.batch import run_batch, safe_name
 from rtcheck.archive.store import open_store, plan_record, plan_rows, plans_table
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.outputs.record import SCHEMA_RESOURCE
-from tests.archive_factory import build_archive, clone_plan, write_bases
+from tests.archive_factory import build_archive, clone_plan
 
 SCHEMA = json.loads(resources.files("rtcheck").joinpath(SCHEMA_RESOURCE).read_text())
 POSTGRES = os.environ.get("RTCHECK_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory):
-    return write_bases(tmp_path_factory.mktemp("bases"))
 
 
 @pytest.fixture(scope="module")

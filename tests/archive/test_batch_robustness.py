@@ -29,7 +29,7 @@ from rtcheck.archive.store import (
     schema_table,
 )
 from rtcheck.dicom.plan import load_plan
-from tests.archive_factory import clone_plan, write_bases
+from tests.archive_factory import clone_plan
 
 POSTGRES = os.environ.get("RTCHECK_TEST_POSTGRES_URL")
 PHANTOM = Path(__file__).resolve().parents[2] / "phantom_data" / "thorax"
@@ -37,11 +37,6 @@ DATABASES = [
     "sqlite",
     pytest.param("postgres", marks=pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL")),
 ]
-
-
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory):
-    return write_bases(tmp_path_factory.mktemp("bases"))
 
 
 @pytest.fixture(scope="module")
