@@ -43,8 +43,12 @@ SAMPLES_ACROSS = 32
 MIN_SAMPLE_SPACING_MM = 0.2
 #: Scanlines per sampling-pixel row for the coverage computation.
 SCANLINES_PER_PIXEL = 4
-#: Planes are filled in batches of at most this many sampling pixels (memory bound).
+#: Planes are filled in batches of at most this many sampling pixels (memory bound)...
 CHUNK_PIXELS = 65536
+#: ...but of at least this many planes where that stays under MAX_BATCH_PIXELS: a batch of one
+#: large plane (a body outline at a fine grid) spends its time in per-batch overhead.
+MIN_BATCH_PLANES = 4
+MAX_BATCH_PIXELS = 262144
 #: Coverage from which a sampling pixel counts as wholly inside (rounding aside).
 WHOLE_FRACTION = 1.0 - 1e-9
 
@@ -211,6 +215,8 @@ def compute_dvh(
     volume_mm3 = 0.0
     slabs = region.slabs(end_caps)
     chunk = max(1, CHUNK_PIXELS // npix)
+    if chunk < MIN_BATCH_PLANES and npix * MIN_BATCH_PLANES <= MAX_BATCH_PIXELS:
+        chunk = MIN_BATCH_PLANES
     for first in range(0, len(slabs), chunk):
         batch = slabs.part(first, first + chunk)
         coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
