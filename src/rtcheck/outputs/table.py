@@ -1,9 +1,26 @@
-"""The terminal view of a criterion 19 evaluation: the decision first, then the limits with the
-failures first, each with its value, limit and margin."""
+"""The terminal view of a criterion 19 evaluation, within :data:`WIDTH` columns: the decision
+first, then the limits with the failures first, each with its value, limit and margin; then
+numbered notes, the ROIs each structure was matched to, and the lesions.
+
+A limit that holds for several lesions with the same value (the cord's limit near M1, M2 and
+M3) is one row naming the lesions. Doses are printed to 0.01 Gy, volumes to 0.1 cc or 0.1 %;
+margins carry their unit.
+"""
 
 from __future__ import annotations
 
+import re
+import textwrap
+from collections import Counter
+from collections.abc import Sequence
+
 from rtcheck.evaluation.results import Evaluation, LimitResult
+from rtcheck.protocol.lesions import Lesion
+
+#: Columns the table and its notes fit in.
+WIDTH = 100
+#: Decision reasons listed one by one up to this many; more are counted by cause.
+REASONS_LISTED = 5
 
 _ORDER = {
     ("fail", "mandatory"): 0,
@@ -14,6 +31,12 @@ _ORDER = {
     ("pass", "optimal"): 5,
 }
 _SHOWN = {"fail": "FAIL", "not_evaluated": "N/E", "pass": "pass"}
+#: Decimals a value is printed with, by the unit of the metric's result.
+_DECIMALS = {"Gy": 2, "cc": 1, "%": 1}
+_UNIT = re.compile(r"\[([^\]]+)\]\s*$")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_HEADER = ("Result", "Priority", "Structure", "Metric", "Value", "Limit", "Margin")
+_STRUCTURE = _HEADER.index("Structure")
 
 
 def sort_key(result: LimitResult) -> tuple[int, float]:
@@ -22,64 +45,183 @@ def sort_key(result: LimitResult) -> tuple[int, float]:
     return (6 if result.absent_optional else _ORDER[(result.result, result.priority)], margin)
 
 
+def metric_unit(metric: str) -> str:
+    """The unit of a metric's result ("Gy", "cc" or "%"), from its bracket; "" when none."""
+    found = _UNIT.search(metric)
+    return found.group(1) if found else ""
+
+
+def format_value(value: float | None, unit: str) -> str:
+    """A metric value to the precision its unit is read at (0.01 Gy, 0.1 cc, 0.1 %)."""
+    if value is None:
+        return "-"
+    return f"{value:.{_DECIMALS.get(unit, 2)}f}"
+
+
 def check_table(evaluation: Evaluation) -> str:
-    """A table a physicist reads in ten seconds."""
+    """The terminal view of an evaluation, each line within :data:`WIDTH` columns."""
     decision = evaluation.decision
     protocol = evaluation.protocol
-    lines = [
-        f"Criterion 19: {decision.decision.upper()}",
-        *(f"  - {reason}" for reason in decision.reasons),
+    lines = [f"Criterion 19: {decision.decision.upper()}", *_reasons(evaluation)]
+    lines.append(
         f"Protocol {protocol.name} {protocol.version}; dose: {evaluation.dose_mode}; "
-        f"lesions: {len(evaluation.lesions)} in {evaluation.organ_count} organ(s)",
-        "",
-    ]
-    header = ["Result", "Priority", "Structure", "ROI", "Metric", "Value", "Limit", "Margin"]
-    rows = []
-    for r in sorted(evaluation.limits, key=sort_key):
-        structure = r.structure + (f" [{r.lesion}]" if r.lesion else "")
-        rows.append(
-            [
-                # An optional structure the plan lacks is no finding, whatever the priority.
-                "not contoured" if r.absent_optional else _SHOWN[r.result],
-                "(optional)" if r.absent_optional else r.priority,
-                structure,
-                _shorten(", ".join(r.rois) or "-"),
-                r.metric,
-                "-" if r.value is None else f"{r.value:.2f}",
-                r.limit or "-",
-                "-" if r.margin is None else f"{r.margin:+.2f}",
-            ]
-        )
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
-              for i, h in enumerate(header)]  # fmt: skip
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    notes = [
-        r
-        for r in sorted(evaluation.limits, key=sort_key)
-        if (r.reason or r.conversion) and not r.absent_optional  # an absence is no finding
-    ]
-    shown = dict.fromkeys(
-        f"* {r.structure} {r.metric}: {r.reason if r.result == 'not_evaluated' else r.conversion}"
-        for r in notes
+        f"lesions: {len(evaluation.lesions)} in {evaluation.organ_count} organ(s)"
     )
-    if shown:
+    notes: dict[str, int] = {}
+    rows = [_row(group, notes) for group in _merged(sorted(evaluation.limits, key=sort_key))]
+    lines += ["", *_layout(rows)]
+    if notes:
         lines.append("")
-        lines.extend(shown)
+        for text, number in notes.items():
+            lines += _wrapped(f"[{number}] {text}", indent=len(f"[{number}] "))
+    matched = _structures(evaluation.limits)
+    if matched:
+        lines += ["", "Structures (protocol name = ROIs in the plan):"]
+        for text in matched:
+            lines += _wrapped(f"  {text}", indent=4)
     if evaluation.lesions:
         lines.append("")
         for lesion in evaluation.lesions:
             rx = "?" if lesion.prescription_gy is None else f"{lesion.prescription_gy:g} Gy"
             fx = "?" if lesion.fractions is None else f"{lesion.fractions} fx"
-            lines.append(
+            lines += _wrapped(
                 f"Lesion {lesion.name}: {lesion.target_roi}; site {lesion.site or '?'} "
-                f"({lesion.site_evidence}); {rx} in {fx} ({lesion.prescription_evidence})"
+                f"({lesion.site_evidence}); {rx} in {fx} ({lesion.prescription_evidence})",
+                indent=2,
             )
+        lines += lesion_map_hint(evaluation.lesions)
     for warning in [*evaluation.plan.warnings, *evaluation.warnings]:
-        lines.append(f"Warning: {warning}")
+        lines += _wrapped(f"Warning: {warning}", indent=2)
     return "\n".join(lines) + "\n"
 
 
-def _shorten(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+def lesion_map_hint(lesions: Sequence[Lesion]) -> list[str]:
+    """Lines showing the ``--map`` entry that gives what is unknown of some lesions, or none."""
+    entries = []
+    for lesion in lesions:
+        wanted = []
+        if lesion.site is None:
+            wanted.append("site: <lung|liver|bone|...>")
+        if lesion.prescription_gy is None:
+            wanted.append("prescription_gy: <Gy>")
+        if lesion.fractions is None:
+            wanted.append("fractions: <n>")
+        if wanted:
+            entries.append(f'    "{_quoted(lesion.target_roi)}": {{{", ".join(wanted)}}}')
+    if not entries:
+        return []
+    return [
+        "",
+        "What is unknown of a lesion can be given in a --map file (rtcheck check --map FILE):",
+        "  lesions:",
+        *entries,
+    ]
+
+
+def _quoted(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _reasons(evaluation: Evaluation) -> list[str]:
+    """The decision's reasons; when there are many, counted by cause."""
+    reasons = evaluation.decision.reasons
+    if len(reasons) <= REASONS_LISTED:
+        return [line for r in reasons for line in _wrapped(f"  - {r}", indent=4)]
+    limits = [r for r in evaluation.limits if r.priority == "mandatory" and not r.absent_optional]
+    failed = [r for r in limits if r.result == "fail"]
+    if failed:
+        shown = ", ".join(f"{r.structure} {r.metric}" for r in failed)
+        return _wrapped(f"  - {len(failed)} mandatory limits fail: {shown}", indent=4)
+    causes = Counter(
+        (r.reason or "").split("; published: ")[0] for r in limits if r.result == "not_evaluated"
+    )
+    lines = [f"  - {sum(causes.values())} mandatory limits could not be evaluated:"]
+    for cause, count in causes.most_common():
+        lines += _wrapped(f"    {count:>3} limits: {cause}", indent=16)
+    return lines
+
+
+def _merged(results: Sequence[LimitResult]) -> list[list[LimitResult]]:
+    """Results that differ only in their lesion, as groups (in first-seen order)."""
+    groups: dict[tuple[object, ...], list[LimitResult]] = {}
+    for r in results:
+        if r.lesion is None:
+            groups[(id(r),)] = [r]
+            continue
+        key = (r.result, r.priority, r.absent_optional, r.structure, r.rois, r.metric,
+               r.limit, r.value, r.reason, r.conversion)  # fmt: skip
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def _row(group: list[LimitResult], notes: dict[str, int]) -> list[str]:
+    r = group[0]
+    lesions = [g.lesion for g in group if g.lesion]
+    structure = r.structure + (f" [{', '.join(lesions)}]" if lesions else "")
+    unit = metric_unit(r.metric)
+    limit = r.limit or "-"
+    if r.limit and r.conversion and unit == "Gy":
+        # A dose limit converted to another fractionation is computed, so it is read at
+        # 0.01 Gy; a published one (and every volume limit) keeps the digits its source gave.
+        limit = _NUMBER.sub(lambda m: format_value(float(m.group()), unit), r.limit, count=1)
+    note = None if r.absent_optional else (r.reason or r.conversion)
+    if note:
+        number = notes.setdefault(f"{r.structure} {r.metric}: {note}", len(notes) + 1)
+        limit = f"{limit} [{number}]"
+    margin = "-" if r.margin is None else f"{r.margin:+.{_DECIMALS.get(unit, 2)}f} {unit}"
+    return [
+        # An optional structure the plan lacks is no finding, whatever the priority.
+        "not contoured" if r.absent_optional else _SHOWN[r.result],
+        "(optional)" if r.absent_optional else r.priority,
+        structure,
+        r.metric,
+        format_value(r.value, unit),
+        limit,
+        margin.rstrip(),
+    ]
+
+
+def _layout(rows: list[list[str]]) -> list[str]:
+    """Columns padded to their widest cell; a Structure cell that would take the table past
+    :data:`WIDTH` is wrapped onto continuation lines rather than cut."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(_HEADER)]
+    spare = WIDTH - (sum(widths) + 2 * (len(widths) - 1))
+    if spare < 0:
+        widths[_STRUCTURE] = max(len(_HEADER[_STRUCTURE]), widths[_STRUCTURE] + spare)
+    lines = [_join(list(_HEADER), widths)]
+    for row in rows:
+        parts = textwrap.wrap(
+            row[_STRUCTURE], widths[_STRUCTURE], subsequent_indent="  ", break_on_hyphens=False
+        ) or [""]
+        lines.append(_join([*row[:_STRUCTURE], parts[0], *row[_STRUCTURE + 1 :]], widths))
+        for part in parts[1:]:
+            blank = [""] * len(row)
+            blank[_STRUCTURE] = part
+            lines.append(_join(blank, widths))
+    return lines
+
+
+def _join(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _structures(results: Sequence[LimitResult]) -> list[str]:
+    """``Name = ROI + ROI - ROI`` for each protocol structure whose ROIs differ from its name."""
+    seen: dict[str, tuple[str, ...]] = {}
+    for r in results:
+        if r.rois and r.structure not in seen:
+            seen[r.structure] = r.rois
+    shown = []
+    for name, rois in seen.items():
+        if rois == (name,):
+            continue
+        terms = [f"- {roi[1:]}" if roi.startswith("-") else f"+ {roi}" for roi in rois]
+        shown.append(f"{name} = {' '.join(terms).removeprefix('+ ')}")
+    return shown
+
+
+def _wrapped(text: str, indent: int) -> list[str]:
+    return textwrap.wrap(
+        text, WIDTH, subsequent_indent=" " * indent, break_on_hyphens=False,
+        break_long_words=True,
+    ) or [""]  # fmt: skip
