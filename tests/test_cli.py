@@ -232,4 +232,4 @@ def test_every_subcommand_help_shows_an_example(command):
 
 def test_help_states_defaults_and_values():
     assert "default: one per core" in rtcheck("batch", "--help").stdout
-    assert "{csv,json}" in rtcheck("results", "--help").stdout
+    assert "{table,csv,json}" in rtcheck("results", "--help").stdout

@@ -144,14 +144,17 @@ def _parser() -> argparse.ArgumentParser:
 
     results = commands.add_parser(
         "results",
-        epilog="example:\n  rtcheck results --db results.db --format json",
+        epilog="examples:\n  rtcheck results --db results.db\n"
+        "  rtcheck results --db results.db --format csv > results.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="what the database holds, one row per plan",
         description="List stored plans.",
     )
     results.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
     results.add_argument(
-        "--format", choices=("csv", "json"), default="csv", help="csv (default) or json"
+        "--format",
+        choices=("table", "csv", "json"),
+        help="table (by patient; the default on a terminal), csv (the default otherwise) or json",
     )
 
     protocols = commands.add_parser(
@@ -391,7 +394,14 @@ def _run_results(args: argparse.Namespace) -> int:
         # Opening it would create an empty database and list nothing: a typo, most likely.
         raise UsageError(f"no results database {database} (rtcheck batch --db creates one)")
     engine = open_store(url)
-    sys.stdout.write(results_csv(engine) if args.format == "csv" else results_json(engine) + "\n")
+    shown = args.format or ("table" if sys.stdout.isatty() else "csv")
+    if shown == "table":
+        from rtcheck.archive.listing import results_table
+        from rtcheck.archive.store import plan_rows
+
+        sys.stdout.write(results_table(plan_rows(engine, with_files=True)))
+    else:
+        sys.stdout.write(results_csv(engine) if shown == "csv" else results_json(engine) + "\n")
     return EXIT_OK
 
 

@@ -101,6 +101,18 @@ def test_cli_exports_csv_and_records_with_safe_names(archive, reference_run, tmp
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert len(json.loads(listing.stdout)) == 50
+    table = subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli", "results", "--db", str(copy), "--format", "table"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("Patient") and max(map(len, lines)) <= 100
+    assert lines[-1].startswith("50 plans of ") and "5 error" in lines[-1]
+    piped = subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli", "results", "--db", str(copy)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert piped.stdout.startswith("plan_key,patient_id")  # not a terminal: CSV, as before
 
 
 def test_safe_names():

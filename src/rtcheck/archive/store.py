@@ -285,11 +285,14 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
             connection.execute(errors_table.insert().values(plan_id=plan_id, message=outcome.error))
 
 
-def plan_rows(engine: Engine) -> Iterator[dict[str, Any]]:
-    """Every stored plan, one dict per row, ordered by key."""
+def plan_rows(engine: Engine, with_files: bool = False) -> Iterator[dict[str, Any]]:
+    """Every stored plan, one dict per row, ordered by key; with ``files`` (the plan's file
+    paths as a JSON array) when asked."""
+    extra = [plans_table.c.files] if with_files else []
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(
+                *extra,
                 plans_table.c.plan_key,
                 plans_table.c.patient_id,
                 plans_table.c.study_uid,
