@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -285,3 +286,10 @@ def test_archive_summary_page_links_every_report(bases, tmp_path):
     assert all("Doe" not in link and ".." not in link for link in links)
     failing = text.split('id="failing"', 1)[1]
     assert "SpinalCord" in failing
+    # Plans by patient; each decision coloured as in the counts table.
+    patients = re.findall(r'<tr class="plan" data-decision="[^"]*" data-patient="([^"]*)"', text)
+    assert patients == sorted(patients) and len(patients) == 5
+    excluded = text.split('<tr class="plan" data-decision="excluded"', 1)[1].split("</tr>", 1)[0]
+    assert 'class="verdict" style="color:#D55E00' in excluded and "EXCLUDED" in excluded
+    made = text.split('id="made"', 1)[1].split("</dl>", 1)[0]
+    assert "eso-oligo-rt 1.0.0 (5 plans)" in made and " UTC" in made and "rtcheck " in made

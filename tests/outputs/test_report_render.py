@@ -3,6 +3,8 @@ installed; `.ci/run` installs Debian's chromium)."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -24,7 +26,7 @@ FLAGS = [
 ]  # fmt: skip
 
 
-def chromium(tmp_path: Path, *args: str) -> None:
+def chromium(tmp_path: Path, *args: str) -> str:
     assert CHROMIUM is not None
     profile = tmp_path / f"profile{len(list(tmp_path.glob('profile*')))}"
     result = subprocess.run(
@@ -32,6 +34,31 @@ def chromium(tmp_path: Path, *args: str) -> None:
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+#: Run in the laid-out page: how far each table, list and figure reaches past the body.
+_MEASURE = """<script>
+var body = document.body.getBoundingClientRect();
+var over = Array.from(document.querySelectorAll('table, ol, dl, figure, p')).map(function (e) {
+  var r = e.getBoundingClientRect();
+  return [e.id || e.tagName, Math.round(r.right - body.right), e.scrollWidth - e.clientWidth];
+}).filter(function (x) { return x[1] > 0 || x[2] > 0; });
+document.body.setAttribute('data-overflow', JSON.stringify(over));
+</script></body>"""
+
+
+@pytest.mark.parametrize("window", ["794,1123", "640,900"], ids=["A4 width", "narrow window"])
+def test_the_limits_table_stays_within_the_page(tmp_path, window):
+    # An indeterminate plan has the longest notes (why each limit could not be evaluated).
+    write_thorax_phantom(tmp_path / "plan", ThoraxPhantom(renamed=(("Cord", None),)))
+    evaluation = evaluate(load_plan([tmp_path / "plan"]), load_protocol())
+    page = tmp_path / "report.html"
+    page.write_text(plan_report_html(evaluation).replace("</body>", _MEASURE), encoding="utf-8")
+    dom = chromium(tmp_path, "--dump-dom", f"--window-size={window}", page.as_uri())
+    found = re.search(r'data-overflow="([^"]*)"', dom)
+    assert found is not None, dom[-500:]
+    assert json.loads(html.unescape(found.group(1))) == []
 
 
 @pytest.mark.parametrize(

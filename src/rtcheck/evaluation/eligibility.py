@@ -16,6 +16,8 @@ from typing import Any
 
 from rtcheck.dicom.plan import Plan
 from rtcheck.dicom.slabs import EndCaps
+from rtcheck.dvh.regions import Region
+from rtcheck.errors import RtcheckError
 from rtcheck.evaluation.decision import decide
 from rtcheck.evaluation.doses import PlanDoses
 from rtcheck.evaluation.limits import LimitEvaluator
@@ -63,6 +65,7 @@ def evaluate(
             elif lesion.site is None:
                 results.append(evaluator.site_unknown(limit, lesion))
     warnings = _count_warnings(lesions, protocol)
+    _primary_ptv_dvhs(plan, doses)
     if not primary_targets(plan) and not lesions:
         warnings.append("no target ROI (PTV/GTV/CTV/ITV) found in the structure set")
     return Evaluation(
@@ -77,6 +80,24 @@ def evaluate(
         warnings=tuple(warnings),
         dvhs=tuple((name, dose, dvh) for (name, dose), dvh in doses.dvhs.items()),
     )
+
+
+def _primary_ptv_dvhs(plan: Plan, doses: PlanDoses) -> None:
+    """The DVHs of the primary tumour's PTVs on the plan's dose, for the report: no limit
+    reads them, so they are computed only where the dose that treats them is unambiguous
+    (a single dose set, for the whole course) and the ROI is sound."""
+    if len(plan.doses) != 1 or plan.doses[0].per_fraction:
+        return
+    dose = plan.doses[0]
+    for target in primary_targets(plan):
+        if not target.name.strip().upper().startswith("PTV") or target.is_empty:
+            continue
+        if target.defects:
+            continue
+        try:
+            doses.dvh(Region.of(target), dose.grid, f"plan:{dose.label}")
+        except RtcheckError:  # e.g. wholly outside the dose grid: no figure, no finding
+            continue
 
 
 def _count_warnings(lesions: list[Lesion], protocol: Protocol) -> list[str]:

@@ -4,6 +4,7 @@ evaluation that holds them with the plan, the protocol and the DVHs computed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rtcheck.dicom.plan import Plan
 from rtcheck.dicom.slabs import EndCaps
@@ -107,6 +108,8 @@ class Evaluation:
     end_caps: EndCaps = EndCaps.HALF_SLAB
     warnings: tuple[str, ...] = field(default=())
     dvhs: tuple[tuple[str, str, DVH], ...] = field(default=())
+    #: When the evaluation was made: UTC, ISO 8601 to the second.
+    evaluated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat("T", "seconds"))
 
     @property
     def organ_count(self) -> int:

@@ -20,8 +20,15 @@ from pathlib import Path
 from rtcheck import __version__
 from rtcheck.dvh.engine import DVH
 from rtcheck.dvh.metrics import parse_metric
+from rtcheck.errors import RtcheckError
 from rtcheck.evaluation.results import Evaluation, LimitResult
-from rtcheck.outputs.table import sort_key
+from rtcheck.outputs.table import (
+    format_value,
+    merge_by_lesion,
+    metric_unit,
+    sort_key,
+    structure_terms,
+)
 
 # Okabe-Ito palette: distinguishable with any colour vision deficiency.
 COLOURS = {"fail": "#D55E00", "not_evaluated": "#E69F00", "pass": "#009E73", "absent": "#999999"}
@@ -50,11 +57,12 @@ table { border-collapse: collapse; width: 100%; font-size: 8.5pt; }
 th, td { border: 1px solid #777; padding: 2pt 4pt; text-align: left; vertical-align: top; }
 thead { display: table-header-group; } tr { break-inside: avoid; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.result { font-weight: bold; white-space: nowrap; border-left-width: 6px; }
+td.result { font-weight: bold; border-left-width: 6px; }
+td.result, th { overflow-wrap: anywhere; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 1pt 10pt; margin: 0; }
 dt { font-weight: bold; } dd { margin: 0; overflow-wrap: anywhere; }
 .plots { display: flex; flex-wrap: wrap; gap: 6pt; }
-figure { margin: 0; width: 92mm; break-inside: avoid; }
+figure { margin: 0; width: 88mm; break-inside: avoid; }
 figure svg { width: 100%; height: auto; }
 figcaption { font-size: 8pt; }
 .small { font-size: 8pt; color: #333; }
@@ -79,7 +87,7 @@ def plan_report_html(evaluation: Evaluation) -> str:
     """The report of one evaluated plan, as a complete HTML document."""
     decision = evaluation.decision
     colour, label = DECISIONS[decision.decision]
-    plan, protocol = evaluation.plan, evaluation.protocol
+    plan = evaluation.plan
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -98,44 +106,9 @@ def plan_report_html(evaluation: Evaluation) -> str:
         parts.append("</ul>")
     parts.append("</section>")
 
-    plans = "; ".join(
-        f"{p.label} ({p.fractions or '?'} fx, {p.prescription_gy or '?'} Gy)" for p in plan.plans
-    )
-    parts += [
-        "<h2>Identification</h2><dl>",
-        f"<dt>Patient ID</dt><dd>{_escape(plan.patient_id)}</dd>",
-        f"<dt>Study UID</dt><dd>{_escape(plan.study_instance_uid)}</dd>",
-        f"<dt>Structure set</dt><dd>{_escape(plan.structure_set.sop_instance_uid)}</dd>",
-        f"<dt>Plans</dt><dd>{_escape(plans or 'no RTPLAN')}</dd>",
-        f"<dt>Dose evaluated</dt><dd>{_escape(evaluation.dose_mode)}</dd>",
-        f"<dt>DVH end caps</dt><dd>{_escape(evaluation.end_caps.value)}</dd>",
-        f"<dt>Protocol</dt><dd>{_escape(protocol.name)} {_escape(protocol.version)} "
-        f'<span class="small">sha256 {_escape(protocol.sha256[:16])}…</span></dd>',
-        f"<dt>Software</dt><dd>rtcheck {__version__}</dd>",
-        f"<dt>Lesions</dt><dd>{len(evaluation.lesions)} in {evaluation.organ_count} organ(s)</dd>",
-        "</dl>",
-    ]
+    parts += _identification(evaluation)
 
-    parts += [
-        "<h2>Limits</h2>",
-        '<table id="limits"><thead><tr><th>Result</th><th>Priority</th><th>Structure</th>'
-        "<th>ROI</th><th>Metric</th><th>Limit</th><th>Value</th><th>Margin</th>"
-        "<th>Note</th></tr></thead><tbody>",
-    ]
-    for r in sorted(evaluation.limits, key=sort_key):
-        state = _state(r)
-        structure = r.structure + (f" [{r.lesion}]" if r.lesion else "")
-        note = r.reason if r.result == "not_evaluated" else r.conversion
-        parts.append(
-            f'<tr class="limit {state}" data-result="{state}">'
-            f'<td class="result" style="border-left-color:{COLOURS[state]}">{LABELS[state]}</td>'
-            f"<td>{_escape(r.priority)}</td><td>{_escape(structure)}</td>"
-            f"<td>{_escape(', '.join(r.rois) or '–')}</td><td>{_escape(r.metric)}</td>"
-            f'<td class="num">{_escape(r.limit or "—")}</td><td class="num">{_number(r.value)}</td>'
-            f'<td class="num">{_number(r.margin, signed=True)}</td>'
-            f'<td class="small">{_escape(note or "")}</td></tr>'
-        )
-    parts.append("</tbody></table>")
+    parts += _limits_table(evaluation)
 
     if evaluation.lesions:
         parts += [
@@ -165,7 +138,7 @@ def plan_report_html(evaluation: Evaluation) -> str:
             )
         parts.append("</tbody></table>")
 
-    parts += ['<h2>Dose-volume histograms</h2><div class="plots">']
+    parts += ["<h2>Dose-volume histograms</h2>", LEGEND, '<div class="plots">']
     parts += _plots(evaluation)
     parts.append("</div>")
 
@@ -202,57 +175,169 @@ def _private_matplotlib_config() -> None:
     os.environ["MPLCONFIGDIR"] = str(folder)
 
 
+def _identification(evaluation: Evaluation) -> list[str]:
+    """What was evaluated, when, by what and against what: enough to find the inputs again."""
+    plan, protocol = evaluation.plan, evaluation.protocol
+    plans = "; ".join(
+        f"{p.label} ({p.fractions or '?'} fx, {p.prescription_gy or '?'} Gy)" for p in plan.plans
+    )
+    rtplans = [p.sop_instance_uid for p in plan.plans]
+    rtdoses = [uid for dose in plan.doses for uid in dose.source_uids]
+
+    def uids(values: Sequence[str]) -> str:
+        return "<br>".join(f"<code>{_escape(v)}</code>" for v in values) or "–"
+
+    return [
+        '<h2>Identification</h2><dl id="identification">',
+        f"<dt>Patient ID</dt><dd>{_escape(plan.patient_id)}</dd>",
+        f"<dt>Study UID</dt><dd><code>{_escape(plan.study_instance_uid)}</code></dd>",
+        f"<dt>Plans</dt><dd>{_escape(plans or 'no RTPLAN')}</dd>",
+        f"<dt>Lesions</dt><dd>{len(evaluation.lesions)} in {evaluation.organ_count} organ(s)</dd>",
+        "</dl>",
+        '<h2>Evaluation</h2><dl id="evaluation">',
+        f'<dt>Evaluated</dt><dd data-evaluated="{_escape(evaluation.evaluated_at)}">'
+        f"{_escape(evaluation.evaluated_at.replace('T', ' ').replace('+00:00', ' UTC'))}</dd>",
+        f"<dt>Software</dt><dd>rtcheck {_escape(__version__)}</dd>",
+        f"<dt>Protocol</dt><dd>{_escape(protocol.name)} version {_escape(protocol.version)} "
+        f'<span class="small">sha256 {_escape(protocol.sha256[:16])}…</span></dd>',
+        f"<dt>Dose evaluated</dt><dd>{_escape(evaluation.dose_mode)}</dd>",
+        f"<dt>DVH end caps</dt><dd>{_escape(evaluation.end_caps.value)}</dd>",
+        f'<dt>RTPLAN</dt><dd data-inputs="RTPLAN">{uids(rtplans)}</dd>',
+        f'<dt>RTDOSE</dt><dd data-inputs="RTDOSE">{uids(rtdoses)}</dd>',
+        f'<dt>RTSTRUCT</dt><dd data-inputs="RTSTRUCT">'
+        f"{uids([plan.structure_set.sop_instance_uid])}</dd>",
+        "</dl>",
+    ]
+
+
+def _limits_table(evaluation: Evaluation) -> list[str]:
+    """Failures first; a limit equal for several lesions is one row naming them; notes (LQ
+    conversions, why a limit could not be evaluated) are numbered footnotes under the table,
+    and the ROIs each protocol structure was matched to are listed after them."""
+    parts = [
+        "<h2>Limits</h2>",
+        '<table id="limits"><thead><tr><th>Result</th><th>Priority</th><th>Structure</th>'
+        "<th>Metric</th><th>Limit</th><th>Value</th><th>Margin</th></tr></thead><tbody>",
+    ]
+    notes: dict[str, int] = {}
+    for group in merge_by_lesion(sorted(evaluation.limits, key=sort_key)):
+        r = group[0]
+        state = _state(r)
+        lesions = [g.lesion for g in group if g.lesion]
+        structure = r.structure + (f" [{', '.join(lesions)}]" if lesions else "")
+        unit = metric_unit(r.metric)
+        note = None if r.absent_optional else (r.reason or r.conversion)
+        mark = ""
+        if note:
+            number = notes.setdefault(f"{r.structure} {r.metric}: {note}", len(notes) + 1)
+            mark = f' <a class="note" href="#note-{number}">[{number}]</a>'
+        margin = "–" if r.margin is None else f"{r.margin:+.{2 if unit == 'Gy' else 1}f} {unit}"
+        parts.append(
+            f'<tr class="limit {state}" data-result="{state}">'
+            f'<td class="result" style="border-left-color:{COLOURS[state]}">{LABELS[state]}</td>'
+            f"<td>{_escape(r.priority)}</td><td>{_escape(structure)}</td>"
+            f"<td>{_escape(r.metric)}</td>"
+            f'<td class="num">{_escape(r.limit or "—")}{mark}</td>'
+            f'<td class="num">{_escape(format_value(r.value, unit))}</td>'
+            f'<td class="num">{_escape(margin)}</td></tr>'
+        )
+    parts.append("</tbody></table>")
+    if notes:
+        parts.append('<ol class="notes small" id="notes">')
+        parts += [
+            f'<li id="note-{number}" value="{number}">{_escape(text)}</li>'
+            for text, number in notes.items()
+        ]
+        parts.append("</ol>")
+    terms = structure_terms(evaluation.limits)
+    if terms:
+        parts.append('<p class="small" id="structures">Structures (protocol name = ROIs in the '
+                     "plan): " + "; ".join(_escape(t) for t in terms) + "</p>")  # fmt: skip
+    return parts
+
+
+#: What the marks on the DVHs mean, said once above them.
+LEGEND = (
+    '<p class="small" id="legend">Each limit is a point on its structure\'s cumulative DVH: '
+    "<b>▼</b> an upper limit (≤, or a critical-volume limit read on the curve): the curve must "
+    "pass at or below and left of the point; <b>▲</b> a lower limit (≥): at or above and right "
+    "of it. Colour gives the result: "
+    f'<span style="color:{COLOURS["pass"]}">green pass</span>, '
+    f'<span style="color:{COLOURS["fail"]}">vermilion fail</span>. Targets are drawn on the '
+    "dose of their own plan, their coverage limits at their own prescription (dashed line). "
+    "Mean-dose limits have no point; they are in the table.</p>"
+)
+
+
 def _plots(evaluation: Evaluation) -> list[str]:
-    """One inline SVG figure per protocol structure with a DVH, limit points drawn on it."""
+    """One inline SVG figure per structure with a DVH (organs, then targets), its limits drawn."""
     _private_matplotlib_config()
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    by_structure: dict[str, list[LimitResult]] = {}
+    prescriptions = {
+        lesion.target_roi: lesion.prescription_gy for lesion in evaluation.lesions
+    }  # fmt: skip
+    by_structure: dict[str, dict[tuple[str, str | None], LimitResult]] = {}
     for r in evaluation.limits:
-        if r.group != "lesion_coverage" and r.value is not None:
-            by_structure.setdefault(r.structure, []).append(r)
+        if r.value is not None:
+            # The same limit for several lesions is one point.
+            by_structure.setdefault(r.structure, {}).setdefault((r.metric, r.limit), r)
     figures = []
-    for name, key, dvh in evaluation.dvhs:
-        if key.startswith("plan:"):
-            continue  # lesion targets: their coverage is in the lesion table
-        figure = Figure(figsize=(4.2, 2.8), dpi=100)
+    ordered = sorted(evaluation.dvhs, key=lambda item: item[1].startswith("plan:"))
+    for name, key, dvh in ordered:
+        target = key.startswith("plan:")
+        prescription = prescriptions.get(name) if target else None
+        figure = Figure(figsize=(4.2, 2.9), dpi=100)
         axes = figure.add_subplot()
-        _draw(axes, dvh, by_structure.get(name, []))
-        axes.set_title(name, fontsize=9, parse_math=False)  # a "$" in a name is text
+        _draw(axes, dvh, list(by_structure.get(name, {}).values()), prescription)
+        title = f"{name} (target)" if target else name
+        axes.set_title(title, fontsize=9, parse_math=False)  # a "$" in a name is text
         figure.tight_layout()
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg")
         svg = buffer.getvalue()
         svg = svg[svg.index("<svg") :]
+        rx = "" if prescription is None else f", prescription {prescription:g} Gy"
+        kind = "target" if target else "organ"
         figures.append(
-            f'<figure class="dvh" data-structure="{_escape(name)}">{svg}'
+            f'<figure class="dvh" data-structure="{_escape(name)}" data-kind="{kind}">{svg}'
             f"<figcaption>{_escape(name)} ({_escape(key)}); volume {dvh.volume_cc:.1f} cc, "
-            f"mean {dvh.mean_gy:.2f} Gy</figcaption></figure>"
+            f"mean {dvh.mean_gy:.2f} Gy{_escape(rx)}</figcaption></figure>"
         )
     return figures
 
 
-def _draw(axes: object, dvh: DVH, limits: Sequence[LimitResult]) -> None:
+def _draw(
+    axes: object, dvh: DVH, limits: Sequence[LimitResult], prescription_gy: float | None
+) -> None:
     total = dvh.volume_in_grid_cc
     edges = dvh.dose_edges_gy
     percent = 100 * dvh.cumulative_cc / total if total > 0 else edges * 0
     axes.plot(edges, percent, color="#0072B2", linewidth=1.2)  # type: ignore[attr-defined]
-    markers = {"pass": "o", "fail": "X", "not_evaluated": "s"}
+    if prescription_gy:
+        axes.axvline(  # type: ignore[attr-defined]
+            prescription_gy, color="#555555", linewidth=0.8, linestyle="--"
+        )
     for r in limits:
-        point = _limit_point(r, dvh)
+        point = limit_point(r, dvh, prescription_gy)
         if point is None:
             continue
+        dose, volume, upper = point
         axes.plot(  # type: ignore[attr-defined]
-            *point,
-            marker=markers.get(r.result, "o"),
+            dose,
+            volume,
+            marker="v" if upper else "^",
             color=COLOURS[r.result],
             markersize=7,
             markeredgecolor="black",
             linestyle="none",
+            label=f"{r.metric} {r.limit}",
         )
+    if axes.get_legend_handles_labels()[0]:  # type: ignore[attr-defined]
+        axes.legend(fontsize=6, loc="best", framealpha=0.8)  # type: ignore[attr-defined]
     axes.set_xlabel("Dose (Gy)", fontsize=8)  # type: ignore[attr-defined]
     axes.set_ylabel("Volume (%)", fontsize=8)  # type: ignore[attr-defined]
     axes.set_ylim(0, 102)  # type: ignore[attr-defined]
@@ -260,17 +345,51 @@ def _draw(axes: object, dvh: DVH, limits: Sequence[LimitResult]) -> None:
     axes.grid(True, linewidth=0.3)  # type: ignore[attr-defined]
 
 
-def _limit_point(r: LimitResult, dvh: DVH) -> tuple[float, float] | None:
-    """Where a limit sits on the cumulative DVH (dose Gy, volume %), when it has a place."""
-    metric = parse_metric(r.metric)
+def limit_point(
+    r: LimitResult, dvh: DVH, prescription_gy: float | None = None
+) -> tuple[float, float, bool] | None:
+    """Where a limit sits on the cumulative DVH: (dose Gy, volume % of the part in the grid,
+    True for an upper limit that the curve must pass below), or None when it has no place
+    (a mean, a dose in % without a prescription, a limit without a number).
+
+    A critical-volume limit ``CV<d>Gy[cc] >= X`` (at least X cc below d) is the upper limit
+    ``V<d>Gy <= total - X`` on the curve.
+    """
     total = dvh.volume_in_grid_cc
     if total <= 0 or r.limit is None:
         return None
-    bound = float(r.limit.split()[-1])
-    if metric.quantity == "V" and metric.threshold_unit == "Gy" and metric.threshold is not None:
-        volume = bound if metric.result_unit == "%" else 100 * bound / total
-        return metric.threshold, volume
-    if metric.quantity == "D" and metric.result_unit == "Gy" and metric.threshold is not None:
-        cc = metric.threshold if metric.threshold_unit == "cc" else metric.threshold / 100 * total
-        return bound, 100 * cc / total
-    return None
+    comparator, _, number = r.limit.strip().partition(" ")
+    try:
+        bound = float(number)
+        metric = parse_metric(r.metric)
+    except (ValueError, RtcheckError):
+        return None
+    upper = comparator.startswith("<")
+
+    def dose_gy(value: float, unit: str | None) -> float | None:
+        if unit == "Gy":
+            return value
+        if unit == "cGy":
+            return value / 100
+        return None if not prescription_gy else value / 100 * prescription_gy
+
+    def volume_pct(value: float, unit: str | None) -> float:
+        return value if unit == "%" else 100 * value / total
+
+    if metric.threshold is None:
+        return None
+    if metric.quantity in ("V", "CV"):
+        dose = dose_gy(metric.threshold, metric.threshold_unit)
+        if dose is None:
+            return None
+        volume = volume_pct(bound, metric.result_unit)
+        if metric.quantity == "CV":
+            return dose, 100 - volume, not upper
+        return dose, volume, upper
+    dose = dose_gy(bound, metric.result_unit)
+    if dose is None:
+        return None
+    volume = volume_pct(metric.threshold, metric.threshold_unit)
+    if metric.quantity == "DC":  # the coldest x stay under: the rest receives at least
+        volume = 100 - volume
+    return dose, volume, upper

@@ -1,18 +1,21 @@
 """The archive summary: one HTML page for a batch, from the results database.
 
-Counts by decision, a table of plans (sortable by clicking a column heading) with links to each
-plan's report, and the limits that fail most often.
+Counts by decision, the protocols and when the page was made, a table of plans by patient
+(sortable by clicking a column heading; the decision coloured as in the counts) with links to
+each plan's report, and the limits that fail most often.
 """
 
 from __future__ import annotations
 
 import html
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from rtcheck import __version__
 from rtcheck.archive.batch import report_name
 from rtcheck.archive.store import limits_table, plan_rows, plans_table
 from rtcheck.outputs.html_report import COLOURS, CSS, DECISIONS
@@ -43,7 +46,13 @@ def _e(value: object) -> str:
 
 def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) -> str:
     """The summary page; links point to reports in ``report_dir`` (relative to ``page``)."""
-    rows = list(plan_rows(engine))
+    # By patient, each patient's plans in the order they were checked.
+    rows = sorted(
+        plan_rows(engine), key=lambda r: (str(r["patient_id"] or ""), str(r["checked_at"]))
+    )
+    protocols = Counter(str(r["protocol"]) for r in rows if r["protocol"])
+    patients = len({r["patient_id"] for r in rows})
+    made = datetime.now(UTC).isoformat(" ", "seconds").replace("+00:00", " UTC")
     counts = Counter(r["decision"] or r["status"] for r in rows)
     with engine.connect() as connection:
         failing = connection.execute(
@@ -64,7 +73,14 @@ def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) ->
         '<html lang="en"><head><meta charset="utf-8"><title>rtcheck archive summary</title>',
         f"<style>{CSS} body {{ max-width: 277mm; }} @page {{ size: A4 landscape; }}</style>",
         "</head><body><h1>Archive summary — exclusion criterion 19</h1>",
-        f'<p id="total">{total} plans in the database.</p>',
+        f'<p id="total">{total} plans of {patients} patients in the database.</p>',
+        '<dl id="made">',
+        "<dt>Protocol</dt><dd>"
+        + ("; ".join(f"{_e(name)} ({n} plans)" for name, n in sorted(protocols.items())) or "–")
+        + "</dd>",
+        f"<dt>Page made</dt><dd>{_e(made)}</dd>",
+        f"<dt>Software</dt><dd>rtcheck {_e(__version__)}</dd>",
+        "</dl>",
         '<table id="counts"><thead><tr><th>Decision</th><th>Plans</th></tr></thead><tbody>',
     ]
     for decision in ("excluded", "indeterminate", "not_excluded", "error"):
@@ -101,10 +117,14 @@ def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) ->
                 link = f'<a href="{_e(href)}">report</a>'
         if r["error"]:
             link = f'<span class="small">{_e(r["error"])}</span>'
+        colour, label = DECISIONS.get(decision, (COLOURS["absent"], "! ERROR"))
         parts.append(
-            f'<tr class="plan" data-decision="{_e(decision)}"><td>{_e(r["patient_id"])}</td>'
-            f"<td>{_e(decision)}</td><td>{_e(r['failed_mandatory'])}</td>"
-            f'<td class="num">{_e(r["lesion_count"])}</td><td>{_e(r["checked_at"])}</td>'
+            f'<tr class="plan" data-decision="{_e(decision)}" data-patient="{_e(r["patient_id"])}">'
+            f"<td>{_e(r['patient_id'])}</td>"
+            f'<td class="verdict" style="color:{colour}; font-weight:bold">{label}</td>'
+            f"<td>{_e(r['failed_mandatory'])}</td>"
+            f'<td class="num">{_e(r["lesion_count"])}</td>'
+            f"<td>{_e(str(r['checked_at'])[:16].replace('T', ' '))} UTC</td>"
             f"<td>{link}</td></tr>"
         )
     parts += [

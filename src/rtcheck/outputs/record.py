@@ -7,7 +7,6 @@ the PatientID) but never the patient's name.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from rtcheck import __version__
@@ -32,7 +31,7 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
     ]
     return {
         "record_version": RECORD_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": evaluation.evaluated_at,
         "software": {"name": "rtcheck", "version": __version__},
         "patient_id": plan.patient_id,
         "study_instance_uid": plan.study_instance_uid,

@@ -68,13 +68,15 @@ def check_table(evaluation: Evaluation) -> str:
         f"lesions: {len(evaluation.lesions)} in {evaluation.organ_count} organ(s)"
     )
     notes: dict[str, int] = {}
-    rows = [_row(group, notes) for group in _merged(sorted(evaluation.limits, key=sort_key))]
+    rows = [
+        _row(group, notes) for group in merge_by_lesion(sorted(evaluation.limits, key=sort_key))
+    ]
     lines += ["", *_layout(rows)]
     if notes:
         lines.append("")
         for text, number in notes.items():
             lines += _wrapped(f"[{number}] {text}", indent=len(f"[{number}] "))
-    matched = _structures(evaluation.limits)
+    matched = structure_terms(evaluation.limits)
     if matched:
         lines += ["", "Structures (protocol name = ROIs in the plan):"]
         for text in matched:
@@ -141,7 +143,7 @@ def _reasons(evaluation: Evaluation) -> list[str]:
     return lines
 
 
-def _merged(results: Sequence[LimitResult]) -> list[list[LimitResult]]:
+def merge_by_lesion(results: Sequence[LimitResult]) -> list[list[LimitResult]]:
     """Results that differ only in their lesion, as groups (in first-seen order)."""
     groups: dict[tuple[object, ...], list[LimitResult]] = {}
     for r in results:
@@ -205,7 +207,7 @@ def _join(cells: list[str], widths: list[int]) -> str:
     return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
 
-def _structures(results: Sequence[LimitResult]) -> list[str]:
+def structure_terms(results: Sequence[LimitResult]) -> list[str]:
     """``Name = ROI + ROI - ROI`` for each protocol structure whose ROIs differ from its name."""
     seen: dict[str, tuple[str, ...]] = {}
     for r in results:
