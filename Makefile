@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench phantom clean
+.PHONY: demo test lint bench phantom notebook clean
 
 $(BIN)/rtcheck: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(BIN)/rtcheck
 
 bench: $(BIN)/rtcheck
 	$(BIN)/python benchmarks/dvh_speed.py
+
+# Jupyter is not needed by rtcheck or its tests: installed here, on first use.
+notebook: $(BIN)/rtcheck
+	$(BIN)/python -m pip install --quiet -e '.[notebook]'
+	$(BIN)/jupyter notebook notebooks/walkthrough.ipynb
 
 phantom: $(BIN)/rtcheck
 	$(BIN)/rtcheck phantom phantom_data/thorax
