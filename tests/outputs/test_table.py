@@ -113,6 +113,9 @@ def test_unknown_prescriptions_are_counted_by_cause_and_the_map_entry_is_shown_o
     assert max(map(len, table.splitlines())) <= WIDTH
     assert re.search(r"^\s+\d+ limits: unknown fractionation of dose", table, re.M)
     assert table.count("--map file") == 1
+    # A coverage limit that could not be evaluated is named by its target, as when it is.
+    coverage = [r for r in rows(table) if r[3] == "V100%[%]" and r[2].endswith("[M1]")]
+    assert {r[2] for r in coverage} == {"PTV_M1_lungR [M1]"} and coverage[0][0] == "N/E"
     hint = table.split("--map FILE):\n", 1)[1]
     entries = [line for line in hint.splitlines() if "prescription_gy: <Gy>" in line]
     assert len(entries) == 3

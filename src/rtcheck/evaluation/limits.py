@@ -81,7 +81,9 @@ class LimitEvaluator:
         rois = (lesion.target_roi,)
 
         def unevaluated(reason: str) -> LimitResult:
-            return not_evaluated(limit, metric.text, str(comparison), rois, reason, lesion.name)
+            # Named by its target ROI, as an evaluated coverage limit is.
+            own = replace(limit, structure=lesion.target_roi)
+            return not_evaluated(own, metric.text, str(comparison), rois, reason, lesion.name)
 
         if lesion.prescription_gy is None:
             return unevaluated(
