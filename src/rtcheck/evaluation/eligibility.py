@@ -52,7 +52,7 @@ def evaluate(
     end_caps
         How far the outermost contour planes reach along z in every DVH.
     """
-    structures = StructureResolver(plan.structure_set.structures, protocol, mapping or {})
+    structures = StructureResolver(plan.structure_set.structures, protocol, mapping or {}, end_caps)
     doses = PlanDoses(plan, fractions, end_caps)
     evaluator = LimitEvaluator(protocol, structures, doses)
     lesions = find_lesions(plan, lesion_map or {}, fractions)

@@ -8,10 +8,12 @@ import json
 from collections.abc import Mapping
 from difflib import SequenceMatcher
 
+from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dicom.structures import Structure
+from rtcheck.dvh.margins import clip, contract, expand
 from rtcheck.dvh.regions import Region
 from rtcheck.evaluation.results import MISSING, NotEvaluable
-from rtcheck.protocol.definition import Protocol
+from rtcheck.protocol.definition import DerivedStructure, Protocol, Term
 from rtcheck.protocol.names import (
     StructureMatch,
     is_target,
@@ -25,10 +27,16 @@ class StructureResolver:
     """Finds a protocol's structures among a plan's ROIs, remembering every match it made."""
 
     def __init__(
-        self, structures: tuple[Structure, ...], protocol: Protocol, mapping: Mapping[str, str]
+        self,
+        structures: tuple[Structure, ...],
+        protocol: Protocol,
+        mapping: Mapping[str, str],
+        end_caps: EndCaps = EndCaps.HALF_SLAB,
     ) -> None:
         self.structures, self.protocol, self.mapping = structures, protocol, mapping
+        self.end_caps = end_caps
         self.matches: dict[str, StructureMatch] = {}
+        self._shaped: dict[tuple[str, Term, bool], Structure] = {}
 
     def match(self, name: str) -> StructureMatch:
         """How the protocol's ``name`` matched the ROIs (cached)."""
@@ -43,13 +51,19 @@ class StructureResolver:
         if name in self.protocol.derived:
             direct = self.match(name)
             plus_names, minus_names = self.protocol.derived[name]
+            spec = self.protocol.derived_terms.get(name) or DerivedStructure(
+                tuple(map(Term, plus_names)), tuple(map(Term, minus_names))
+            )
             try:
-                plus = [self.single(n) for n in plus_names]
+                plus = [self.shaped(s, t, spec.within_body) for t in spec.plus
+                        for s in self.members(t)]  # fmt: skip
             except NotEvaluable:
                 if direct.status != "matched":
                     raise
                 plus = [self.by_name(direct.rois[0])]  # the plan has the derived ROI itself
-            minus = [s for n in minus_names for s in self.group(n)]
+            minus = [self.shaped(s, t, spec.within_body) for t in spec.minus
+                     for s in self.group(t.name)]  # fmt: skip
+            minus = [s for s in minus if not s.is_empty]
             rois = tuple(s.name for s in plus) + tuple(f"-{s.name}" for s in minus)
             return Region(name, tuple(plus), tuple(minus)), rois
         structure = self.single(name)
@@ -68,6 +82,38 @@ class StructureResolver:
         if structure.is_empty:
             raise NotEvaluable(f"ROI {structure.name!r} ({name}) has no contours")
         return trusted(structure, name)
+
+    def members(self, term: Term) -> list[Structure]:
+        """The ROIs an added term stands for: every PTV for ``PTVs``, else its one ROI."""
+        return self.group(term.name) if term.name == "PTVs" else [self.single(term.name)]
+
+    def shaped(self, structure: Structure, term: Term, within_body: bool) -> Structure:
+        """An ROI grown or shrunk by the term's margin and clipped to the body outline as the
+        protocol says (computed once); the ROI itself when neither applies."""
+        if term.margin.is_zero and not within_body:
+            return structure
+        key = (structure.name, term, within_body)
+        if key not in self._shaped:
+            if term.shrink and term.name == "PTVs":
+                raise NotEvaluable(f"{term}: shrinking a group of ROIs is not defined here")
+            label = str(Term(structure.name, term.margin, term.shrink))
+            shaped = structure
+            if not term.margin.is_zero:
+                operation = contract if term.shrink else expand
+                shaped = operation(structure, term.margin, label, self.end_caps)
+            if within_body:
+                label = f"({label}) in {self.body().name}"
+                shaped = clip(shaped, self.body(), label, self.end_caps)
+            self._shaped[key] = shaped
+        return self._shaped[key]
+
+    def body(self) -> Structure:
+        """The body outline: the one non-empty external ROI."""
+        outlines = [s for s in self.structures if s.is_external and not s.is_empty]
+        if len(outlines) != 1:
+            found = "no" if not outlines else f"{len(outlines)}"
+            raise NotEvaluable(f"{found} body outlines (External) to clip to")
+        return trusted(outlines[0], "External")
 
     def group(self, name: str) -> list[Structure]:
         """The ROIs a name stands for: every PTV for ``PTVs``, else the one ROI."""

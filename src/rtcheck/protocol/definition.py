@@ -11,14 +11,19 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtcheck.dvh.margins import DIRECTIONS, Margin
 from rtcheck.dvh.metrics import Metric, parse_metric
-from rtcheck.errors import MetricSyntaxError, RtcheckError
+from rtcheck.errors import InvalidStructureError, MetricSyntaxError, RtcheckError
 from rtcheck.protocol.names import is_tg263_name, suggestion
 from rtcheck.protocol.yamlfile import YamlFileError, read_yaml
+
+#: ``Name + 5`` or ``Name - 3``: a structure grown or shrunk by a margin (mm); spaces around
+#: the sign, as TG-263 names hold hyphens (``Lungs-PTVs``).
+_TERM = re.compile(r"^\s*(?P<name>\S+)\s+(?P<op>[+-])\s+(?P<mm>\d+(?:\.\d+)?)\s*$")
 
 #: Where the bundled protocols live: the repository's ``constraints/`` folder (source checkout or
 #: editable install), or the copy a wheel installs under ``<prefix>/share/rtcheck``.
@@ -103,6 +108,31 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Term:
+    """One part of a derived structure: a structure (a TG-263 name, a derived one, or ``PTVs``),
+    grown by a margin, or shrunk by it when ``shrink``."""
+
+    name: str
+    margin: Margin = Margin()
+    shrink: bool = False
+
+    def __str__(self) -> str:
+        if self.margin.is_zero:
+            return self.name
+        return f"{self.name} {'-' if self.shrink else '+'} {self.margin}"
+
+
+@dataclass(frozen=True)
+class DerivedStructure:
+    """A structure the protocol builds: the union of ``plus`` minus the union of ``minus``,
+    each term clipped to the body outline when ``within_body``."""
+
+    plus: tuple[Term, ...]
+    minus: tuple[Term, ...] = ()
+    within_body: bool = False
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A loaded, validated protocol."""
 
@@ -120,6 +150,9 @@ class Protocol:
     lesion_oar_limits: tuple[Limit, ...]
     max_lesions: int
     max_organs: int
+    #: How each derived structure is built (its terms with their margins); ``derived`` names
+    #: the structures each one uses.
+    derived_terms: Mapping[str, DerivedStructure] = field(default_factory=dict)
 
     @property
     def lesion_sites(self) -> frozenset[str]:
@@ -206,13 +239,27 @@ class _Reader:
                 raise self.fail(f"alpha_beta_gy.{key}", f"{value!r} is not a positive number")
             alpha_beta[str(key)] = float(value)
         derived = {}
+        derived_terms = {}
         for name, spec in self.mapping(doc.get("derived"), "derived").items():
             where = f"derived.{name}"
             if not isinstance(spec, dict) or not spec.get("union"):
                 raise self.fail(where, "needs 'union: [structures]' (and optionally 'minus')")
-            plus = self.texts(spec["union"], f"{where}.union")
-            minus = self.texts(spec.get("minus"), f"{where}.minus")
-            derived[str(name)] = (plus, minus)
+            if set(spec) - {"union", "minus", "within"}:
+                extra = ", ".join(sorted(map(str, set(spec) - {"union", "minus", "within"})))
+                raise self.fail(where, f"unknown keys {extra} (union, minus, within)")
+            within = spec.get("within")
+            if within not in (None, "External"):
+                raise self.fail(f"{where}.within", f"{within!r}: only External (the body outline)")
+            plus = tuple(
+                self.term(v, f"{where}.union[{i}]")
+                for i, v in enumerate(self.sequence(spec["union"], f"{where}.union"))
+            )
+            minus = tuple(
+                self.term(v, f"{where}.minus[{i}]")
+                for i, v in enumerate(self.sequence(spec.get("minus"), f"{where}.minus"))
+            )
+            derived[str(name)] = (tuple(t.name for t in plus), tuple(t.name for t in minus))
+            derived_terms[str(name)] = DerivedStructure(plus, minus, within == "External")
         synonyms = {
             str(k): self.texts(v, f"allowed_synonyms.{k}")
             for k, v in self.mapping(doc.get("allowed_synonyms"), "allowed_synonyms").items()
@@ -259,6 +306,7 @@ class _Reader:
             lesion_oar_limits=lesion_oar,
             max_lesions=self.whole(lesions.get("max_lesions", 5), "lesions.max_lesions"),
             max_organs=self.whole(lesions.get("max_organs", 3), "lesions.max_organs"),
+            derived_terms=derived_terms,
         )
 
     def check_meaningful(self, metric: Metric, comparison: Comparison, where: str) -> None:
@@ -321,6 +369,43 @@ class _Reader:
         return tuple(
             self.text(v, f"{where}[{i}]") for i, v in enumerate(self.sequence(value, where))
         )
+
+    def term(self, value: Any, where: str) -> Term:
+        """A derived structure's term: ``Name``, ``"Name + 5"`` (grown 5 mm), ``"Name - 3"``
+        (shrunk), or ``{structure: Name, expand_mm: M}`` / ``{structure: Name, contract_mm: M}``
+        with ``M`` a number or a mapping of directions (right, left, anterior, posterior,
+        inferior, superior; those not given are 0)."""
+        if isinstance(value, dict):
+            keys = set(value)
+            if (
+                "structure" not in keys
+                or len(keys & {"expand_mm", "contract_mm"}) != 1
+                or (keys - {"structure", "expand_mm", "contract_mm"})
+            ):
+                raise self.fail(where, "give structure and one of expand_mm or contract_mm")
+            shrink = "contract_mm" in keys
+            amount = value["contract_mm" if shrink else "expand_mm"]
+            margin = self.margin(amount, f"{where}.{'contract_mm' if shrink else 'expand_mm'}")
+            return Term(self.text(value["structure"], f"{where}.structure"), margin, shrink)
+        text = self.text(value, where)
+        found = _TERM.match(text)
+        if found is None:
+            return Term(text.strip())
+        margin = self.margin(float(found["mm"]), where)
+        return Term(found["name"], margin, found["op"] == "-")
+
+    def margin(self, value: Any, where: str) -> Margin:
+        try:
+            if _is_number(value):
+                return Margin.isotropic(float(value))
+            if isinstance(value, dict):
+                unknown = set(value) - set(DIRECTIONS)
+                if unknown or not all(_is_number(v) for v in value.values()):
+                    raise self.fail(where, f"give numbers (mm) for some of {', '.join(DIRECTIONS)}")
+                return Margin(**{str(k): float(v) for k, v in value.items()})
+        except InvalidStructureError as exc:
+            raise self.fail(where, str(exc)) from None
+        raise self.fail(where, f"{value!r} is not a margin in mm")
 
     def whole(self, value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
