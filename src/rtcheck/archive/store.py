@@ -234,7 +234,7 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
     failed = [
         f"{lim['structure']} {lim['metric']}" + (f" [{lim['lesion']}]" if lim.get("lesion") else "")
         for lim in (record["limits"] if record else [])
-        if lim["result"] == "fail" and lim["priority"] == "mandatory"
+        if lim["result"] in ("fail", "major_deviation") and lim["priority"] == "mandatory"
     ]
     with engine.begin() as connection:
         connection.execute(plans_table.delete().where(plans_table.c.plan_key == outcome.key))

@@ -1,14 +1,17 @@
-"""Criterion 19 from the limit results: ``excluded`` when a mandatory limit fails; otherwise
-``indeterminate`` when a mandatory limit could not be evaluated (an absent optional structure
-aside); otherwise ``not_excluded``. Optimal limits that fail are minor deviations."""
+"""Criterion 19 from the limit results: ``excluded`` when a mandatory limit fails (a major
+deviation of a tiered limit); otherwise ``indeterminate`` when a mandatory limit could not be
+evaluated (an absent optional structure aside); otherwise ``not_excluded``. Optimal limits that
+fail, and minor deviations of any limit, are minor deviations."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from rtcheck.evaluation.results import (
+    BROKEN,
     EXCLUDED,
     INDETERMINATE,
+    MINOR,
     NOT_EXCLUDED,
     Decision,
     LimitResult,
@@ -17,13 +20,15 @@ from rtcheck.evaluation.results import (
 
 def decide(results: Sequence[LimitResult]) -> Decision:
     """Criterion 19 from the limit results."""
-    failed = [r for r in results if r.result == "fail" and r.priority == "mandatory"]
+    failed = [r for r in results if r.result in BROKEN and r.priority == "mandatory"]
     unknown = [
         r
         for r in results
         if r.result == "not_evaluated" and r.priority == "mandatory" and not r.absent_optional
     ]
-    minor = [r for r in results if r.result == "fail" and r.priority == "optimal"]
+    minor = [
+        r for r in results if r.result == MINOR or (r.result in BROKEN and r.priority == "optimal")
+    ]
     if failed:
         return Decision(EXCLUDED, tuple(_describe(r) for r in failed), tuple(map(_describe, minor)))
     if unknown:
@@ -41,4 +46,5 @@ def _describe(r: LimitResult) -> str:
         stated = f" {r.limit}" if r.limit else ""
         return f"{who} {r.metric}{stated}: not evaluated: {r.reason}"
     assert r.value is not None
-    return f"{who} {r.metric} = {r.value:.2f}, limit {r.limit} ({r.priority})"
+    tier = f", acceptable {r.acceptable}: {r.result.replace('_', ' ')}" if r.acceptable else ""
+    return f"{who} {r.metric} = {r.value:.2f}, limit {r.limit}{tier} ({r.priority})"

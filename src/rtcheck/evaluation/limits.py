@@ -14,7 +14,7 @@ from rtcheck.errors import RtcheckError
 from rtcheck.evaluation.doses import PlanDoses
 from rtcheck.evaluation.fractionation import convert_limit, published_columns
 from rtcheck.evaluation.matching import StructureResolver, trusted
-from rtcheck.evaluation.results import LimitResult, NotEvaluable
+from rtcheck.evaluation.results import MAJOR, MINOR, LimitResult, NotEvaluable
 from rtcheck.protocol.definition import Comparison, Limit, Protocol
 from rtcheck.protocol.lesions import Lesion
 
@@ -40,6 +40,17 @@ class LimitEvaluator:
             raise NotEvaluable(f"fractionation of lesion {lesion.name} unknown")
         return convert_limit(limit, wanted_fx, plan_fx, alpha_beta)
 
+    def acceptable(self, limit: Limit, lesion: Lesion | None) -> Comparison | None:
+        """The limit's minor-deviation threshold for this plan, chosen and converted exactly
+        as the limit is; None for a one-threshold limit."""
+        if not limit.acceptable:
+            return None
+        looser = dict(limit.acceptable)
+        tier = replace(
+            limit, by_fractions=tuple((n, m, looser[n]) for n, m, _ in limit.by_fractions)
+        )
+        return self.applied(tier, lesion)[1]
+
     def oar_limit(self, limit: Limit, lesion: Lesion | None) -> LimitResult:
         """An OAR limit: the whole plan's (``lesion`` None) or one near a lesion."""
         lesion_name = lesion.name if lesion else None
@@ -62,7 +73,10 @@ class LimitEvaluator:
                 return not_evaluated(limit, limit.label, None, rois, reason, lesion_name)
             stated = (applied[0].text, str(applied[1]))
             return not_evaluated(limit, *stated, rois, str(exc), lesion_name)
-        return judge(limit, metric, comparison, dvh, rois, lesion_name, conversion, None)
+        acceptable = self.acceptable(limit, lesion)
+        return judge(
+            limit, metric, comparison, dvh, rois, lesion_name, conversion, None, acceptable
+        )
 
     def site_unknown(self, limit: Limit, lesion: Lesion) -> LimitResult:
         """A near-lesion limit of a site the lesion may be in: not evaluated, stating the limit
@@ -103,9 +117,10 @@ class LimitEvaluator:
         except NotEvaluable as exc:
             return unevaluated(str(exc))
         dvh = self.doses.dvh(Region.of(target), dose.grid, f"plan:{dose.label}")
+        acceptable = limit.acceptable[0][1] if limit.acceptable else None
         return judge(
             replace(limit, structure=lesion.target_roi), metric, comparison, dvh, rois,
-            lesion.name, None, lesion.prescription_gy,
+            lesion.name, None, lesion.prescription_gy, acceptable,
         )  # fmt: skip
 
 
@@ -147,9 +162,12 @@ def judge(
     lesion: str | None,
     conversion: str | None,
     prescription: float | None,
+    acceptable: Comparison | None = None,
 ) -> LimitResult:
     """A limit's result on a DVH: pass or fail with value and margin, or not evaluated where the
-    structure is not wholly inside the dose grid or the metric is undefined."""
+    structure is not wholly inside the dose grid or the metric is undefined. A limit with an
+    acceptable tier is ``pass``, ``minor_deviation`` (within the tier) or ``major_deviation``;
+    its margin is always to the limit itself."""
     if dvh.dose_coverage < COVERAGE_TOLERANCE:
         result = not_evaluated(
             limit, metric.text, str(comparison), rois,
@@ -169,7 +187,16 @@ def judge(
         evaluated,
         value=value,
         margin=comparison.margin(value),
-        result="pass" if comparison.holds(value) else "fail",
+        result=_graded(value, comparison, acceptable),
         reason=None,
         conversion=conversion,
+        acceptable=None if acceptable is None else str(acceptable),
     )
+
+
+def _graded(value: float, comparison: Comparison, acceptable: Comparison | None) -> str:
+    if comparison.holds(value):
+        return "pass"
+    if acceptable is None:
+        return "fail"
+    return MINOR if acceptable.holds(value) else MAJOR

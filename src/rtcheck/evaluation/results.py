@@ -13,6 +13,11 @@ from rtcheck.protocol.definition import Protocol
 from rtcheck.protocol.lesions import Lesion
 from rtcheck.protocol.names import StructureMatch
 
+#: Results of a limit with an acceptable (minor-deviation) tier that it does not meet.
+MINOR = "minor_deviation"
+MAJOR = "major_deviation"
+#: Results that break a limit: a mandatory one excludes.
+BROKEN = ("fail", MAJOR)
 EXCLUDED = "excluded"
 NOT_EXCLUDED = "not_excluded"
 INDETERMINATE = "indeterminate"
@@ -76,6 +81,7 @@ class LimitResult:
     source: str
     optional: bool = False
     dose_coverage: float | None = None
+    acceptable: str | None = None
 
     @property
     def absent_optional(self) -> bool:

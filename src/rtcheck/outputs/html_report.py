@@ -31,9 +31,18 @@ from rtcheck.outputs.table import (
 )
 
 # Okabe-Ito palette: distinguishable with any colour vision deficiency.
-COLOURS = {"fail": "#D55E00", "not_evaluated": "#E69F00", "pass": "#009E73", "absent": "#999999"}
+COLOURS = {
+    "fail": "#D55E00",
+    "major_deviation": "#D55E00",
+    "minor_deviation": "#CC79A7",
+    "not_evaluated": "#E69F00",
+    "pass": "#009E73",
+    "absent": "#999999",
+}
 LABELS = {
     "fail": "✗ FAIL",
+    "major_deviation": "✗ MAJOR DEVIATION",
+    "minor_deviation": "~ minor deviation",
     "not_evaluated": "? NOT EVALUATED",
     "pass": "✓ pass",
     "absent": "– not contoured (optional)",
@@ -231,13 +240,14 @@ def _limits_table(evaluation: Evaluation) -> list[str]:
         if note:
             number = notes.setdefault(f"{r.structure} {r.metric}: {note}", len(notes) + 1)
             mark = f' <a class="note" href="#note-{number}">[{number}]</a>'
+        tier = f" (acceptable {r.acceptable})" if r.acceptable else ""
         margin = "–" if r.margin is None else f"{r.margin:+.{2 if unit == 'Gy' else 1}f} {unit}"
         parts.append(
             f'<tr class="limit {state}" data-result="{state}">'
             f'<td class="result" style="border-left-color:{COLOURS[state]}">{LABELS[state]}</td>'
             f"<td>{_escape(r.priority)}</td><td>{_escape(structure)}</td>"
             f"<td>{_escape(r.metric)}</td>"
-            f'<td class="num">{_escape(r.limit or "—")}{mark}</td>'
+            f'<td class="num">{_escape(r.limit or "—")}{_escape(tier)}{mark}</td>'
             f'<td class="num">{_escape(format_value(r.value, unit))}</td>'
             f'<td class="num">{_escape(margin)}</td></tr>'
         )

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from rtcheck import __version__
 from rtcheck.archive.batch import report_name
 from rtcheck.archive.store import limits_table, plan_rows, plans_table
+from rtcheck.evaluation.results import BROKEN
 from rtcheck.outputs.html_report import COLOURS, CSS, DECISIONS
 
 _SORT_SCRIPT = """
@@ -62,7 +63,7 @@ def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) ->
                 limits_table.c.priority,
                 sa.func.count(sa.distinct(limits_table.c.plan_id)).label("plans"),
             )
-            .where(limits_table.c.result == "fail")
+            .where(limits_table.c.result.in_(BROKEN))
             .group_by(limits_table.c.structure, limits_table.c.metric, limits_table.c.priority)
             .order_by(sa.desc("plans"))
             .limit(15)

@@ -13,7 +13,7 @@ from rtcheck import __version__
 from rtcheck.evaluation.results import Evaluation
 from rtcheck.outputs.export import json_number
 
-RECORD_VERSION = "1.1"
+RECORD_VERSION = "1.2"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"
 
 
@@ -99,6 +99,7 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
                 "reason": r.reason,
                 "conversion": r.conversion,
                 "dose_coverage": json_number(r.dose_coverage, 6),
+                "acceptable": r.acceptable,
                 "source": r.source,
             }
             for r in evaluation.limits

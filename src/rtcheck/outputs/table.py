@@ -24,13 +24,23 @@ REASONS_LISTED = 5
 
 _ORDER = {
     ("fail", "mandatory"): 0,
+    ("major_deviation", "mandatory"): 0,
     ("not_evaluated", "mandatory"): 1,
     ("fail", "optimal"): 2,
+    ("major_deviation", "optimal"): 2,
+    ("minor_deviation", "mandatory"): 2,
+    ("minor_deviation", "optimal"): 2,
     ("not_evaluated", "optimal"): 3,
     ("pass", "mandatory"): 4,
     ("pass", "optimal"): 5,
 }
-_SHOWN = {"fail": "FAIL", "not_evaluated": "N/E", "pass": "pass"}
+_SHOWN = {
+    "fail": "FAIL",
+    "major_deviation": "MAJOR dev.",
+    "minor_deviation": "minor dev.",
+    "not_evaluated": "N/E",
+    "pass": "pass",
+}
 #: Decimals a value is printed with, by the unit of the metric's result.
 _DECIMALS = {"Gy": 2, "cc": 1, "%": 1}
 _UNIT = re.compile(r"\[([^\]]+)\]\s*$")
@@ -72,6 +82,11 @@ def check_table(evaluation: Evaluation) -> str:
         _row(group, notes) for group in merge_by_lesion(sorted(evaluation.limits, key=sort_key))
     ]
     lines += ["", *_layout(rows)]
+    if any(r.acceptable for r in evaluation.limits):
+        lines.append(
+            "Limits 'a | b': a per protocol, b the acceptable variation (a minor deviation); "
+            "beyond b a major one."
+        )
     if notes:
         lines.append("")
         for text, number in notes.items():
@@ -166,6 +181,8 @@ def _row(group: list[LimitResult], notes: dict[str, int]) -> list[str]:
         # A dose limit converted to another fractionation is computed, so it is read at
         # 0.01 Gy; a published one (and every volume limit) keeps the digits its source gave.
         limit = _NUMBER.sub(lambda m: format_value(float(m.group()), unit), r.limit, count=1)
+    if r.acceptable:
+        limit = f"{limit} | {r.acceptable.split()[-1]}"
     note = None if r.absent_optional else (r.reason or r.conversion)
     if note:
         number = notes.setdefault(f"{r.structure} {r.metric}: {note}", len(notes) + 1)

@@ -68,6 +68,11 @@ class Comparison:
     def __str__(self) -> str:
         return f"{self.operator} {self.value:g}"
 
+    @property
+    def is_upper(self) -> bool:
+        """True for an upper limit (``<=``, ``<``)."""
+        return self.operator in ("<=", "<")
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -91,6 +96,9 @@ class Limit:
         Lesion sites the limit applies to (lesion OAR limits only; empty means every site).
     group
         ``oar`` (whole plan), ``lesion_coverage`` or ``lesion_oar``.
+    acceptable
+        Fraction count → the looser threshold of a "variation acceptable" (minor deviation)
+        tier, NRG-style; beyond it is a major deviation. Empty for a one-threshold limit.
     """
 
     structure: str
@@ -100,6 +108,7 @@ class Limit:
     optional: bool
     sites: tuple[str, ...]
     group: str
+    acceptable: tuple[tuple[int, Comparison], ...] = ()
 
     @property
     def label(self) -> str:
@@ -425,7 +434,7 @@ class _Reader:
         if structure is None:
             raise self.fail(where, "'structure' is missing")
         unknown = set(entry) - {"structure", "metric", "limit", "priority", "source",
-                                "optional", "sites", "fractions"}  # fmt: skip
+                                "optional", "sites", "fractions", "acceptable"}  # fmt: skip
         if unknown:
             raise self.fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
         priority = entry["priority"]
@@ -456,6 +465,7 @@ class _Reader:
             comparison = self.comparison(limit_text, where)
             self.check_meaningful(metric, comparison, where)
             rows.append((n, metric, comparison))
+        acceptable = self.acceptable(entry.get("acceptable"), rows, where)
         sites = tuple(s.lower() for s in self.texts(entry.get("sites"), f"{where}.sites"))
         source = self.text(entry["source"], f"{where}.source")
         optional = entry.get("optional", False)
@@ -471,7 +481,37 @@ class _Reader:
             optional=optional,
             sites=sites,
             group=group,
+            acceptable=acceptable,
         )
+
+    def acceptable(
+        self, value: Any, rows: list[tuple[int, Metric, Comparison]], where: str
+    ) -> tuple[tuple[int, Comparison], ...]:
+        """The minor-deviation tier of a limit: for each published column, a threshold with the
+        same direction as the limit's, and looser (or equal)."""
+        if value is None:
+            return ()
+        where = f"{where}.acceptable"
+        if isinstance(value, dict):
+            columns = self.columns(value, where, "acceptable")
+            if set(columns) != {n for n, _, _ in rows}:
+                raise self.fail(where, "give the same fraction columns as the limit")
+        elif len(rows) > 1:
+            raise self.fail(where, "the limit is a table by fractions: give acceptable as one too")
+        tiers = []
+        for n, _, comparison in rows:
+            looser = self.comparison(value[n] if isinstance(value, dict) else value, where)
+            if looser.is_upper != comparison.is_upper:
+                raise self.fail(where, f"{looser} and the limit {comparison} point opposite ways")
+            inside = (
+                looser.value >= comparison.value
+                if looser.is_upper
+                else (looser.value <= comparison.value)
+            )
+            if not inside:
+                raise self.fail(where, f"{looser} is stricter than the limit {comparison}")
+            tiers.append((n, looser))
+        return tuple(tiers)
 
     def columns(self, value: dict[Any, Any], where: str, key: str) -> dict[int, Any]:
         for n in value:
