@@ -21,7 +21,8 @@ from typing import Literal
 from rtcheck.dvh.engine import DVH
 from rtcheck.errors import MetricEvaluationError, MetricSyntaxError
 
-Quantity = Literal["D", "DC", "V", "CV", "Mean", "Max", "Min"]
+#: ``Index``: a plan-quality index of a lesion (:mod:`rtcheck.dvh.quality`), not read from one DVH.
+Quantity = Literal["D", "DC", "V", "CV", "Mean", "Max", "Min", "Index"]
 
 _NUMBER = r"(?P<x>\d+(?:\.\d+)?|\.\d+)"
 _DOSE_AT_VOLUME = re.compile(rf"^(?P<q>DC|D){_NUMBER}(?P<u>%|cc)\[(?P<r>Gy|cGy|%)\]$")

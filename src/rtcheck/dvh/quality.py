@@ -1,0 +1,363 @@
+"""Plan-quality indices of a stereotactic lesion, against its own prescription: the RTOG
+conformity index (R100%), R50%, the Paddick conformity and gradient indices, D2cm and the
+ICRU 83 homogeneity index. Definitions and sources: ``../shared/reference/constraints.md`` §F,
+repeated in :data:`INDICES`.
+
+**Which dose belongs to which lesion.** Isodose volumes are taken in the body outline, and each
+point of the body is attributed to the nearest target (every PTV of the plan: the lesions' and
+the primary's), by its distance to the target's surface; a lesion's isodose volumes and its
+D2cm are taken in its own part only, and within :data:`NEIGHBOURHOOD_MM` of its PTV. So a
+neighbouring lesion's own high dose is never counted for another, and dose between two lesions
+is split at the surface equidistant from both. Where a lesion's 50 % isodose reaches the edge of
+its neighbourhood, the isodose volumes are not attributed (the index is undefined, with the
+reason), rather than cut.
+
+**How it is measured.** The neighbourhood is sampled on a regular grid (1 mm, coarser only for
+very large ones, see :data:`MAX_POINTS`); each sample carries the fraction of its cell inside the
+body (exact in-plane, :func:`~rtcheck.dvh.occupancy.polygon_coverage`) and the trilinear dose
+at its centre; distances come from a Euclidean distance transform of the targets' masks
+(sample centres inside). The PTV's own volume, its volume covered by the prescription and its
+D2%/D98%/D50% come from its DVH (:mod:`rtcheck.dvh.engine`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from rtcheck.dicom.dose import AxisInterpolation, DoseGrid, interpolation_along
+from rtcheck.dicom.slabs import EndCaps
+from rtcheck.dicom.structures import Structure
+from rtcheck.dvh.engine import DVH
+from rtcheck.dvh.margins import Margin, expand
+from rtcheck.dvh.metrics import Metric, evaluate_metric
+from rtcheck.dvh.occupancy import PixelGrid, polygon_coverage
+from rtcheck.dvh.regions import Region
+
+#: How far from its PTV a lesion's dose is attributed to it (mm).
+NEIGHBOURHOOD_MM = 50.0
+#: D2cm: the highest dose at this distance or more from the PTV (mm).
+D2CM_DISTANCE_MM = 20.0
+#: Largest gap (mm) between the boundary points where D2cm is looked for.
+BOUNDARY_STEP_MM = 0.2
+#: Finest sampling of the neighbourhood (mm), and the most samples it may take.
+SAMPLE_MM = 1.0
+MAX_POINTS = 6_000_000
+
+#: The indices, each with its definition and unit ("" for a ratio).
+INDICES = {
+    "R100%": ("prescription isodose volume (body) / PTV volume (RTOG 0813/0915)", ""),
+    "R50%": ("50 % isodose volume (body) / PTV volume (RTOG 0813/0915)", ""),
+    "CI_Paddick": ("(PTV volume covered by the prescription)² / (PTV volume × PIV)", ""),
+    "GI_Paddick": ("50 % isodose volume / prescription isodose volume", ""),
+    "D2cm[%]": ("highest dose 2 cm or more from the PTV, % of prescription", "%"),
+    "HI_ICRU83": ("(D2% − D98%) / D50% of the PTV (ICRU 83)", ""),
+}
+
+
+def parse_index(text: str) -> Metric | None:
+    """The plan-quality index named ``text`` as a metric (quantity ``Index``), or None."""
+    name = text.strip()
+    if name not in INDICES:
+        return None
+    return Metric(name, "Index", None, None, INDICES[name][1])
+
+
+@dataclass(frozen=True)
+class LesionQuality:
+    """What a lesion's plan-quality indices are made of (volumes in cc, doses in % of the
+    prescription), and why some cannot be attributed.
+
+    Attributes
+    ----------
+    ptv_cc
+        The PTV's volume (cc).
+    covered_cc
+        The PTV's volume receiving the prescription or more (cc).
+    piv_cc, v50_cc
+        The body volume in the lesion's part receiving 100 % / 50 % of the prescription (cc).
+    d2cm_pct
+        The highest dose 2 cm or more from the PTV in the lesion's part (% of prescription).
+    d2_gy, d98_gy, d50_gy
+        The PTV's D2%, D98% and D50% (Gy).
+    unattributed
+        Why the isodose volumes could not be attributed (empty when they could).
+    """
+
+    ptv_cc: float
+    covered_cc: float
+    piv_cc: float
+    v50_cc: float
+    d2cm_pct: float | None
+    d2_gy: float
+    d98_gy: float
+    d50_gy: float
+    unattributed: tuple[str, ...] = ()
+
+    def value(self, index: str) -> float:
+        """The index's value; NaN where it is undefined (see :meth:`undefined`)."""
+        if self.undefined(index):
+            return math.nan
+        if index == "R100%":
+            return self.piv_cc / self.ptv_cc
+        if index == "R50%":
+            return self.v50_cc / self.ptv_cc
+        if index == "CI_Paddick":
+            return self.covered_cc**2 / (self.ptv_cc * self.piv_cc)
+        if index == "GI_Paddick":
+            return self.v50_cc / self.piv_cc
+        if index == "D2cm[%]":
+            return self.d2cm_pct if self.d2cm_pct is not None else math.nan
+        return (self.d2_gy - self.d98_gy) / self.d50_gy
+
+    def undefined(self, index: str) -> str | None:
+        """Why an index has no value, or None."""
+        if index != "HI_ICRU83" and self.unattributed:
+            return "; ".join(self.unattributed)
+        if index in ("CI_Paddick", "GI_Paddick") and self.piv_cc <= 0:
+            return "no volume receives the prescription"
+        if index == "D2cm[%]" and self.d2cm_pct is None:
+            return f"no body within the lesion's part {D2CM_DISTANCE_MM:g} mm or more from its PTV"
+        if index == "HI_ICRU83" and self.d50_gy <= 0:
+            return "no dose in the PTV"
+        return None
+
+
+def lesion_quality(
+    target: Structure,
+    target_dvh: DVH,
+    others: Sequence[Structure],
+    body: Structure,
+    grid: DoseGrid,
+    prescription_gy: float,
+    end_caps: EndCaps = EndCaps.HALF_SLAB,
+) -> LesionQuality:
+    """The quality figures of the lesion whose PTV is ``target`` (its DVH ``target_dvh`` on the
+    lesion's dose ``grid``), with ``others`` the plan's other targets and ``body`` the body
+    outline; ``prescription_gy`` the lesion's prescription (Gy)."""
+    low, high = _bounds(target, end_caps)
+    low, high = low - NEIGHBOURHOOD_MM, high + NEIGHBOURHOOD_MM
+    step = max(SAMPLE_MM, (float(np.prod(high - low)) / MAX_POINTS) ** (1 / 3))
+    counts = np.maximum(np.ceil((high - low) / step).astype(int), 1)
+    centres = [low[a] + (np.arange(counts[a]) + 0.5) * step for a in range(3)]
+    pixels = PixelGrid(float(low[0]), float(low[1]), step, int(counts[0]), int(counts[1]))
+
+    def fraction(structure: Structure) -> NDArray[np.float64]:
+        return _sampled(structure, pixels, centres[2], end_caps)
+
+    inside_target = fraction(target) >= 0.5
+    if not inside_target.any():
+        inside_target = _nearest_sample(target, centres)
+    own = ndimage.distance_transform_edt(~inside_target, sampling=step)
+    nearest_other = np.full(own.shape, np.inf)
+    for other in others:
+        mask = fraction(other) >= 0.5
+        if mask.any():
+            nearest_other = np.minimum(
+                nearest_other, ndimage.distance_transform_edt(~mask, sampling=step)
+            )
+    weight = fraction(body) * (own <= nearest_other) * (own <= NEIGHBOURHOOD_MM)
+    dose, known = _trilinear(grid, centres)
+    cell_cc = step**3 / 1000.0
+    half = 0.5 * prescription_gy
+    unattributed = []
+    if np.any((weight > 0) & ~known):
+        unattributed.append(
+            f"the dose grid does not cover the body within {NEIGHBOURHOOD_MM:g} mm of "
+            f"{target.name!r}"
+        )
+    if np.any((weight > 0) & (dose >= half) & _on_edge(own)):
+        unattributed.append(
+            f"the 50 % isodose of {target.name!r} reaches {NEIGHBOURHOOD_MM:g} mm from it "
+            "(or the edge of the sampled region)"
+        )
+    cell = (own <= nearest_other) & (own <= NEIGHBOURHOOD_MM)
+    d2cm = _d2cm(target, others, body, grid, cell, dose, known, pixels, centres, end_caps)
+    d2cm = None if d2cm is None else d2cm / prescription_gy * 100
+    ptv_cc = target_dvh.volume_in_grid_cc
+    covered = evaluate_metric("V100%[cc]", target_dvh, prescription_gy)
+    return LesionQuality(
+        ptv_cc=ptv_cc,
+        covered_cc=covered,
+        piv_cc=float(np.sum(weight * (dose >= prescription_gy))) * cell_cc,
+        v50_cc=float(np.sum(weight * (dose >= half))) * cell_cc,
+        d2cm_pct=d2cm,
+        d2_gy=evaluate_metric("D2%[Gy]", target_dvh),
+        d98_gy=evaluate_metric("D98%[Gy]", target_dvh),
+        d50_gy=evaluate_metric("D50%[Gy]", target_dvh),
+        unattributed=tuple(unattributed),
+    )
+
+
+def _d2cm(
+    target: Structure,
+    others: Sequence[Structure],
+    body: Structure,
+    grid: DoseGrid,
+    cell: NDArray[np.bool_],
+    dose: NDArray[np.float64],
+    known: NDArray[np.bool_],
+    pixels: PixelGrid,
+    centres: list[NDArray[np.float64]],
+    end_caps: EndCaps,
+) -> float | None:
+    """The highest dose (Gy) in the lesion's part of the body (``cell``, within its
+    neighbourhood) 2 cm or more from its PTV and from every other target.
+
+    Excluding 2 cm around the other targets too keeps a neighbour's own high dose out even
+    where the halfway surface passes within 2 cm of it. Each target grown by 2 cm
+    (:func:`~rtcheck.dvh.margins.expand`, exact in-plane) bounds the region; the dose is taken
+    at the samples outside every grown target and on the grown targets' contours (densified
+    to :data:`BOUNDARY_STEP_MM`), where the maximum usually lies: sampling alone would miss it
+    by the dose gradient times half a sample (10 % of D2cm for a steep fall-off).
+    """
+    margin = Margin.isotropic(D2CM_DISTANCE_MM)
+    shells = [expand(s, margin, f"{s.name}+2cm", end_caps) for s in (target, *others)]
+    outside = cell & known
+    for shell in shells:
+        outside &= _sampled(shell, pixels, centres[2], end_caps) < 0.5
+    found = [float(dose[outside].max())] if outside.any() else []
+    step = pixels.spacing_mm
+    for i, shell in enumerate(shells):
+        points = _boundary_points(shell)
+        if not len(points):
+            continue
+        index = np.stack(
+            [np.clip(np.round((points[:, a] - centres[a][0]) / step).astype(int), 0,
+                     len(centres[a]) - 1) for a in range(3)], axis=1,
+        )  # fmt: skip
+        usable = cell[index[:, 2], index[:, 1], index[:, 0]]
+        usable &= _inside(body, points, end_caps)
+        for j, other in enumerate(shells):
+            if j != i and usable.any():
+                usable &= ~_inside(other, points, end_caps)
+        at = _trilinear_points(grid, points[usable])
+        at = at[~np.isnan(at)]
+        if len(at):
+            found.append(float(at.max()))
+    return max(found) if found else None
+
+
+def _boundary_points(structure: Structure) -> NDArray[np.float64]:
+    """Points (x, y, z) along every contour of a structure, at most BOUNDARY_STEP_MM apart."""
+    import shapely
+
+    rows = []
+    for plane in structure.planes:
+        for ring in plane.polygons:
+            line = shapely.segmentize(shapely.LinearRing(ring), BOUNDARY_STEP_MM)
+            xy = np.asarray(line.coords, dtype=np.float64)[:-1, :2]
+            rows.append(np.column_stack((xy, np.full(len(xy), plane.z_mm))))
+    return np.concatenate(rows) if rows else np.zeros((0, 3))
+
+
+def _trilinear_points(grid: DoseGrid, points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The trilinear dose (Gy) at arbitrary points (x, y, z), NaN outside the grid."""
+    axes = (grid.x_mm, grid.y_mm, grid.z_mm)
+    ax, ay, az = (interpolation_along(g, points[:, i]) for i, g in enumerate(axes))
+    dose = grid.dose_gy
+    total = np.zeros(len(points))
+    for iz, wz in ((az.index, az.below), (np.minimum(az.index + 1, len(axes[2]) - 1), az.above)):
+        for iy, wy in (
+            (ay.index, ay.below),
+            (np.minimum(ay.index + 1, len(axes[1]) - 1), ay.above),
+        ):
+            for ix, wx in ((ax.index, ax.below),
+                           (np.minimum(ax.index + 1, len(axes[0]) - 1), ax.above)):  # fmt: skip
+                total += wz * wy * wx * dose[iz, iy, ix]
+    inside = ax.inside & ay.inside & az.inside
+    return np.where(inside, total, np.nan)
+
+
+def _inside(
+    structure: Structure, points: NDArray[np.float64], end_caps: EndCaps
+) -> NDArray[np.bool_]:
+    """Whether each point (x, y, z) lies inside the structure (even-odd, in its slab)."""
+    import shapely
+
+    result = np.zeros(len(points), dtype=bool)
+    if structure.is_empty:
+        return result
+    bottom, top = structure.slabs(end_caps)
+    k = np.clip(np.searchsorted(bottom, points[:, 2], side="right") - 1, 0, len(bottom) - 1)
+    held = (points[:, 2] >= bottom[k]) & (points[:, 2] < top[k])
+    for plane in np.unique(k[held]):
+        chosen = held & (k == plane)
+        x, y = points[chosen, 0], points[chosen, 1]
+        inside = np.zeros(len(x), dtype=bool)
+        for ring in structure.planes[plane].polygons:
+            inside ^= shapely.contains_xy(shapely.Polygon(ring), x, y)
+        result[chosen] = inside
+    return result
+
+
+def _bounds(
+    structure: Structure, end_caps: EndCaps
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The structure's bounding box (mm): lowest and highest (x, y, z)."""
+    xy_low, xy_high = Region.of(structure).xy_bounds()
+    bottom, top = structure.slabs(end_caps)
+    return (
+        np.array([xy_low[0], xy_low[1], bottom[0]], dtype=np.float64),
+        np.array([xy_high[0], xy_high[1], top[-1]], dtype=np.float64),
+    )
+
+
+def _sampled(
+    structure: Structure, pixels: PixelGrid, z_mm: NDArray[np.float64], end_caps: EndCaps
+) -> NDArray[np.float64]:
+    """The fraction of each sample cell (in-plane) inside ``structure``, shape (z, y, x)."""
+    if structure.is_empty:
+        return np.zeros((len(z_mm), pixels.ny, pixels.nx))
+    bottom, top = structure.slabs(end_caps)
+    k = np.clip(np.searchsorted(bottom, z_mm, side="right") - 1, 0, len(bottom) - 1)
+    held = (z_mm >= bottom[k]) & (z_mm < top[k])
+    planes = [structure.planes[i].polygons if h else () for i, h in zip(k, held, strict=True)]
+    return polygon_coverage(planes, pixels, subsamples=4).fraction
+
+
+def _nearest_sample(structure: Structure, centres: list[NDArray[np.float64]]) -> NDArray[np.bool_]:
+    """A mask holding the one sample nearest the centre of a target too small to hold one."""
+    points = np.concatenate([poly for p in structure.planes for poly in p.polygons])
+    z = np.mean([p.z_mm for p in structure.planes])
+    mask = np.zeros((len(centres[2]), len(centres[1]), len(centres[0])), dtype=bool)
+    where = (*points.mean(axis=0), z)
+    index = [int(np.argmin(np.abs(c - v))) for c, v in zip(centres, where, strict=True)]
+    mask[index[2], index[1], index[0]] = True
+    return mask
+
+
+def _trilinear(
+    grid: DoseGrid, centres: list[NDArray[np.float64]]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """The dose (Gy) at every sample, and whether the dose grid holds it."""
+    axes = (grid.x_mm, grid.y_mm, grid.z_mm)
+    ax, ay, az = (interpolation_along(g, c) for g, c in zip(axes, centres, strict=True))
+    dose = grid.dose_gy.astype(np.float64)
+
+    def along(values: NDArray[np.float64], axis: int, a: AxisInterpolation) -> NDArray[np.float64]:
+        n = values.shape[axis]
+        lo = np.take(values, a.index, axis=axis)
+        hi = np.take(values, np.minimum(a.index + 1, n - 1), axis=axis)
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        result: NDArray[np.float64] = lo * a.below.reshape(shape) + hi * a.above.reshape(shape)
+        return result
+
+    dose = along(along(along(dose, 0, az), 1, ay), 2, ax)
+    known = az.inside[:, None, None] & ay.inside[None, :, None] & ax.inside[None, None, :]
+    return dose, known
+
+
+def _on_edge(distance: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Samples on the faces of the sampled box, or at the neighbourhood's outer distance."""
+    edge = np.zeros(distance.shape, dtype=bool)
+    edge[[0, -1], :, :] = True
+    edge[:, [0, -1], :] = True
+    edge[:, :, [0, -1]] = True
+    return edge | (distance > NEIGHBOURHOOD_MM - 1.5 * SAMPLE_MM)
