@@ -25,6 +25,7 @@ from rtcheck.archive.batch import run_batch, safe_name
 from rtcheck.archive.store import open_store, plan_record, plan_rows, plans_table
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.outputs.record import SCHEMA_RESOURCE
+from rtcheck.protocol.definition import load_protocol
 from tests.archive_factory import build_archive, clone_plan
 
 SCHEMA = json.loads(resources.files("rtcheck").joinpath(SCHEMA_RESOURCE).read_text())
@@ -292,4 +293,5 @@ def test_archive_summary_page_links_every_report(bases, tmp_path):
     excluded = text.split('<tr class="plan" data-decision="excluded"', 1)[1].split("</tr>", 1)[0]
     assert 'class="verdict" style="color:#D55E00' in excluded and "EXCLUDED" in excluded
     made = text.split('id="made"', 1)[1].split("</dl>", 1)[0]
-    assert "eso-oligo-rt 1.0.0 (5 plans)" in made and " UTC" in made and "rtcheck " in made
+    version = load_protocol().version
+    assert f"eso-oligo-rt {version} (5 plans)" in made and " UTC" in made and "rtcheck " in made

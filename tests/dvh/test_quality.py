@@ -20,7 +20,8 @@ import pytest
 from rtcheck.dicom.dose import DoseGrid
 from rtcheck.dicom.structures import ContourPlane, Structure
 from rtcheck.dvh.engine import compute_dvh
-from rtcheck.dvh.quality import INDICES, lesion_quality, parse_index
+from rtcheck.dvh.indices import INDICES, parse_index
+from rtcheck.dvh.quality import lesion_quality
 from tests.dense_reference import dense_dvh
 
 RX = 30.0

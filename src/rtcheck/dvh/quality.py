@@ -1,7 +1,7 @@
 """Plan-quality indices of a stereotactic lesion, against its own prescription: the RTOG
 conformity index (R100%), R50%, the Paddick conformity and gradient indices, D2cm and the
 ICRU 83 homogeneity index. Definitions and sources: ``../shared/reference/constraints.md`` §F,
-repeated in :data:`INDICES`.
+repeated in :data:`~rtcheck.dvh.indices.INDICES`.
 
 **Which dose belongs to which lesion.** Isodose volumes are taken in the body outline, and each
 point of the body is attributed to the nearest target (every PTV of the plan: the lesions' and
@@ -22,6 +22,7 @@ D2%/D98%/D50% come from its DVH (:mod:`rtcheck.dvh.engine`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dicom.structures import Structure
 from rtcheck.dvh.engine import DVH
 from rtcheck.dvh.margins import Margin, expand
-from rtcheck.dvh.metrics import Metric, evaluate_metric
+from rtcheck.dvh.metrics import evaluate_metric
 from rtcheck.dvh.occupancy import PixelGrid, polygon_coverage
 from rtcheck.dvh.regions import Region
 
@@ -48,24 +49,6 @@ BOUNDARY_STEP_MM = 0.2
 #: Finest sampling of the neighbourhood (mm), and the most samples it may take.
 SAMPLE_MM = 1.0
 MAX_POINTS = 6_000_000
-
-#: The indices, each with its definition and unit ("" for a ratio).
-INDICES = {
-    "R100%": ("prescription isodose volume (body) / PTV volume (RTOG 0813/0915)", ""),
-    "R50%": ("50 % isodose volume (body) / PTV volume (RTOG 0813/0915)", ""),
-    "CI_Paddick": ("(PTV volume covered by the prescription)² / (PTV volume × PIV)", ""),
-    "GI_Paddick": ("50 % isodose volume / prescription isodose volume", ""),
-    "D2cm[%]": ("highest dose 2 cm or more from the PTV, % of prescription", "%"),
-    "HI_ICRU83": ("(D2% − D98%) / D50% of the PTV (ICRU 83)", ""),
-}
-
-
-def parse_index(text: str) -> Metric | None:
-    """The plan-quality index named ``text`` as a metric (quantity ``Index``), or None."""
-    name = text.strip()
-    if name not in INDICES:
-        return None
-    return Metric(name, "Index", None, None, INDICES[name][1])
 
 
 @dataclass(frozen=True)
@@ -150,18 +133,23 @@ def lesion_quality(
     def fraction(structure: Structure) -> NDArray[np.float64]:
         return _sampled(structure, pixels, centres[2], end_caps)
 
+    # Every target's samples labelled (this lesion's last, so that it wins where they
+    # overlap); one distance transform then gives each sample its nearest target and the
+    # distance to it.
+    labels = np.zeros((len(centres[2]), len(centres[1]), len(centres[0])), dtype=np.int16)
+    for number, other in enumerate(others, start=2):
+        labels[fraction(other) >= 0.5] = number
     inside_target = fraction(target) >= 0.5
     if not inside_target.any():
         inside_target = _nearest_sample(target, centres)
-    own = ndimage.distance_transform_edt(~inside_target, sampling=step)
-    nearest_other = np.full(own.shape, np.inf)
-    for other in others:
-        mask = fraction(other) >= 0.5
-        if mask.any():
-            nearest_other = np.minimum(
-                nearest_other, ndimage.distance_transform_edt(~mask, sampling=step)
-            )
-    weight = fraction(body) * (own <= nearest_other) * (own <= NEIGHBOURHOOD_MM)
+    labels[inside_target] = 1
+    distance, nearest = ndimage.distance_transform_edt(
+        labels == 0, sampling=step, return_indices=True
+    )
+    cell = labels[tuple(nearest)] == 1
+    own = np.where(cell, distance, np.inf)
+    cell &= own <= NEIGHBOURHOOD_MM
+    weight = fraction(body) * cell
     dose, known = _trilinear(grid, centres)
     cell_cc = step**3 / 1000.0
     half = 0.5 * prescription_gy
@@ -171,12 +159,11 @@ def lesion_quality(
             f"the dose grid does not cover the body within {NEIGHBOURHOOD_MM:g} mm of "
             f"{target.name!r}"
         )
-    if np.any((weight > 0) & (dose >= half) & _on_edge(own)):
+    if np.any((weight > 0) & (dose >= half) & _on_edge(distance)):
         unattributed.append(
             f"the 50 % isodose of {target.name!r} reaches {NEIGHBOURHOOD_MM:g} mm from it "
             "(or the edge of the sampled region)"
         )
-    cell = (own <= nearest_other) & (own <= NEIGHBOURHOOD_MM)
     d2cm = _d2cm(target, others, body, grid, cell, dose, known, pixels, centres, end_caps)
     d2cm = None if d2cm is None else d2cm / prescription_gy * 100
     ptv_cc = target_dvh.volume_in_grid_cc
@@ -216,8 +203,7 @@ def _d2cm(
     to :data:`BOUNDARY_STEP_MM`), where the maximum usually lies: sampling alone would miss it
     by the dose gradient times half a sample (10 % of D2cm for a steep fall-off).
     """
-    margin = Margin.isotropic(D2CM_DISTANCE_MM)
-    shells = [expand(s, margin, f"{s.name}+2cm", end_caps) for s in (target, *others)]
+    shells = [_shell(s, end_caps) for s in (target, *others)]
     outside = cell & known
     for shell in shells:
         outside &= _sampled(shell, pixels, centres[2], end_caps) < 0.5
@@ -241,6 +227,13 @@ def _d2cm(
         if len(at):
             found.append(float(at.max()))
     return max(found) if found else None
+
+
+@functools.lru_cache(maxsize=32)
+def _shell(structure: Structure, end_caps: EndCaps) -> Structure:
+    """A target grown by 2 cm; kept for the plan's other lesions, which need it too."""
+    margin = Margin.isotropic(D2CM_DISTANCE_MM)
+    return expand(structure, margin, f"{structure.name}+2cm", end_caps)
 
 
 def _boundary_points(structure: Structure) -> NDArray[np.float64]:

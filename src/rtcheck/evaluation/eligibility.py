@@ -58,7 +58,10 @@ def evaluate(
     lesions = find_lesions(plan, lesion_map or {}, fractions)
     results: list[LimitResult] = [evaluator.oar_limit(limit, None) for limit in protocol.oar_limits]
     for lesion in lesions:
-        results += [evaluator.coverage_limit(limit, lesion) for limit in protocol.lesion_coverage]
+        for limit in protocol.lesion_coverage:
+            result = evaluator.coverage_limit(limit, lesion)
+            if result is not None:  # None: a stereotactic-only limit, a conventional lesion
+                results.append(result)
         for limit in protocol.lesion_oar_limits:
             if not limit.sites or lesion.site in limit.sites:
                 results.append(evaluator.oar_limit(limit, lesion))

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from rtcheck.dicom.dose import DoseGrid
+from rtcheck.dicom.structures import Structure
 from rtcheck.dvh.engine import DVH
 from rtcheck.dvh.metrics import Metric, evaluate_metric, undefined_reason
 from rtcheck.dvh.regions import Region
@@ -17,6 +22,9 @@ from rtcheck.evaluation.matching import StructureResolver, trusted
 from rtcheck.evaluation.results import MAJOR, MINOR, LimitResult, NotEvaluable
 from rtcheck.protocol.definition import Comparison, Limit, Protocol
 from rtcheck.protocol.lesions import Lesion
+
+if TYPE_CHECKING:
+    from rtcheck.dvh.quality import LesionQuality
 
 #: Dose coverage below which a structure counts as not fully inside the dose grid.
 COVERAGE_TOLERANCE = 0.999
@@ -29,6 +37,7 @@ class LimitEvaluator:
 
     def __init__(self, protocol: Protocol, structures: StructureResolver, doses: PlanDoses):
         self.protocol, self.structures, self.doses = protocol, structures, doses
+        self._quality: dict[str, LesionQuality] = {}
 
     def applied(self, limit: Limit, lesion: Lesion | None) -> Applied:
         """The limit that applies to this plan (see :func:`convert_limit`), or
@@ -89,10 +98,15 @@ class LimitEvaluator:
             return not_evaluated(limit, limit.label, None, (), reason, lesion.name)
         return not_evaluated(limit, metric.text, str(comparison), (), reason, lesion.name)
 
-    def coverage_limit(self, limit: Limit, lesion: Lesion) -> LimitResult:
-        """A lesion's coverage limit, on the lesion's own plan, relative to its prescription."""
+    def coverage_limit(self, limit: Limit, lesion: Lesion) -> LimitResult | None:
+        """A lesion's own limit (coverage, or a plan-quality index), on the lesion's own plan,
+        relative to its prescription; None where it does not apply (a stereotactic-only limit
+        and a lesion treated in more fractions)."""
         _, metric, comparison = limit.by_fractions[0]
         rois = (lesion.target_roi,)
+        beyond = limit.max_fractions is not None and (lesion.fractions or 0) > limit.max_fractions
+        if beyond:  # a stereotactic-only limit, a lesion treated in more fractions
+            return None
 
         def unevaluated(reason: str) -> LimitResult:
             # Named by its target ROI, as an evaluated coverage limit is.
@@ -102,6 +116,11 @@ class LimitEvaluator:
         if lesion.prescription_gy is None:
             return unevaluated(
                 f"prescription of lesion {lesion.name} unknown ({lesion.prescription_evidence})"
+            )
+        if limit.max_fractions is not None and lesion.fractions is None:
+            return unevaluated(
+                f"fractionation of lesion {lesion.name} unknown; the limit applies to lesions "
+                f"of at most {limit.max_fractions} fractions"
             )
         plan = self.doses.plan
         doses = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]
@@ -118,10 +137,50 @@ class LimitEvaluator:
             return unevaluated(str(exc))
         dvh = self.doses.dvh(Region.of(target), dose.grid, f"plan:{dose.label}")
         acceptable = limit.acceptable[0][1] if limit.acceptable else None
-        return judge(
-            replace(limit, structure=lesion.target_roi), metric, comparison, dvh, rois,
-            lesion.name, None, lesion.prescription_gy, acceptable,
-        )  # fmt: skip
+        note = None
+        if limit.by_ptv_cc:
+            try:
+                comparison, acceptable, note = by_ptv_volume(limit, dvh.volume_cc)
+            except NotEvaluable as exc:
+                return unevaluated(str(exc))
+        own = replace(limit, structure=lesion.target_roi)
+        if metric.quantity != "Index":
+            return judge(
+                own, metric, comparison, dvh, rois, lesion.name, note, lesion.prescription_gy,
+                acceptable,
+            )  # fmt: skip
+        try:
+            quality = self.quality(lesion, target, dvh, dose.grid)
+        except NotEvaluable as exc:
+            return unevaluated(str(exc))
+        reason = quality.undefined(metric.text)
+        if reason:
+            return replace(unevaluated(reason), conversion=note)
+        base = not_evaluated(own, metric.text, str(comparison), rois, "", lesion.name)
+        value = quality.value(metric.text)
+        return replace(
+            base,
+            value=value,
+            margin=comparison.margin(value),
+            result=_graded(value, comparison, acceptable),
+            reason=None,
+            conversion=note,
+            acceptable=None if acceptable is None else str(acceptable),
+        )
+
+    def quality(self, lesion: Lesion, target: Structure, dvh: DVH, grid: DoseGrid) -> LesionQuality:
+        """The lesion's plan-quality figures (computed once per lesion)."""
+        if lesion.name not in self._quality:
+            # Imported here: only plans with stereotactic lesions need it (and scipy.ndimage).
+            from rtcheck.dvh.quality import lesion_quality
+
+            assert lesion.prescription_gy is not None
+            others = [s for s in self.structures.group("PTVs") if s.name != target.name]
+            self._quality[lesion.name] = lesion_quality(
+                target, dvh, others, self.structures.body(), grid, lesion.prescription_gy,
+                self.doses.end_caps,
+            )  # fmt: skip
+        return self._quality[lesion.name]
 
 
 def not_evaluated(
@@ -192,6 +251,42 @@ def judge(
         conversion=conversion,
         acceptable=None if acceptable is None else str(acceptable),
     )
+
+
+def by_ptv_volume(limit: Limit, ptv_cc: float) -> tuple[Comparison, Comparison | None, str]:
+    """The threshold (and acceptable one) of a table by PTV volume for a PTV of ``ptv_cc``,
+    interpolated linearly between the rows that bracket it, as RTOG 0813/0915 Table 1's note
+    requires, with a note saying which rows. Outside the table the source gives no rule: the
+    limit is not evaluated, unless the protocol says to use the nearest row."""
+    rows, tiers = limit.by_ptv_cc, limit.acceptable_by_ptv_cc
+    volumes = [v for v, _ in rows]
+    low, high = volumes[0], volumes[-1]
+    if not low <= ptv_cc <= high:
+        if limit.outside_table != "nearest_row":
+            raise NotEvaluable(
+                f"PTV of {ptv_cc:.2f} cc is outside the table's {low:g}-{high:g} cc, for which "
+                "the source gives no rule"
+            )
+        i = 0 if ptv_cc < low else len(rows) - 1
+        note = (
+            f"PTV {ptv_cc:.2f} cc outside the table: its {volumes[i]:g} cc row, as the "
+            "protocol says"
+        )
+        return rows[i][1], tiers[i][1] if tiers else None, note
+
+    def at(table: tuple[tuple[float, Comparison], ...]) -> Comparison:
+        k = min(int(np.searchsorted(volumes, ptv_cc, side="right")), len(volumes) - 1)
+        (v0, c0), (v1, c1) = table[k - 1], table[k]
+        t = 0.0 if v1 == v0 else (ptv_cc - v0) / (v1 - v0)
+        return c0.with_value(round(c0.value + t * (c1.value - c0.value), 4))
+
+    comparison = at(rows)
+    k = min(int(np.searchsorted(volumes, ptv_cc, side="right")), len(volumes) - 1)
+    note = (
+        f"PTV {ptv_cc:.2f} cc: interpolated between the {volumes[k - 1]:g} and {volumes[k]:g} cc "
+        f"rows: {comparison}"
+    )
+    return comparison, at(tiers) if tiers else None, note
 
 
 def _graded(value: float, comparison: Comparison, acceptable: Comparison | None) -> str:

@@ -28,10 +28,21 @@ def protocol_document(protocol: Protocol) -> dict[str, Any]:
                 "priority": limit.priority,
                 "optional": limit.optional,
                 "sites": list(limit.sites),
+                "max_fractions": limit.max_fractions,
                 "columns": [
-                    {"fractions": n or None, "metric": metric.text, "limit": str(comparison)}
+                    {
+                        "fractions": n or None,
+                        "metric": metric.text,
+                        "limit": None if limit.by_ptv_cc else str(comparison),
+                        "acceptable": _tier(limit, n),
+                    }
                     for n, metric, comparison in limit.by_fractions
                 ],
+                "by_ptv_cc": [
+                    {"ptv_cc": v, "limit": str(c), "acceptable": _row_tier(limit, i)}
+                    for i, (v, c) in enumerate(limit.by_ptv_cc)
+                ],
+                "outside_table": limit.outside_table if limit.by_ptv_cc else None,
                 "source": limit.source,
             }
             for limit in _limits(protocol)
@@ -50,13 +61,24 @@ def protocol_table(protocol: Protocol, width: int = 100) -> str:
         structure = (limit.structure or "lesion target") + (" (opt.)" if limit.optional else "")
         applies = _GROUPS[limit.group] + (f": {', '.join(limit.sites)}" if limit.sites else "")
         wrapped = textwrap.wrap(applies, _APPLIES_WIDTH) or [""]
+        fx_all = f"<= {limit.max_fractions} fx" if limit.max_fractions else "any"
+        if limit.by_ptv_cc:
+            metric = limit.by_fractions[0][1]
+            rows.append([structure, metric.text, "by PTV cc:", fx_all, limit.priority,
+                         wrapped[0], f"[{note}]"])  # fmt: skip
+            for i, (volume, comparison) in enumerate(limit.by_ptv_cc):
+                tier = _row_tier(limit, i)
+                shown = str(comparison) + (f" | {tier.split()[-1]}" if tier else "")
+                rows.append(["", "", shown, f"{volume:g} cc", "", "", ""])
+            continue
         for i, (n, metric, comparison) in enumerate(limit.by_fractions):
             first = i == 0
+            tier = _tier(limit, n)
             rows.append([
                 structure if first else "",
                 metric.text,
-                str(comparison),
-                f"{n} fx" if n else "any",
+                str(comparison) + (f" | {tier.split()[-1]}" if tier else ""),
+                f"{n} fx" if n else fx_all,
                 limit.priority if first else "",
                 wrapped[i] if i < len(wrapped) else "",
                 f"[{note}]" if first else "",
@@ -71,10 +93,23 @@ def protocol_table(protocol: Protocol, width: int = 100) -> str:
     lines = [*textwrap.wrap(title, width), ""]
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if any(limit.acceptable or limit.acceptable_by_ptv_cc for limit in _limits(protocol)):
+        lines.append(
+            "Limits 'a | b': a per protocol, b the acceptable variation (minor deviation)."
+        )
     lines.append("")
     for source, n in sources.items():
         lines += textwrap.wrap(source, width, initial_indent=f"[{n}] ", subsequent_indent="    ")
     return "\n".join(lines) + "\n"
+
+
+def _tier(limit: Limit, fractions: int) -> str | None:
+    return next((str(c) for n, c in limit.acceptable if n == fractions), None)
+
+
+def _row_tier(limit: Limit, row: int) -> str | None:
+    tiers = limit.acceptable_by_ptv_cc
+    return str(tiers[row][1]) if tiers else None
 
 
 def _limits(protocol: Protocol) -> list[Limit]:

@@ -177,12 +177,15 @@ def _row(group: list[LimitResult], notes: dict[str, int]) -> list[str]:
     structure = r.structure + (f" [{', '.join(lesions)}]" if lesions else "")
     unit = metric_unit(r.metric)
     limit = r.limit or "-"
-    if r.limit and r.conversion and unit == "Gy":
-        # A dose limit converted to another fractionation is computed, so it is read at
-        # 0.01 Gy; a published one (and every volume limit) keeps the digits its source gave.
+    computed = bool(r.conversion) and unit in ("Gy", "", "%") and not r.metric.startswith("V")
+    if r.limit and computed:
+        # A threshold converted to another fractionation, or interpolated between a table's
+        # rows, is computed: it is read at its unit's precision. A published one (and every
+        # volume limit) keeps the digits its source gave.
         limit = _NUMBER.sub(lambda m: format_value(float(m.group()), unit), r.limit, count=1)
     if r.acceptable:
-        limit = f"{limit} | {r.acceptable.split()[-1]}"
+        tier = r.acceptable.split()[-1]
+        limit = f"{limit} | {format_value(float(tier), unit) if computed else tier}"
     note = None if r.absent_optional else (r.reason or r.conversion)
     if note:
         number = notes.setdefault(f"{r.structure} {r.metric}: {note}", len(notes) + 1)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtcheck.dvh.indices import INDICES, parse_index
 from rtcheck.dvh.margins import DIRECTIONS, Margin
 from rtcheck.dvh.metrics import Metric, parse_metric
 from rtcheck.errors import InvalidStructureError, MetricSyntaxError, RtcheckError
@@ -109,6 +110,14 @@ class Limit:
     sites: tuple[str, ...]
     group: str
     acceptable: tuple[tuple[int, Comparison], ...] = ()
+    #: The limit applies to lesions treated in at most this many fractions (stereotactic).
+    max_fractions: int | None = None
+    #: PTV volume (cc) → threshold, for a table by PTV volume (RTOG 0813/0915 Table 1);
+    #: ``by_fractions`` then holds the first row.
+    by_ptv_cc: tuple[tuple[float, Comparison], ...] = ()
+    acceptable_by_ptv_cc: tuple[tuple[float, Comparison], ...] = ()
+    #: Outside the table's PTV volumes: ``not_evaluated``, or ``nearest_row`` as the protocol says.
+    outside_table: str = "not_evaluated"
 
     @property
     def label(self) -> str:
@@ -434,9 +443,12 @@ class _Reader:
         if structure is None:
             raise self.fail(where, "'structure' is missing")
         unknown = set(entry) - {"structure", "metric", "limit", "priority", "source",
-                                "optional", "sites", "fractions", "acceptable"}  # fmt: skip
+                                "optional", "sites", "fractions", "acceptable",
+                                "max_fractions", "outside_table"}  # fmt: skip
         if unknown:
             raise self.fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+        if isinstance(entry["limit"], dict) and "ptv_cc" in entry["limit"]:
+            return self.volume_table_limit(entry, where, group, sources)
         priority = entry["priority"]
         if priority not in PRIORITIES:
             raise self.fail(where, f"priority {priority!r} is not mandatory or optimal")
@@ -458,10 +470,7 @@ class _Reader:
         for n in columns:
             metric_text = metric_raw[n] if isinstance(metric_raw, dict) else metric_raw
             limit_text = limit_raw[n] if isinstance(limit_raw, dict) else limit_raw
-            try:
-                metric = parse_metric(str(metric_text))
-            except MetricSyntaxError as exc:
-                raise self.fail(where, str(exc)) from None
+            metric = self.metric(metric_text, where, group)
             comparison = self.comparison(limit_text, where)
             self.check_meaningful(metric, comparison, where)
             rows.append((n, metric, comparison))
@@ -482,7 +491,84 @@ class _Reader:
             sites=sites,
             group=group,
             acceptable=acceptable,
+            max_fractions=self.max_fractions(entry.get("max_fractions"), where, group),
         )
+
+    def metric(self, text: Any, where: str, group: str) -> Metric:
+        """A TG-263 metric, or (for a lesion's own limits) a plan-quality index."""
+        index = parse_index(str(text))
+        if index is not None:
+            if group != "lesion_coverage":
+                raise self.fail(
+                    where, f"{index.text} is a lesion's index: give it in lesions.coverage"
+                )
+            return index
+        try:
+            return parse_metric(str(text))
+        except MetricSyntaxError as exc:
+            raise self.fail(where, f"{exc}; or a lesion index: {', '.join(INDICES)}") from None
+
+    def max_fractions(self, value: Any, where: str, group: str) -> int | None:
+        if value is None:
+            return None
+        if group == "oar":
+            raise self.fail(where, "max_fractions applies to lesion limits")
+        return self.whole(value, f"{where}.max_fractions")
+
+    def volume_table_limit(
+        self, entry: dict[str, Any], where: str, group: str, sources: Mapping[str, str]
+    ) -> Limit:
+        """A limit whose threshold depends on the PTV's volume (RTOG 0813/0915 Table 1): rows
+        ``{ptv_cc: {1.8: "< 1.2", 3.8: "< 1.2", ...}}``, interpolated linearly between rows."""
+        if group != "lesion_coverage":
+            raise self.fail(where, "a limit by PTV volume is a lesion coverage limit")
+        metric = self.metric(entry["metric"], where, group)
+        rows = self.volume_rows(entry["limit"], f"{where}.limit")
+        acceptable: tuple[tuple[float, Comparison], ...] = ()
+        if entry.get("acceptable") is not None:
+            acceptable = self.volume_rows(entry["acceptable"], f"{where}.acceptable")
+            if [v for v, _ in acceptable] != [v for v, _ in rows]:
+                raise self.fail(f"{where}.acceptable", "give the same PTV volumes as the limit")
+            for (_, strict), (_, loose) in zip(rows, acceptable, strict=True):
+                looser = (
+                    loose.value >= strict.value if strict.is_upper else loose.value <= strict.value
+                )
+                if loose.is_upper != strict.is_upper or not looser:
+                    raise self.fail(f"{where}.acceptable", f"{loose} is not looser than {strict}")
+        outside = entry.get("outside_table", "not_evaluated")
+        if outside not in ("not_evaluated", "nearest_row"):
+            raise self.fail(f"{where}.outside_table", f"{outside!r}: not_evaluated or nearest_row")
+        priority = entry["priority"]
+        if priority not in PRIORITIES:
+            raise self.fail(where, f"priority {priority!r} is not mandatory or optimal")
+        source = self.text(entry["source"], f"{where}.source")
+        return Limit(
+            structure="",
+            by_fractions=((0, metric, rows[0][1]),),
+            priority=str(priority),
+            source="; ".join(sources.get(s.strip(), s.strip()) for s in source.split(";")),
+            optional=False,
+            sites=(),
+            group=group,
+            max_fractions=self.max_fractions(entry.get("max_fractions"), where, group),
+            by_ptv_cc=rows,
+            acceptable_by_ptv_cc=acceptable,
+            outside_table=str(outside),
+        )
+
+    def volume_rows(self, value: Any, where: str) -> tuple[tuple[float, Comparison], ...]:
+        table = value.get("ptv_cc") if isinstance(value, dict) and len(value) == 1 else None
+        if not isinstance(table, dict) or len(table) < 2:
+            raise self.fail(where, "give {ptv_cc: {volume: comparison, ...}} with 2 rows or more")
+        rows = []
+        for volume, text in table.items():
+            if not _is_number(volume) or not volume > 0:
+                raise self.fail(where, f"PTV volume {volume!r} is not a positive number of cc")
+            rows.append((float(volume), self.comparison(text, where)))
+        rows.sort()
+        if len({c.operator for _, c in rows}) != 1:
+            raise self.fail(where, "every row needs the same comparator")
+        return tuple(rows)
 
     def acceptable(
         self, value: Any, rows: list[tuple[int, Metric, Comparison]], where: str
