@@ -66,6 +66,17 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def stereotactic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The thorax phantom planned stereotactically: 32 Gy in 4 fractions to every PTV, so that
+    TG-101's limits apply, converted from their 5-fraction column (the nearest of the regime)."""
+    from rtcheck.phantom.thorax import ThoraxPhantom, write_thorax_phantom
+
+    out = tmp_path_factory.mktemp("stereotactic")
+    write_thorax_phantom(out, ThoraxPhantom(prescription_gy=32.0, fractions=4, seed="sbrt-4fx"))
+    return out
+
+
+@pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled thorax phantom, generated afresh."""
     from rtcheck.phantom.thorax import write_thorax_phantom

@@ -86,14 +86,13 @@ def test_missing_mandatory_structure(tmp_path_factory, phantom_dir):
     assert code == 3 and record["criterion_19"]["decision"] == "indeterminate"
     cord = limits(record, "SpinalCord", "D0.03cc[Gy]")[0]
     assert cord["result"] == "not_evaluated" and "not found" in cord["reason"]
-    # The limits not evaluated state what would have applied to this 25-fraction plan: the
-    # near-lesion cord limits converted from their published columns, as when the cord is there.
+    # The limits not evaluated state what would have applied to this 25-fraction plan, as when
+    # the cord is there; TG-101's stereotactic limits apply neither to it nor near its lesions
+    # (treated in the same 25 fractions), converted or not.
     _, evaluated = check(phantom_dir)
     shown = {(e["lesion"], e["metric"]): e["limit"] for e in limits(record, "SpinalCord")}
     applied = {(e["lesion"], e["metric"]): e["limit"] for e in limits(evaluated, "SpinalCord")}
-    assert shown == applied
-    near = [e for e in limits(record, "SpinalCord") if e["group"] == "lesion_oar"]
-    assert near and all(e["limit"] != "<= 14" for e in near)
+    assert shown == applied == {(None, "D0.03cc[Gy]"): "<= 45"}
 
 
 def test_a_structure_not_found_says_what_was_there_and_how_to_map_it(tmp_path_factory, tmp_path):

@@ -122,4 +122,4 @@ def test_an_index_is_refused_outside_a_lesions_own_limits(tmp_path):
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     with pytest.raises(ProtocolError, match="give it in lesions.coverage"):
         load_protocol(str(path))
-    assert R50["max_fractions"] == 8  # the bundled table is for stereotactic lesions
+    assert R50["regime"] == "stereotactic"  # the bundled table is for stereotactic lesions

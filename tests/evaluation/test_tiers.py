@@ -18,6 +18,7 @@ from rtcheck.dicom.plan import load_plan
 from rtcheck.evaluation.eligibility import evaluate
 from rtcheck.outputs.record import SCHEMA_RESOURCE, eligibility_record
 from rtcheck.outputs.table import check_table
+from rtcheck.phantom.thorax import ThoraxPhantom, write_thorax_phantom
 from rtcheck.protocol import lq
 from rtcheck.protocol.definition import ProtocolError, load_protocol
 
@@ -29,8 +30,9 @@ CORD = 20.19  # the phantom's cord D0.03cc (Gy), 25 fractions: see the check tab
 def protocol(tmp_path: Path, limit: str, acceptable: object) -> Path:
     document = copy.deepcopy(BUNDLED)
     for entry in document["oar_limits"]["limits"]:
-        if entry["structure"] == "SpinalCord" and entry["metric"] == "D0.03cc[Gy]":
-            entry["limit"], entry["acceptable"] = limit, acceptable
+        conventional = entry.get("regime") == "conventional"
+        if entry["structure"] == "SpinalCord" and entry["metric"] == "D0.03cc[Gy]" and conventional:
+            entry["limit"], entry["acceptable"] = limit, copy.deepcopy(acceptable)
     path = tmp_path / f"tiers{len(list(tmp_path.iterdir()))}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
@@ -67,21 +69,24 @@ def test_the_cord_limit_graded_by_tiers(plan, tmp_path, limit, acceptable, resul
     assert f"{limit} | {acceptable.split()[-1]}" in table and "a per protocol" in table
 
 
-def test_a_tier_by_fractions_is_converted_as_its_limit(plan, tmp_path):
+def test_a_tier_by_fractions_is_converted_as_its_limit(tmp_path):
+    # A stereotactic plan of 4 fractions: both thresholds converted from the nearest column of
+    # its regime (5 fractions).
+    write_thorax_phantom(tmp_path / "plan", ThoraxPhantom(prescription_gy=32.0, fractions=4,
+                                                          seed="tiers-4fx"))  # fmt: skip
     document = copy.deepcopy(BUNDLED)
     for entry in document["lesions"]["oar_limits"]:
         if entry["structure"] == "SpinalCord" and entry["metric"] == "D0.03cc[Gy]":
             entry["acceptable"] = {1: "<= 16", 3: "<= 24", 5: "<= 32"}
     path = tmp_path / "lesion-tiers.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    evaluation = evaluate(plan, load_protocol(str(path)))
+    evaluation = evaluate(load_plan([tmp_path / "plan"]), load_protocol(str(path)))
     near = [r for r in evaluation.limits
             if r.structure == "SpinalCord" and r.lesion and r.metric == "D0.03cc[Gy]"]  # fmt: skip
-    assert near and all(r.result == "pass" for r in near)
-    # The plan is 25 fractions: both thresholds converted from the 5-fraction column.
-    expected = round(lq.convert(32.0, 5, 25, 2.0), 3)
+    assert len(near) == 3 and all(r.result == "pass" for r in near)
+    expected = round(lq.convert(32.0, 5, 4, 2.0), 3)
     assert {r.acceptable for r in near} == {f"<= {expected:g}"}
-    assert {r.limit for r in near} == {f"<= {round(lq.convert(30.0, 5, 25, 2.0), 3):g}"}
+    assert {r.limit for r in near} == {f"<= {round(lq.convert(30.0, 5, 4, 2.0), 3):g}"}
 
 
 @pytest.mark.parametrize(

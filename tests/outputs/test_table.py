@@ -28,6 +28,11 @@ def phantom_evaluation(phantom_dir: Path) -> Evaluation:
 
 
 @pytest.fixture(scope="module")
+def stereo_evaluation(stereotactic_dir: Path) -> Evaluation:
+    return evaluate(load_plan([stereotactic_dir]), load_protocol())
+
+
+@pytest.fixture(scope="module")
 def no_rtplan(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("no-rtplan")
     for f in phantom_dir.iterdir():
@@ -48,11 +53,11 @@ def test_every_line_fits_100_columns_and_no_roi_name_is_cut(phantom_evaluation):
     assert table.count("Lungs-PTVs = LUNG LT + Lung Rt - PTV_50 - PTV_M1_lungR") == 1
 
 
-def test_a_limit_equal_for_several_lesions_is_one_row_naming_them(phantom_evaluation):
-    table = check_table(phantom_evaluation)
+def test_a_limit_equal_for_several_lesions_is_one_row_naming_them(stereo_evaluation):
+    table = check_table(stereo_evaluation)
     cord = [r for r in rows(table) if r[2].startswith("SpinalCord [") and r[3] == "D0.03cc[Gy]"]
-    assert [r[2] for r in cord] == ["SpinalCord [M1, M2, M3]"]
-    per_lesion = [r for r in phantom_evaluation.limits if r.structure == "SpinalCord"
+    assert [r[2] for r in cord] == ["SpinalCord [M1-M3]"]
+    per_lesion = [r for r in stereo_evaluation.limits if r.structure == "SpinalCord"
                   and r.lesion and r.metric == "D0.03cc[Gy]"]  # fmt: skip
     assert len(per_lesion) == 3  # the record keeps one result per lesion
     # Rows whose values differ are not merged: each lesion's own coverage stays its own row.
@@ -60,18 +65,23 @@ def test_a_limit_equal_for_several_lesions_is_one_row_naming_them(phantom_evalua
 
 
 def test_values_are_printed_at_their_units_precision_and_margins_carry_the_unit(
-    phantom_evaluation,
+    stereo_evaluation,
 ):
-    for row in rows(check_table(phantom_evaluation)):
+    for row in rows(check_table(stereo_evaluation)):
         if row[0] == "not contoured":
             continue
         unit = metric_unit(row[3])
-        decimals = {"Gy": 2, "cc": 1, "%": 1}[unit]
+        decimals = {"Gy": 2, "cc": 1, "%": 1, "": 2}[unit]
         assert re.fullmatch(rf"-?\d+\.\d{{{decimals}}}", row[4]), row
-        assert re.fullmatch(rf"[+-]\d+\.\d{{{decimals}}} {re.escape(unit)}", row[6]), row
-    # The converted esophagus limit 63.278 Gy is read at 0.01 Gy; the published 0.35 cc stays.
-    table = check_table(phantom_evaluation)
-    assert "<= 63.28 [" in table and "<= 63.278 [" not in table
+        shown_unit = f" {re.escape(unit)}" if unit else ""
+        assert re.fullmatch(rf"[+-]\d+\.\d{{{decimals}}}{shown_unit}", row[6]), row
+    # The cord limit converted from 5 to 4 fractions is read at 0.01 Gy; the published 0.35 cc
+    # stays as published.
+    cord = next(r for r in stereo_evaluation.limits
+                if r.structure == "SpinalCord" and r.metric == "D0.03cc[Gy]")  # fmt: skip
+    assert cord.limit is not None and len(cord.limit.split(".")[-1]) == 3
+    table = check_table(stereo_evaluation)
+    assert f"<= {float(cord.limit.split()[-1]):.2f} [" in table and f"{cord.limit} [" not in table
     assert "<= 0.35 [" in table
 
 
@@ -82,13 +92,13 @@ def test_format_value_by_unit():
     assert format_value(None, "Gy") == "-"
 
 
-def test_a_long_structure_name_wraps_instead_of_being_cut(phantom_evaluation):
+def test_a_long_structure_name_wraps_instead_of_being_cut(stereo_evaluation):
     long_name = "Esophagus_Without_Its_Cervical_Part_As_Our_Clinic_Names_It"
     limits = tuple(
-        replace(r, structure=long_name) if r.structure == "Esophagus" else r
-        for r in phantom_evaluation.limits
+        replace(r, structure=long_name) if r.structure == "Esophagus" and r.lesion else r
+        for r in stereo_evaluation.limits
     )
-    table = check_table(replace(phantom_evaluation, limits=limits))
+    table = check_table(replace(stereo_evaluation, limits=limits))
     assert max(map(len, table.splitlines())) <= WIDTH
     assert "..." not in table
     lines = table.splitlines()
@@ -102,7 +112,7 @@ def test_a_long_structure_name_wraps_instead_of_being_cut(phantom_evaluation):
         cell.append(line[start:end].strip())
     assert len(cell) > 1
     # Wrapped, not cut: the pieces read the whole name.
-    assert "".join(cell).replace(" ", "") == long_name + "[M1,M2,M3]"
+    assert "".join(cell).replace(" ", "") == long_name + "[M1-M3]"
 
 
 def test_unknown_prescriptions_are_counted_by_cause_and_the_map_entry_is_shown_once(
@@ -133,3 +143,12 @@ def test_unknown_prescriptions_are_counted_by_cause_and_the_map_entry_is_shown_o
 
 def test_a_plan_without_unknowns_shows_no_map_hint(phantom_evaluation):
     assert "--map file" not in check_table(phantom_evaluation)
+
+
+def test_lesion_lists():
+    from rtcheck.outputs.table import lesion_list
+
+    assert lesion_list(["M1", "M2", "M3"]) == "M1-M3"
+    assert lesion_list(["M1", "M2"]) == "M1, M2"
+    assert lesion_list(["M1", "M3", "M4"]) == "M1, M3, M4"
+    assert lesion_list(["M1", "L2", "M3"]) == "M1, L2, M3"

@@ -56,7 +56,9 @@ def evaluate(
     doses = PlanDoses(plan, fractions, end_caps)
     evaluator = LimitEvaluator(protocol, structures, doses)
     lesions = find_lesions(plan, lesion_map or {}, fractions)
-    results: list[LimitResult] = [evaluator.oar_limit(limit, None) for limit in protocol.oar_limits]
+    # A limit of another regime than the course (None) does not apply: no result.
+    whole_plan = [evaluator.oar_limit(limit, None) for limit in protocol.oar_limits]
+    results: list[LimitResult] = [r for r in whole_plan if r is not None]
     for lesion in lesions:
         for limit in protocol.lesion_coverage:
             result = evaluator.coverage_limit(limit, lesion)
@@ -64,7 +66,9 @@ def evaluate(
                 results.append(result)
         for limit in protocol.lesion_oar_limits:
             if not limit.sites or lesion.site in limit.sites:
-                results.append(evaluator.oar_limit(limit, lesion))
+                near = evaluator.oar_limit(limit, lesion)
+                if near is not None:
+                    results.append(near)
             elif lesion.site is None:
                 results.append(evaluator.site_unknown(limit, lesion))
     warnings = _count_warnings(lesions, protocol)

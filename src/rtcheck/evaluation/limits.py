@@ -41,13 +41,42 @@ class LimitEvaluator:
 
     def applied(self, limit: Limit, lesion: Lesion | None) -> Applied:
         """The limit that applies to this plan (see :func:`convert_limit`), or
-        ``NotEvaluable`` when its fractionation is unknown."""
+        ``NotEvaluable`` when its fractionation is unknown or only another regime's column
+        was published."""
         alpha_beta = self.protocol.alpha_beta(limit.structure)
-        _, _, plan_fx = self.doses.for_limits(alpha_beta)
+        _, _, plan_fx = self.dose_for(limit, lesion)
         wanted_fx = lesion.fractions if lesion is not None else plan_fx
         if lesion is not None and wanted_fx is None:
             raise NotEvaluable(f"fractionation of lesion {lesion.name} unknown")
-        return convert_limit(limit, wanted_fx, plan_fx, alpha_beta)
+        return convert_limit(limit, wanted_fx, plan_fx, alpha_beta, self.protocol.regime_of)
+
+    def dose_for(self, limit: Limit, lesion: Lesion | None) -> tuple[DoseGrid, str, int | None]:
+        """The dose a limit is evaluated on, its key, and its number of fractions (None for an
+        EQD2 sum). Near a lesion of a plan of its own among several, that plan's dose: the
+        lesion's limits were published for its course, not for the sum."""
+        alpha_beta = self.protocol.alpha_beta(limit.structure)
+        plan = self.doses.plan
+        if lesion is not None and len(plan.doses) > 1 and lesion.plan_label:
+            own = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]
+            if len(own) == 1 and not own[0].per_fraction:
+                return own[0].grid, f"plan:{own[0].label}", self.doses.fractions_of(own[0])
+        return self.doses.for_limits(alpha_beta)
+
+    def applies(self, limit: Limit, lesion: Lesion | None) -> bool:
+        """False where the limit is of another regime than the course it would be checked
+        on (a stereotactic limit and a conventional plan or lesion); True where that course's
+        fractionation is unknown (the limit is then not evaluated, saying why)."""
+        if limit.regime is None:
+            return True
+        if lesion is not None:
+            if lesion.fractions is None:
+                return True
+            return self.protocol.regime_of(lesion.fractions) == limit.regime
+        try:
+            _, _, fractions = self.dose_for(limit, None)
+        except NotEvaluable:
+            return True
+        return self.protocol.regime_of(fractions) == limit.regime
 
     def acceptable(self, limit: Limit, lesion: Lesion | None) -> Comparison | None:
         """The limit's minor-deviation threshold for this plan, chosen and converted exactly
@@ -60,8 +89,11 @@ class LimitEvaluator:
         )
         return self.applied(tier, lesion)[1]
 
-    def oar_limit(self, limit: Limit, lesion: Lesion | None) -> LimitResult:
-        """An OAR limit: the whole plan's (``lesion`` None) or one near a lesion."""
+    def oar_limit(self, limit: Limit, lesion: Lesion | None) -> LimitResult | None:
+        """An OAR limit: the whole plan's (``lesion`` None) or one near a lesion; None where
+        it is of another regime (see :meth:`applies`)."""
+        if not self.applies(limit, lesion):
+            return None
         lesion_name = lesion.name if lesion else None
         rois: tuple[str, ...] = ()
         try:
@@ -74,7 +106,7 @@ class LimitEvaluator:
             if applied is None:
                 raise NotEvaluable(unknown_fx)
             metric, comparison, conversion = applied
-            grid, key, _ = self.doses.for_limits(self.protocol.alpha_beta(limit.structure))
+            grid, key, _ = self.dose_for(limit, lesion)
             dvh = self.doses.dvh(region, grid, key)
         except (NotEvaluable, RtcheckError) as exc:
             if applied is None:
@@ -104,8 +136,7 @@ class LimitEvaluator:
         and a lesion treated in more fractions)."""
         _, metric, comparison = limit.by_fractions[0]
         rois = (lesion.target_roi,)
-        beyond = limit.max_fractions is not None and (lesion.fractions or 0) > limit.max_fractions
-        if beyond:  # a stereotactic-only limit, a lesion treated in more fractions
+        if not self.applies(limit, lesion):  # e.g. a stereotactic limit, a conventional lesion
             return None
 
         def unevaluated(reason: str) -> LimitResult:
@@ -117,10 +148,10 @@ class LimitEvaluator:
             return unevaluated(
                 f"prescription of lesion {lesion.name} unknown ({lesion.prescription_evidence})"
             )
-        if limit.max_fractions is not None and lesion.fractions is None:
+        if limit.regime is not None and lesion.fractions is None:
             return unevaluated(
-                f"fractionation of lesion {lesion.name} unknown; the limit applies to lesions "
-                f"of at most {limit.max_fractions} fractions"
+                f"fractionation of lesion {lesion.name} unknown; the limit applies to "
+                f"{limit.regime} lesions"
             )
         plan = self.doses.plan
         doses = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]

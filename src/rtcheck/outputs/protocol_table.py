@@ -28,7 +28,7 @@ def protocol_document(protocol: Protocol) -> dict[str, Any]:
                 "priority": limit.priority,
                 "optional": limit.optional,
                 "sites": list(limit.sites),
-                "max_fractions": limit.max_fractions,
+                "regime": limit.regime,
                 "columns": [
                     {
                         "fractions": n or None,
@@ -61,7 +61,9 @@ def protocol_table(protocol: Protocol, width: int = 100) -> str:
         structure = (limit.structure or "lesion target") + (" (opt.)" if limit.optional else "")
         applies = _GROUPS[limit.group] + (f": {', '.join(limit.sites)}" if limit.sites else "")
         wrapped = textwrap.wrap(applies, _APPLIES_WIDTH) or [""]
-        fx_all = f"<= {limit.max_fractions} fx" if limit.max_fractions else "any"
+        most = protocol.stereotactic_max_fractions
+        regime_fx = {"stereotactic": f"<={most} fx", "conventional": f">{most} fx"}
+        fx_all = regime_fx[limit.regime] if limit.regime else "any"
         if limit.by_ptv_cc:
             metric = limit.by_fractions[0][1]
             rows.append([structure, metric.text, "by PTV cc:", fx_all, limit.priority,

@@ -83,9 +83,10 @@ def check_table(evaluation: Evaluation) -> str:
     ]
     lines += ["", *_layout(rows)]
     if any(r.acceptable for r in evaluation.limits):
-        lines.append(
+        lines += _wrapped(
             "Limits 'a | b': a per protocol, b the acceptable variation (a minor deviation); "
-            "beyond b a major one."
+            "beyond b, a major one.",
+            indent=2,
         )
     if notes:
         lines.append("")
@@ -158,6 +159,17 @@ def _reasons(evaluation: Evaluation) -> list[str]:
     return lines
 
 
+def lesion_list(names: Sequence[str]) -> str:
+    """Lesion names for a row: ``M1-M3`` for three or more numbered in a run, else listed."""
+    found = [re.fullmatch(r"(.*?)(\d+)", n) for n in names]
+    if len(names) >= 3 and all(found):
+        prefixes = {m.group(1) for m in found if m}
+        numbers = [int(m.group(2)) for m in found if m]
+        if len(prefixes) == 1 and numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            return f"{names[0]}-{names[-1]}"
+    return ", ".join(names)
+
+
 def merge_by_lesion(results: Sequence[LimitResult]) -> list[list[LimitResult]]:
     """Results that differ only in their lesion, as groups (in first-seen order)."""
     groups: dict[tuple[object, ...], list[LimitResult]] = {}
@@ -174,7 +186,7 @@ def merge_by_lesion(results: Sequence[LimitResult]) -> list[list[LimitResult]]:
 def _row(group: list[LimitResult], notes: dict[str, int]) -> list[str]:
     r = group[0]
     lesions = [g.lesion for g in group if g.lesion]
-    structure = r.structure + (f" [{', '.join(lesions)}]" if lesions else "")
+    structure = r.structure + (f" [{lesion_list(lesions)}]" if lesions else "")
     unit = metric_unit(r.metric)
     limit = r.limit or "-"
     computed = bool(r.conversion) and unit in ("Gy", "", "%") and not r.metric.startswith("V")

@@ -33,6 +33,7 @@ _BUNDLED_DIRS = (
     Path(sys.prefix) / "share" / "rtcheck" / "constraints",
 )
 DEFAULT_PROTOCOL = "eso-oligo-rt"
+REGIMES = ("stereotactic", "conventional")
 PRIORITIES = ("mandatory", "optimal")
 _COMPARISON = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
 SPECIAL_STRUCTURES = ("PTVs",)
@@ -110,8 +111,9 @@ class Limit:
     sites: tuple[str, ...]
     group: str
     acceptable: tuple[tuple[int, Comparison], ...] = ()
-    #: The limit applies to lesions treated in at most this many fractions (stereotactic).
-    max_fractions: int | None = None
+    #: The regime the limit was published for and applies to (``stereotactic`` or
+    #: ``conventional``); None: any. A plan or lesion of the other regime skips it.
+    regime: str | None = None
     #: PTV volume (cc) → threshold, for a table by PTV volume (RTOG 0813/0915 Table 1);
     #: ``by_fractions`` then holds the first row.
     by_ptv_cc: tuple[tuple[float, Comparison], ...] = ()
@@ -171,6 +173,14 @@ class Protocol:
     #: How each derived structure is built (its terms with their margins); ``derived`` names
     #: the structures each one uses.
     derived_terms: Mapping[str, DerivedStructure] = field(default_factory=dict)
+    #: A course of at most this many fractions is stereotactic; more, conventional.
+    stereotactic_max_fractions: int = 8
+
+    def regime_of(self, fractions: int | None) -> str:
+        """The regime of a course of ``fractions`` (None: an EQD2 sum, in 2 Gy fractions)."""
+        if fractions is None:
+            return "conventional"
+        return "stereotactic" if fractions <= self.stereotactic_max_fractions else "conventional"
 
     @property
     def lesion_sites(self) -> frozenset[str]:
@@ -243,7 +253,7 @@ class _Reader:
             if key not in doc:
                 raise self.fail("top level", f"'{key}' is missing")
         known = {"protocol", "version", "title", "sources", "alpha_beta_gy", "derived",
-                 "allowed_synonyms", "oar_limits", "lesions"}  # fmt: skip
+                 "allowed_synonyms", "oar_limits", "lesions", "fractionation"}  # fmt: skip
         unknown = sorted(set(doc) - known)
         if unknown:
             raise self.fail("top level", f"unknown key(s) {', '.join(unknown)}")
@@ -325,6 +335,16 @@ class _Reader:
             max_lesions=self.whole(lesions.get("max_lesions", 5), "lesions.max_lesions"),
             max_organs=self.whole(lesions.get("max_organs", 3), "lesions.max_organs"),
             derived_terms=derived_terms,
+            stereotactic_max_fractions=self.stereotactic_max(doc.get("fractionation")),
+        )
+
+    def stereotactic_max(self, value: Any) -> int:
+        settings = self.mapping(value, "fractionation")
+        if set(settings) - {"stereotactic_max_fractions"}:
+            raise self.fail("fractionation", "give stereotactic_max_fractions only")
+        return self.whole(
+            settings.get("stereotactic_max_fractions", 8),
+            "fractionation.stereotactic_max_fractions",
         )
 
     def check_meaningful(self, metric: Metric, comparison: Comparison, where: str) -> None:
@@ -444,7 +464,7 @@ class _Reader:
             raise self.fail(where, "'structure' is missing")
         unknown = set(entry) - {"structure", "metric", "limit", "priority", "source",
                                 "optional", "sites", "fractions", "acceptable",
-                                "max_fractions", "outside_table"}  # fmt: skip
+                                "regime", "outside_table"}  # fmt: skip
         if unknown:
             raise self.fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
         if isinstance(entry["limit"], dict) and "ptv_cc" in entry["limit"]:
@@ -491,7 +511,7 @@ class _Reader:
             sites=sites,
             group=group,
             acceptable=acceptable,
-            max_fractions=self.max_fractions(entry.get("max_fractions"), where, group),
+            regime=self.regime(entry.get("regime"), where),
         )
 
     def metric(self, text: Any, where: str, group: str) -> Metric:
@@ -508,12 +528,12 @@ class _Reader:
         except MetricSyntaxError as exc:
             raise self.fail(where, f"{exc}; or a lesion index: {', '.join(INDICES)}") from None
 
-    def max_fractions(self, value: Any, where: str, group: str) -> int | None:
+    def regime(self, value: Any, where: str) -> str | None:
         if value is None:
             return None
-        if group == "oar":
-            raise self.fail(where, "max_fractions applies to lesion limits")
-        return self.whole(value, f"{where}.max_fractions")
+        if value not in REGIMES:
+            raise self.fail(f"{where}.regime", f"{value!r}: stereotactic or conventional")
+        return str(value)
 
     def volume_table_limit(
         self, entry: dict[str, Any], where: str, group: str, sources: Mapping[str, str]
@@ -550,7 +570,7 @@ class _Reader:
             optional=False,
             sites=(),
             group=group,
-            max_fractions=self.max_fractions(entry.get("max_fractions"), where, group),
+            regime=self.regime(entry.get("regime"), where),
             by_ptv_cc=rows,
             acceptable_by_ptv_cc=acceptable,
             outside_table=str(outside),
