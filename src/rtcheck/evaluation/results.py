@@ -118,6 +118,15 @@ class Evaluation:
     evaluated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat("T", "seconds"))
 
     @property
+    def excluded_sites(self) -> tuple[tuple[Lesion, str], ...]:
+        """Lesions at a site the trial excludes (brain, meninges...), with the protocol's
+        reason: other criteria than 19, flagged with the evidence, not decided here."""
+        reasons = self.protocol.excluded_sites
+        return tuple(
+            (x, reasons[x.site]) for x in self.lesions if x.site is not None and x.site in reasons
+        )
+
+    @property
     def organ_count(self) -> int:
         """Number of distinct metastatic organs (unknown sites not counted)."""
         return len({lesion.site for lesion in self.lesions if lesion.site})

@@ -109,6 +109,12 @@ def plan_report_html(evaluation: Evaluation) -> str:
         *(f"<li>{_escape(r)}</li>" for r in decision.reasons),
         "</ul>",
     ]
+    for lesion, why in evaluation.excluded_sites:
+        parts.append(
+            f'<p class="flag" data-flag="excluded-site"><b>⚑ Lesion {_escape(lesion.name)}</b>: '
+            f"site {_escape(lesion.site)} ({_escape(lesion.site_evidence)}): {_escape(why)}; a "
+            "trial exclusion apart from criterion 19.</p>"
+        )
     if decision.minor_deviations:
         parts.append("<p>Minor deviations (optimal limits):</p><ul>")
         parts += [f"<li>{_escape(d)}</li>" for d in decision.minor_deviations]

@@ -76,6 +76,7 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
                 "fractions": lesion.fractions,
                 "prescription_evidence": lesion.prescription_evidence,
                 "plan": lesion.plan_label,
+                "excluded_site": dict(evaluation.excluded_sites).get(lesion),
             }
             for lesion in evaluation.lesions
         ],

@@ -107,6 +107,12 @@ def check_table(evaluation: Evaluation) -> str:
                 f"({lesion.site_evidence}); {rx} in {fx} ({lesion.prescription_evidence})",
                 indent=2,
             )
+        for lesion, why in evaluation.excluded_sites:
+            lines += _wrapped(
+                f"FLAG lesion {lesion.name}: site {lesion.site} ({lesion.site_evidence}): {why}; "
+                "a trial exclusion apart from criterion 19",
+                indent=2,
+            )
         lines += lesion_map_hint(evaluation.lesions)
     for warning in [*evaluation.plan.warnings, *evaluation.warnings]:
         lines += _wrapped(f"Warning: {warning}", indent=2)

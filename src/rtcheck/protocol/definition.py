@@ -19,6 +19,7 @@ from rtcheck.dvh.indices import INDICES, parse_index
 from rtcheck.dvh.margins import DIRECTIONS, Margin
 from rtcheck.dvh.metrics import Metric, parse_metric
 from rtcheck.errors import InvalidStructureError, MetricSyntaxError, RtcheckError
+from rtcheck.protocol.lesions import KNOWN_SITES
 from rtcheck.protocol.names import is_tg263_name, suggestion
 from rtcheck.protocol.yamlfile import YamlFileError, read_yaml
 
@@ -173,6 +174,9 @@ class Protocol:
     #: How each derived structure is built (its terms with their margins); ``derived`` names
     #: the structures each one uses.
     derived_terms: Mapping[str, DerivedStructure] = field(default_factory=dict)
+    #: Lesion site → why the trial excludes a patient with a lesion there (another criterion
+    #: than 19, flagged with the evidence; criterion 19 itself is about dose).
+    excluded_sites: Mapping[str, str] = field(default_factory=dict)
     #: A course of at most this many fractions is stereotactic; more, conventional.
     stereotactic_max_fractions: int = 8
 
@@ -334,9 +338,20 @@ class _Reader:
             lesion_oar_limits=lesion_oar,
             max_lesions=self.whole(lesions.get("max_lesions", 5), "lesions.max_lesions"),
             max_organs=self.whole(lesions.get("max_organs", 3), "lesions.max_organs"),
+            excluded_sites=self.excluded_sites(lesions.get("excluded_sites")),
             derived_terms=derived_terms,
             stereotactic_max_fractions=self.stereotactic_max(doc.get("fractionation")),
         )
+
+    def excluded_sites(self, value: Any) -> dict[str, str]:
+        sites = {}
+        for site, why in self.mapping(value, "lesions.excluded_sites").items():
+            where = f"lesions.excluded_sites.{site}"
+            if str(site).lower() not in KNOWN_SITES:
+                known = ", ".join(sorted(KNOWN_SITES))
+                raise self.fail(where, f"{site!r} is no lesion site rtcheck finds ({known})")
+            sites[str(site).lower()] = self.text(why, where)
+        return sites
 
     def stereotactic_max(self, value: Any) -> int:
         settings = self.mapping(value, "fractionation")

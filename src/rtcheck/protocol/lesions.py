@@ -36,7 +36,10 @@ SITE_WORDS: Mapping[str, str] = {
     "bone": "bone", "vertebra": "bone", "vert": "bone", "rib": "bone", "sacrum": "bone",
     "spine": "bone", "osseous": "bone", "pelvis": "bone", "femur": "bone",
     "node": "node", "ln": "node", "nodal": "node", "lymph": "node",
-    "adrenal": "adrenal", "brain": "brain",
+    "adrenal": "adrenal", "brain": "brain", "cerebral": "brain",
+    "pleura": "pleura", "pleural": "pleura",
+    "meninges": "meninges", "meningeal": "meninges", "leptomeningeal": "meninges",
+    "pericardium": "pericardium", "pericardial": "pericardium",
 }  # fmt: skip
 #: Every lesion site rtcheck knows.
 KNOWN_SITES = frozenset(SITE_WORDS.values())
@@ -45,6 +48,7 @@ _SITE_OF_STANDARD = {
     "Lung_L": "lung", "Lung_R": "lung", "Lungs": "lung", "Liver": "liver",
     "Bone_Vertebra": "bone", "Rib": "bone", "Glnd_Adrenal": "adrenal",
     "Glnd_Adrenal_L": "adrenal", "Glnd_Adrenal_R": "adrenal", "Brain": "brain",
+    "Pericardium": "pericardium",
 }  # fmt: skip
 
 
