@@ -174,7 +174,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  rtcheck phantom phantom/\n"
-            "  rtcheck phantom plan2/ --patient-id TEST-2 --seed 2 --lesions 1"
+            "  rtcheck phantom plan2/ --patient-id TEST-2 --seed 2 --lesions 1\n"
+            "  rtcheck phantom sbrt/ --no-primary --fractions 5 --prescription 35\n"
+            "  rtcheck phantom poor/ --no-primary --fractions 5 --prescription 35 "
+            "--lesion-margin 9"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write the synthetic thorax phantom plan",
@@ -196,6 +199,23 @@ def _parser() -> argparse.ArgumentParser:
     phantom.add_argument(
         "--lesions", type=int, metavar="N", help="metastatic lesions to include, 0 to 3 (default 3)"
     )
+    phantom.add_argument(
+        "--fractions", type=int, metavar="N", help="fractions of the plan (default 25; 1-8 is "
+        "stereotactic)"
+    )  # fmt: skip
+    phantom.add_argument(
+        "--prescription",
+        type=float,
+        metavar="GY",
+        help="prescription to every PTV, Gy (default 50)",
+    )
+    phantom.add_argument(
+        "--no-primary", action="store_true", help="a lesions-only plan: no primary tumour"
+    )
+    phantom.add_argument(
+        "--lesion-margin", type=float, metavar="MM", help="where each lesion's dose falls to half "
+        "beyond its PTV, mm: 4 (default) is conformal, 9 poorly conformal"
+    )  # fmt: skip
     return parser
 
 
@@ -453,6 +473,20 @@ def _run_phantom(args: argparse.Namespace) -> int:
         if not 0 <= args.lesions <= len(DEFAULT_LESIONS):
             raise UsageError(f"--lesions must be from 0 to {len(DEFAULT_LESIONS)}")
         phantom = replace(phantom, lesions=DEFAULT_LESIONS[: args.lesions])
+    if args.fractions is not None:
+        if not 1 <= args.fractions <= 100:
+            raise UsageError("--fractions must be from 1 to 100")
+        phantom = replace(phantom, fractions=args.fractions)
+    if args.prescription is not None:
+        if not 0 < args.prescription <= 200:
+            raise UsageError("--prescription must be above 0 and at most 200 Gy")
+        phantom = replace(phantom, prescription_gy=args.prescription)
+    if args.lesion_margin is not None:
+        if not 0 <= args.lesion_margin <= 30:
+            raise UsageError("--lesion-margin must be from 0 to 30 mm")
+        phantom = replace(phantom, lesion_margin_mm=args.lesion_margin)
+    if args.no_primary:
+        phantom = replace(phantom, primary=False)
     files = write_thorax_phantom(args.outdir, phantom)
     for path in (files.rtstruct, files.rtplan, files.rtdose):
         print(path)

@@ -57,6 +57,12 @@ class ThoraxPhantom:
         Dose to the AP-PA band (and so to the cord) as a fraction of the prescription.
     lesion_dose_scale
         Peak lesion dose relative to the prescription (1.08 covers 95 % of each PTV).
+    lesion_margin_mm
+        Where each lesion's conformal dose falls to half, beyond its PTV (mm): 4 gives a
+        conformal stereotactic plan (R100% about 1.05), 9 a poorly conformal one (about 2).
+    primary
+        Whether the plan treats the primary tumour too (its GTV, PTV and four-field box);
+        without it, a lesions-only plan.
     dose_z_range_mm
         z extent of the dose grid (mm); by default the structures' range plus one voxel.
     renamed
@@ -74,6 +80,8 @@ class ThoraxPhantom:
     dose_spacing_mm: float = 3.0
     cord_dose_fraction: float = 0.35
     lesion_dose_scale: float = 1.08
+    lesion_margin_mm: float = 4.0
+    primary: bool = True
     dose_z_range_mm: tuple[float, float] | None = None
     renamed: tuple[tuple[str, str | None], ...] = ()
     seed: str = "rtcheck-thorax-phantom-1"
@@ -109,6 +117,8 @@ def rois(phantom: ThoraxPhantom) -> list[S.RoiSpec]:
         ("GTV_T", "GTV", S.cylinder(ex, ey, 13, pz0 + 10, pz1 - 10, outline=o), (255, 0, 0)),
         ("PTV_50", "PTV", S.cylinder(ex, ey, 22, pz0, pz1, outline=o), (255, 64, 64)),
     ]
+    if not phantom.primary:
+        shapes = [s for s in shapes if s[0] not in ("GTV_T", "PTV_50")]
     for lesion in phantom.lesions:
         cx, cy, cz = lesion.centre
         shapes.append(
@@ -159,12 +169,14 @@ def dose_gy(
     cord = phantom.cord_dose_fraction
     # Inside the PTV all three terms are ~1 and the weights add to 1.
     box = rx * (cord * ap + 0.4 * lateral + (0.6 - cord) * ap * lateral)
+    if not phantom.primary:
+        box = box * 0.0
     total = np.broadcast_to(box, np.broadcast_shapes(x.shape, y.shape, z.shape)).copy()
     for lesion in phantom.lesions:
         cx, cy, cz = lesion.centre
         r = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
         outside = r - lesion.ptv_radius
-        conformal = 0.5 * erfc((outside - 4.0) / (2.5 * math.sqrt(2)))
+        conformal = 0.5 * erfc((outside - phantom.lesion_margin_mm) / (2.5 * math.sqrt(2)))
         halo = np.exp(-np.maximum(outside, 0.0) / 15.0)
         total += rx * phantom.lesion_dose_scale * (0.75 * conformal + 0.25 * halo)
     return np.asarray(total, dtype=np.float64)
