@@ -197,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", metavar="TEXT", help="text every UID derives from: another seed, another plan"
     )
     phantom.add_argument(
-        "--lesions", type=int, metavar="N", help="metastatic lesions to include, 0 to 3 (default 3)"
+        "--lesions", type=int, metavar="N", help="metastatic lesions to include, 0 to 5 (default 3)"
     )
     phantom.add_argument(
         "--fractions", type=int, metavar="N", help="fractions of the plan (default 25; 1-8 is "
@@ -458,6 +458,7 @@ def _run_phantom(args: argparse.Namespace) -> int:
     from rtcheck.phantom.thorax import (
         CLINICAL,
         DEFAULT_LESIONS,
+        MORE_LESIONS,
         ThoraxPhantom,
         write_thorax_phantom,
     )
@@ -470,9 +471,10 @@ def _run_phantom(args: argparse.Namespace) -> int:
     if args.seed is not None:
         phantom = replace(phantom, seed=args.seed)
     if args.lesions is not None:
-        if not 0 <= args.lesions <= len(DEFAULT_LESIONS):
-            raise UsageError(f"--lesions must be from 0 to {len(DEFAULT_LESIONS)}")
-        phantom = replace(phantom, lesions=DEFAULT_LESIONS[: args.lesions])
+        every = (*DEFAULT_LESIONS, *MORE_LESIONS)
+        if not 0 <= args.lesions <= len(every):
+            raise UsageError(f"--lesions must be from 0 to {len(every)}")
+        phantom = replace(phantom, lesions=every[: args.lesions])
     if args.fractions is not None:
         if not 1 <= args.fractions <= 100:
             raise UsageError("--fractions must be from 1 to 100")

@@ -12,8 +12,8 @@ where ``K(h)`` is the kernel's in-plane section at height ``h`` (an ellipse scal
 ``sqrt(1 − (h/m_z)²)``) and ``⊕`` the in-plane Minkowski sum; a contraction keeps the points whose
 whole kernel lies in the ROI, ``⋂_j P_j ⊖ K(h_j)`` over the slabs the kernel's z-extent meets
 (nothing where it meets a gap or an end). The in-plane operations are exact polygon offsets
-(GEOS through shapely, with arcs drawn as chords at :data:`ARC_SEGMENTS` per circle: area within
-0.01 %); only the sampling along z is discrete, one plane per slice of the structure's smallest
+(GEOS through shapely, with arcs drawn as chords, :data:`ARC_SEGMENTS` per circle: an arc's
+area short by 0.16 %, within 0.05 % of the grown volumes measured); only the sampling along z is discrete, one plane per slice of the structure's smallest
 slab thickness, which leaves an error of order ``t²`` at rounded ends (0.3 % of a 15 mm sphere
 contoured every 2 mm). Masks at a sub-voxel resolution would instead need a grid finer than the
 smallest margin everywhere in the ROI's box, and give a staircase surface.
@@ -24,9 +24,10 @@ Coordinates are DICOM patient coordinates (mm): +x towards the patient's left, +
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
@@ -38,7 +39,7 @@ from rtcheck.dicom.structures import ContourPlane, Structure
 from rtcheck.errors import InvalidStructureError
 
 #: Segments per full circle of an offset's rounded corners.
-ARC_SEGMENTS = 256
+ARC_SEGMENTS = 64
 #: Vertices of the kernel polygon of an anisotropic in-plane margin.
 KERNEL_VERTICES = 64
 #: How far the swept outline of an anisotropic in-plane margin may be thinned (mm).
@@ -103,18 +104,25 @@ class Margin:
 
 def expand(structure: Structure, margin: Margin, name: str, end_caps: EndCaps) -> Structure:
     """``structure`` grown by ``margin``, as a new structure named ``name``."""
-    return _build(structure, margin, name, end_caps, grow=True)
+    return replace(_built(structure, margin, end_caps, True), name=name)
 
 
 def contract(structure: Structure, margin: Margin, name: str, end_caps: EndCaps) -> Structure:
     """``structure`` shrunk by ``margin`` (what is left where the margin's whole kernel fits)."""
-    return _build(structure, margin, name, end_caps, grow=False)
+    return replace(_built(structure, margin, end_caps, False), name=name)
+
+
+@functools.lru_cache(maxsize=32)
+def _built(structure: Structure, margin: Margin, end_caps: EndCaps, grow: bool) -> Structure:
+    """One grown or shrunk structure, kept: a plan asks for the same one more than once (a
+    ring's outer part and the 2 cm around a lesion for its D2cm)."""
+    return _build(structure, margin, structure.name, end_caps, grow)
 
 
 def clip(structure: Structure, within: Structure, name: str, end_caps: EndCaps) -> Structure:
     """The part of ``structure`` inside ``within`` (for example the body outline)."""
     bottom, top = within.slabs(end_caps)
-    shapes = [_shape(p.polygons) for p in within.planes]
+    shapes = plane_shapes(within)
     planes = []
     for plane in structure.planes:
         k = int(np.searchsorted(bottom, plane.z_mm, side="right")) - 1
@@ -125,6 +133,14 @@ def clip(structure: Structure, within: Structure, name: str, end_caps: EndCaps) 
         if rings:
             planes.append(ContourPlane(plane.z_mm, rings, plane.bottom_mm, plane.top_mm))
     return _structure(structure, name, planes)
+
+
+# Few: a plan's body outline and targets; a batch moves on to the next plan.
+@functools.lru_cache(maxsize=8)
+def plane_shapes(structure: Structure) -> list[BaseGeometry]:
+    """Each plane's contours as one area (even-odd); kept, as the body outline is clipped to
+    many times per plan."""
+    return [_shape(p.polygons) for p in structure.planes]
 
 
 def _build(

@@ -39,6 +39,12 @@ DEFAULT_LESIONS = (
     Lesion("gtv m2 liver", "ptv m2 liver", (-60.0, -5.0, -125.0), 10.0, 15.0),
     Lesion("GTV_M3_T8", "PTV_M3_T8", (0.0, 48.0, 62.0), 7.0, 11.0),
 )
+#: Two more, for plans of the trial's largest number of lesions (5): a left lung lesion and a
+#: node outside every organ ROI (its site from its name).
+MORE_LESIONS = (
+    Lesion("GTV_M4_lungL", "PTV_M4_lungL", (90.0, 0.0, 70.0), 6.0, 10.0),
+    Lesion("GTV_M5_node", "PTV_M5_node", (-45.0, -70.0, 110.0), 6.0, 10.0),
+)
 
 
 @dataclass(frozen=True)
