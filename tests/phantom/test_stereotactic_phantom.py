@@ -23,8 +23,9 @@ def rtcheck(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_decision_follows_the_lesions_conformity(tmp_path, margin, decision, m1_r100):
     plan = tmp_path / "plan"
     made = rtcheck("phantom", str(plan), "--no-primary", "--fractions", "5",
-                   "--prescription", "35", "--lesion-margin", margin, "--seed", f"sbrt-{margin}")
-    assert made.returncode == 0, made.stderr  # fmt: skip
+                   "--prescription", "35", "--lesion-margin", margin, "--seed", f"sbrt-{margin}",
+                   )  # fmt: skip
+    assert made.returncode == 0, made.stderr
     checked = rtcheck("check", str(plan), "--json", str(tmp_path / "record.json"))
     record = json.loads((tmp_path / "record.json").read_text())
     assert record["criterion_19"]["decision"] == decision

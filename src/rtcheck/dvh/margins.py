@@ -13,10 +13,13 @@ where ``K(h)`` is the kernel's in-plane section at height ``h`` (an ellipse scal
 whole kernel lies in the ROI, ``⋂_j P_j ⊖ K(h_j)`` over the slabs the kernel's z-extent meets
 (nothing where it meets a gap or an end). The in-plane operations are exact polygon offsets
 (GEOS through shapely, with arcs drawn as chords, :data:`ARC_SEGMENTS` per circle: an arc's
-area short by 0.16 %, within 0.05 % of the grown volumes measured); only the sampling along z is discrete, one plane per slice of the structure's smallest
-slab thickness, which leaves an error of order ``t²`` at rounded ends (0.3 % of a 15 mm sphere
-contoured every 2 mm). Masks at a sub-voxel resolution would instead need a grid finer than the
-smallest margin everywhere in the ROI's box, and give a staircase surface.
+area short by 0.16 %, within 0.05 % of the grown volumes measured). Along z the contours are
+samples of a smooth surface: inside a run of planes each contour holds at its own plane, and at
+the run's ends out to its slab end (see :func:`_sampled_spans`); the result is drawn on the
+structure's own planes and more beyond its ends. The error is the sampling along z, largest
+where the margin is close to the contour spacing (the README's table). Masks at a sub-voxel
+resolution would instead need a grid finer than the smallest margin over the whole ROI's box,
+and give a staircase surface.
 
 Coordinates are DICOM patient coordinates (mm): +x towards the patient's left, +y posterior,
 +z superior, whatever the patient position.

@@ -17,8 +17,8 @@ for very large ones, see :data:`MAX_POINTS`); each sample carries the fraction o
 inside the body (exact in-plane, :func:`~rtcheck.dvh.occupancy.polygon_coverage`), the
 trilinear dose at its centre and the dose gradient there (for the part of the cell above an
 isodose level, :func:`_above`); distances come from a Euclidean distance transform of the
-targets' masks (sample centres inside). The PTV's own volume, its volume covered by the prescription and its
-D2%/D98%/D50% come from its DVH (:mod:`rtcheck.dvh.engine`).
+targets' masks (sample centres inside). The PTV's own volume, its volume covered by the
+prescription and its D2%/D98%/D50% come from its DVH (:mod:`rtcheck.dvh.engine`).
 """
 
 from __future__ import annotations
