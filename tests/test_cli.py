@@ -166,7 +166,8 @@ def test_undefined_metrics_and_empty_rois_are_null_with_a_warning(tmp_path):
     ("command", "needed"), [("dvh", set()), ("check", {"yaml"}), ("phantom", set())]
 )
 def test_a_command_imports_only_what_it_uses(tmp_path, command, needed):
-    heavy = ("sqlalchemy", "tqdm", "dask", "distributed", "matplotlib", "yaml", "pandas")
+    heavy = ("sqlalchemy", "tqdm", "dask", "distributed", "matplotlib", "yaml", "pandas",
+             "scipy.ndimage")  # fmt: skip
     args = {"dvh": [str(PHANTOM)], "check": [str(PHANTOM)], "phantom": [str(tmp_path / "p")]}
     code = (
         "import sys\n"
