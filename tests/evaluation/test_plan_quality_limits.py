@@ -73,6 +73,19 @@ def test_stereotactic_lesions_get_the_indices_and_conventional_ones_do_not(plan,
     for r in (r for r in indices if r.lesion == "M1"):
         assert r.value == pytest.approx(direct.value(r.metric), rel=1e-9), r.metric
         assert r.conversion and "interpolated between" in r.conversion
+    # The record says whose dose the isodose volumes are, and is valid.
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    from rtcheck.outputs.record import SCHEMA_RESOURCE, eligibility_record
+
+    record = eligibility_record(evaluation)
+    schema = json.loads(resources.files("rtcheck").joinpath(SCHEMA_RESOURCE).read_text())
+    jsonschema.validate(record, schema)
+    assert "nearest target" in record["methods"]["plan_quality_attribution"]
+    assert "methods" not in eligibility_record(conventional)
 
 
 def test_the_minor_column_grades_the_deviation(plan, stereotactic, tmp_path):

@@ -17,6 +17,16 @@ INDICES = {
 }
 
 
+#: How a lesion's isodose volumes and D2cm are attributed to it, as the record states it.
+ATTRIBUTION = (
+    "isodose volumes in the body outline; each point within 50 mm of a lesion's PTV is "
+    "attributed to the nearest target (every PTV of the plan) by its distance to the target's "
+    "surface, and a lesion's isodose volumes are taken in its own part; D2cm is the highest "
+    "dose in its part 2 cm or more from its PTV and from every other target; not attributed "
+    "where the 50 % isodose reaches 50 mm from the PTV"
+)
+
+
 def parse_index(text: str) -> Metric | None:
     """The plan-quality index named ``text`` as a metric (quantity ``Index``), or None."""
     name = text.strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rtcheck import __version__
+from rtcheck.dvh.indices import ATTRIBUTION, INDICES
 from rtcheck.evaluation.results import Evaluation
 from rtcheck.outputs.export import json_number
 
@@ -106,4 +107,12 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
             for r in evaluation.limits
         ],
         "warnings": [*plan.warnings, *evaluation.warnings],
+        **methods(evaluation),
     }
+
+
+def methods(evaluation: Evaluation) -> dict[str, Any]:
+    """How figures beyond DVH metrics were obtained, where the record has any."""
+    if not any(r.metric in INDICES for r in evaluation.limits):
+        return {}
+    return {"methods": {"plan_quality_attribution": ATTRIBUTION}}
