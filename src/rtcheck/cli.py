@@ -177,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
             "  rtcheck phantom plan2/ --patient-id TEST-2 --seed 2 --lesions 1\n"
             "  rtcheck phantom sbrt/ --no-primary --fractions 5 --prescription 35\n"
             "  rtcheck phantom poor/ --no-primary --fractions 5 --prescription 35 "
-            "--lesion-margin 9"
+            "--lesion-margin 9\n"
+            "  rtcheck phantom mixed/ --lesions 2 --lesion-plan 30/3 --lesion-plan 35/5"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write the synthetic thorax phantom plan",
@@ -212,6 +213,10 @@ def _parser() -> argparse.ArgumentParser:
     phantom.add_argument(
         "--no-primary", action="store_true", help="a lesions-only plan: no primary tumour"
     )
+    phantom.add_argument(
+        "--lesion-plan", action="append", metavar="GY/FX", help="give each lesion, in order, a "
+        "plan of its own (RP.M1.dcm...): prescription and fractions, e.g. 30/3; the plans sum"
+    )  # fmt: skip
     phantom.add_argument(
         "--lesion-margin", type=float, metavar="MM", help="where each lesion's dose falls to half "
         "beyond its PTV, mm: 4 (default) is conformal, 9 poorly conformal"
@@ -489,8 +494,21 @@ def _run_phantom(args: argparse.Namespace) -> int:
         phantom = replace(phantom, lesion_margin_mm=args.lesion_margin)
     if args.no_primary:
         phantom = replace(phantom, primary=False)
+    if args.lesion_plan:
+        plans = []
+        for text in args.lesion_plan:
+            gy, _, fx = text.partition("/")
+            try:
+                plans.append((float(gy), int(fx)))
+            except ValueError:
+                raise UsageError(f"--lesion-plan {text!r}: give GY/FX, e.g. 30/3") from None
+            if not (0 < plans[-1][0] <= 200 and 1 <= plans[-1][1] <= 100):
+                raise UsageError(f"--lesion-plan {text!r}: 0-200 Gy in 1-100 fractions")
+        if len(plans) != len(phantom.lesions):
+            raise UsageError(f"give one --lesion-plan per lesion ({len(phantom.lesions)})")
+        phantom = replace(phantom, lesion_plans=tuple(plans))
     files = write_thorax_phantom(args.outdir, phantom)
-    for path in (files.rtstruct, files.rtplan, files.rtdose):
+    for path in (files.rtstruct, files.rtplan, files.rtdose, *files.more):
         print(path)
     return EXIT_OK
 

@@ -41,3 +41,30 @@ def test_the_decision_follows_the_lesions_conformity(tmp_path, margin, decision,
 def test_phantom_options_are_checked(tmp_path):
     bad = rtcheck("phantom", str(tmp_path / "x"), "--fractions", "0")
     assert bad.returncode == 2 and "--fractions must be from 1 to 100" in bad.stderr
+
+
+def test_lesions_in_plans_of_their_own_at_different_fractionations(tmp_path):
+    plan = tmp_path / "plan"
+    made = rtcheck("phantom", str(plan), "--lesions", "5", "--lesion-plan", "30/3",
+                   "--lesion-plan", "35/5", "--lesion-plan", "24/1", "--lesion-plan", "40/8",
+                   "--lesion-plan", "50/25", "--seed", "mixed")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert len(made.stdout.split()) == 3 + 10  # RS, the primary's RP and RD, two per lesion
+    rtcheck("check", str(plan), "--json", str(tmp_path / "record.json"))
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["dose_mode"] == "EQD2 sum of plans"
+    assert record["criterion_19"]["decision"] == "not_excluded"
+    lesions = {
+        x["name"]: (x["prescription_gy"], x["fractions"], x["plan"]) for x in record["lesions"]
+    }
+    assert lesions == {"M1": (30.0, 3, "M1"), "M2": (35.0, 5, "M2"), "M3": (24.0, 1, "M3"),
+                       "M4": (40.0, 8, "M4"), "M5": (50.0, 25, "M5")}  # fmt: skip
+    # The four stereotactic lesions get the RTOG table and TG-101; the conventional one neither.
+    r100 = {x["lesion"] for x in record["limits"] if x["metric"] == "R100%"}
+    near = {x["lesion"] for x in record["limits"] if x["group"] == "lesion_oar"}
+    assert r100 == near == {"M1", "M2", "M3", "M4"}
+    # Near-lesion limits are in the lesion's own fractionation, published for it or converted
+    # within its regime (8 fractions from the 5-fraction column).
+    m4 = [x for x in record["limits"] if x["lesion"] == "M4" and x["group"] == "lesion_oar"]
+    assert all("published for 5 fractions; converted to 8 fractions" in (x["conversion"] or "")
+               for x in m4 if x["metric"] == "D0.03cc[Gy]")  # fmt: skip

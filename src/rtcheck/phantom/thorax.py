@@ -69,6 +69,10 @@ class ThoraxPhantom:
     primary
         Whether the plan treats the primary tumour too (its GTV, PTV and four-field box);
         without it, a lesions-only plan.
+    lesion_plans
+        Empty: every lesion is in the one plan. Otherwise one (prescription Gy, fractions) per
+        lesion: each lesion gets an RTPLAN and RTDOSE of its own (labelled M1, M2...), so that
+        lesions are treated in different fractionations, and the plans are summed.
     dose_z_range_mm
         z extent of the dose grid (mm); by default the structures' range plus one voxel.
     renamed
@@ -88,6 +92,7 @@ class ThoraxPhantom:
     lesion_dose_scale: float = 1.08
     lesion_margin_mm: float = 4.0
     primary: bool = True
+    lesion_plans: tuple[tuple[float, int], ...] = ()
     dose_z_range_mm: tuple[float, float] | None = None
     renamed: tuple[tuple[str, str | None], ...] = ()
     seed: str = "rtcheck-thorax-phantom-1"
@@ -178,14 +183,29 @@ def dose_gy(
     if not phantom.primary:
         box = box * 0.0
     total = np.broadcast_to(box, np.broadcast_shapes(x.shape, y.shape, z.shape)).copy()
-    for lesion in phantom.lesions:
-        cx, cy, cz = lesion.centre
-        r = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
-        outside = r - lesion.ptv_radius
-        conformal = 0.5 * erfc((outside - phantom.lesion_margin_mm) / (2.5 * math.sqrt(2)))
-        halo = np.exp(-np.maximum(outside, 0.0) / 15.0)
-        total += rx * phantom.lesion_dose_scale * (0.75 * conformal + 0.25 * halo)
+    if not phantom.lesion_plans:
+        for lesion in phantom.lesions:
+            total += lesion_dose_gy(phantom, lesion, rx, x, y, z)
     return np.asarray(total, dtype=np.float64)
+
+
+def lesion_dose_gy(
+    phantom: ThoraxPhantom,
+    lesion: Lesion,
+    prescription_gy: float,
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    z: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """One lesion's conformal dose (Gy) for its prescription, with a low-dose halo."""
+    cx, cy, cz = lesion.centre
+    r = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+    outside = r - lesion.ptv_radius
+    conformal = 0.5 * erfc((outside - phantom.lesion_margin_mm) / (2.5 * math.sqrt(2)))
+    halo = np.exp(-np.maximum(outside, 0.0) / 15.0)
+    return np.asarray(
+        prescription_gy * phantom.lesion_dose_scale * (0.75 * conformal + 0.25 * halo)
+    )
 
 
 #: A plan of clinical size: a 1.5 mm dose grid over the whole thorax (about 8.7 million voxels),
@@ -207,6 +227,8 @@ class PhantomFiles:
     rtstruct: Path
     rtplan: Path
     rtdose: Path
+    #: The lesions' own plans and doses, when they have them.
+    more: tuple[Path, ...] = ()
 
 
 def write_thorax_phantom(out_dir: str | Path, phantom: ThoraxPhantom | None = None) -> PhantomFiles:
@@ -224,10 +246,11 @@ def write_thorax_phantom(out_dir: str | Path, phantom: ThoraxPhantom | None = No
     specs = rois(p)
     structure_set = S.build_rtstruct(specs, patient, ss_uid, label="THORAX")
     numbers = {spec.name: n for n, spec in enumerate(specs, start=1)}
+    if p.lesion_plans and len(p.lesion_plans) != len(p.lesions):
+        raise ValueError("give one (prescription, fractions) per lesion")
+    in_main = () if p.lesion_plans else tuple(ls.ptv_name for ls in p.lesions)
     prescriptions = [
-        (name, numbers[name], p.prescription_gy)
-        for name in ("PTV_50", *(ls.ptv_name for ls in p.lesions))
-        if name in numbers
+        (name, numbers[name], p.prescription_gy) for name in ("PTV_50", *in_main) if name in numbers
     ]
     plan = S.build_rtplan(patient, plan_uid, ss_uid, "THORAX", p.fractions, prescriptions)
 
@@ -243,6 +266,31 @@ def write_thorax_phantom(out_dir: str | Path, phantom: ThoraxPhantom | None = No
     )
     files = PhantomFiles(out / "RS.thorax.dcm", out / "RP.thorax.dcm", out / "RD.thorax.dcm")
     S.save(structure_set, str(files.rtstruct))
-    S.save(plan, str(files.rtplan))
-    S.save(dose, str(files.rtdose))
+    if p.primary or not p.lesion_plans:
+        S.save(plan, str(files.rtplan))
+        S.save(dose, str(files.rtdose))
+    extra: list[Path] = []
+    for number, (lesion, (rx, fractions)) in enumerate(
+        zip(p.lesions, p.lesion_plans, strict=True), start=1
+    ):
+        label = f"M{number}"
+        own_plan, own_dose = S.uid(p.seed, "rtplan", label), S.uid(p.seed, "rtdose", label)
+        rp = S.build_rtplan(
+            patient, own_plan, ss_uid, label, fractions,
+            [(lesion.ptv_name, numbers[lesion.ptv_name], rx)],
+        )  # fmt: skip
+        grid = lesion_dose_gy(
+            p, lesion, rx, xs[None, None, :], ys[None, :, None], zs[:, None, None]
+        )
+        rd = S.build_rtdose(
+            patient, own_dose, grid, (xs[0], ys[0], zs[0]), (step, step), zs - zs[0], own_plan
+        )
+        paths = out / f"RP.{label}.dcm", out / f"RD.{label}.dcm"
+        S.save(rp, str(paths[0]))
+        S.save(rd, str(paths[1]))
+        extra += paths
+    if not (p.primary or not p.lesion_plans):
+        files = PhantomFiles(files.rtstruct, extra[0], extra[1], tuple(extra[2:]))
+    else:
+        files = PhantomFiles(files.rtstruct, files.rtplan, files.rtdose, tuple(extra))
     return files
