@@ -271,7 +271,7 @@ def write_thorax_phantom(out_dir: str | Path, phantom: ThoraxPhantom | None = No
         S.save(dose, str(files.rtdose))
     extra: list[Path] = []
     for number, (lesion, (rx, fractions)) in enumerate(
-        zip(p.lesions, p.lesion_plans, strict=True), start=1
+        zip(p.lesions if p.lesion_plans else (), p.lesion_plans, strict=True), start=1
     ):
         label = f"M{number}"
         own_plan, own_dose = S.uid(p.seed, "rtplan", label), S.uid(p.seed, "rtdose", label)
