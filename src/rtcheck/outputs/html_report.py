@@ -26,6 +26,8 @@ from rtcheck.outputs.table import (
     format_value,
     merge_by_lesion,
     metric_unit,
+    shown_limit,
+    shown_margin,
     sort_key,
     structure_terms,
 )
@@ -66,8 +68,8 @@ table { border-collapse: collapse; width: 100%; font-size: 8.5pt; }
 th, td { border: 1px solid #777; padding: 2pt 4pt; text-align: left; vertical-align: top; }
 thead { display: table-header-group; } tr { break-inside: avoid; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.result { font-weight: bold; border-left-width: 6px; }
-td.result, th { overflow-wrap: anywhere; }
+td.result { font-weight: bold; border-left-width: 6px; min-width: 5.5em; }
+th { overflow-wrap: anywhere; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 1pt 10pt; margin: 0; }
 dt { font-weight: bold; } dd { margin: 0; overflow-wrap: anywhere; }
 .plots { display: flex; flex-wrap: wrap; gap: 6pt; }
@@ -246,14 +248,15 @@ def _limits_table(evaluation: Evaluation) -> list[str]:
         if note:
             number = notes.setdefault(f"{r.structure} {r.metric}: {note}", len(notes) + 1)
             mark = f' <a class="note" href="#note-{number}">[{number}]</a>'
-        tier = f" (acceptable {r.acceptable})" if r.acceptable else ""
-        margin = "–" if r.margin is None else f"{r.margin:+.{2 if unit == 'Gy' else 1}f} {unit}"
+        shown, acceptable = shown_limit(r)
+        tier = f" (acceptable {acceptable})" if acceptable else ""
+        margin = "–" if r.margin is None else shown_margin(r)
         parts.append(
             f'<tr class="limit {state}" data-result="{state}">'
             f'<td class="result" style="border-left-color:{COLOURS[state]}">{LABELS[state]}</td>'
             f"<td>{_escape(r.priority)}</td><td>{_escape(structure)}</td>"
             f"<td>{_escape(r.metric)}</td>"
-            f'<td class="num">{_escape(r.limit or "—")}{_escape(tier)}{mark}</td>'
+            f'<td class="num">{_escape(shown or "—")}{_escape(tier)}{mark}</td>'
             f'<td class="num">{_escape(format_value(r.value, unit))}</td>'
             f'<td class="num">{_escape(margin)}</td></tr>'
         )

@@ -194,21 +194,15 @@ def _row(group: list[LimitResult], notes: dict[str, int]) -> list[str]:
     lesions = [g.lesion for g in group if g.lesion]
     structure = r.structure + (f" [{lesion_list(lesions)}]" if lesions else "")
     unit = metric_unit(r.metric)
-    limit = r.limit or "-"
-    computed = bool(r.conversion) and unit in ("Gy", "", "%") and not r.metric.startswith("V")
-    if r.limit and computed:
-        # A threshold converted to another fractionation, or interpolated between a table's
-        # rows, is computed: it is read at its unit's precision. A published one (and every
-        # volume limit) keeps the digits its source gave.
-        limit = _NUMBER.sub(lambda m: format_value(float(m.group()), unit), r.limit, count=1)
-    if r.acceptable:
-        tier = r.acceptable.split()[-1]
-        limit = f"{limit} | {format_value(float(tier), unit) if computed else tier}"
+    shown, tier = shown_limit(r)
+    limit = shown or "-"
+    if tier:
+        limit = f"{limit} | {tier.split()[-1]}"
     note = None if r.absent_optional else (r.reason or r.conversion)
     if note:
         number = notes.setdefault(f"{r.structure} {r.metric}: {note}", len(notes) + 1)
         limit = f"{limit} [{number}]"
-    margin = "-" if r.margin is None else f"{r.margin:+.{_DECIMALS.get(unit, 2)}f} {unit}"
+    margin = shown_margin(r)
     return [
         # An optional structure the plan lacks is no finding, whatever the priority.
         "not contoured" if r.absent_optional else _SHOWN[r.result],
@@ -217,8 +211,32 @@ def _row(group: list[LimitResult], notes: dict[str, int]) -> list[str]:
         r.metric,
         format_value(r.value, unit),
         limit,
-        margin.rstrip(),
+        margin,
     ]
+
+
+def shown_limit(r: LimitResult) -> tuple[str | None, str | None]:
+    """A result's limit and acceptable tier as shown: a threshold converted to another
+    fractionation, or interpolated between a table's rows, is computed, so it is read at its
+    unit's precision; a published one (and every volume limit) keeps the digits its source
+    gave."""
+    unit = metric_unit(r.metric)
+    computed = bool(r.conversion) and unit in ("Gy", "", "%") and not r.metric.startswith("V")
+
+    def shown(text: str | None) -> str | None:
+        if text is None or not computed:
+            return text
+        return _NUMBER.sub(lambda m: format_value(float(m.group()), unit), text, count=1)
+
+    return shown(r.limit), shown(r.acceptable)
+
+
+def shown_margin(r: LimitResult) -> str:
+    """A result's margin with its unit, at the unit's precision; "-" when it has none."""
+    unit = metric_unit(r.metric)
+    if r.margin is None:
+        return "-"
+    return f"{r.margin:+.{_DECIMALS.get(unit, 2)}f} {unit}".rstrip()
 
 
 def _layout(rows: list[list[str]]) -> list[str]:
