@@ -50,6 +50,9 @@ BOUNDARY_STEP_MM = 0.2
 #: Finest sampling of the neighbourhood (mm), and the most samples it may take.
 SAMPLE_MM = 1.5
 MAX_POINTS = 6_000_000
+#: Scanlines per sample row for the in-plane fractions (the body's, the targets' and the grown
+#: targets'): exact along x, and a midpoint rule in y with this many lines.
+SUBSAMPLES = 2
 
 
 @dataclass(frozen=True)
@@ -211,13 +214,15 @@ def _d2cm(
     box_high = np.array([centres[a][-1] for a in range(3)]) + pixels.spacing_mm
     shells = [_shell(s, end_caps) for s in (target, *others)]
     shells = [s for s in shells if _overlaps(s, box_low, box_high, end_caps)]
-    # Samples whose whole cell lies outside every grown target (tested at the cell's middle
-    # and at both its faces along z): a sample near the boundary could be inside it, and the
-    # boundary itself is taken exactly below.
+    # Samples whose whole cell lies outside every grown target (tested at both its faces
+    # along z, and in the middle where the target's slabs are thinner than a cell): a sample
+    # near the boundary could be inside it, and the boundary itself is taken exactly below.
     outside = cell & known
     half = pixels.spacing_mm / 2
     for shell in shells:
-        for dz in (-half, 0.0, half):
+        bottom, top = shell.slabs(end_caps)
+        thin = bool(np.min(top - bottom) < pixels.spacing_mm) if len(bottom) else False
+        for dz in (-half, 0.0, half) if thin else (-half, half):
             outside &= _sampled(shell, pixels, centres[2] + dz, end_caps) <= 0.0
     found = [float(dose[outside].max())] if outside.any() else []
     step = pixels.spacing_mm
@@ -344,7 +349,7 @@ def _sampled(
     k = np.clip(np.searchsorted(bottom, z_mm, side="right") - 1, 0, len(bottom) - 1)
     held = (z_mm >= bottom[k]) & (z_mm < top[k])
     planes = [structure.planes[i].polygons if h else () for i, h in zip(k, held, strict=True)]
-    return polygon_coverage(planes, pixels, subsamples=4).fraction
+    return polygon_coverage(planes, pixels, subsamples=SUBSAMPLES).fraction
 
 
 def _nearest_sample(structure: Structure, centres: list[NDArray[np.float64]]) -> NDArray[np.bool_]:
