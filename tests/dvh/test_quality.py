@@ -112,16 +112,16 @@ def test_two_lesions_far_apart_each_get_their_own_values():
 
 def direct(centres, own: int, threshold_pct: float | None, step: float = 0.5) -> float:
     """Integrate the analytical dose directly over lesion ``own``'s half (x < 0 for the lesion
-    at negative x), within 50 mm of its PTV surface: the volume (cc) at or above the threshold,
+    at negative x), within 35 mm of its PTV surface: the volume (cc) at or above the threshold,
     or (threshold None) the highest dose (%) 20 mm or more from the PTV."""
     cx = centres[own][0]
-    x = np.arange(cx - 60 + step / 2, 0.0, step) if cx < 0 else np.arange(step / 2, cx + 60, step)
-    y = np.arange(-60 + step / 2, 60, step)
+    x = np.arange(cx - 45 + step / 2, 0.0, step) if cx < 0 else np.arange(step / 2, cx + 45, step)
+    y = np.arange(-45 + step / 2, 45, step)
     found = 0.0
-    for z in np.arange(-60 + step / 2, 60, step):
+    for z in np.arange(-45 + step / 2, 45, step):
         dose = dose_of(centres, x, y, np.array([z]))[0]
         rho = np.sqrt((x[None, :] - cx) ** 2 + y[:, None] ** 2 + z**2)
-        near = rho <= 60.0
+        near = rho <= 45.0
         if threshold_pct is None:
             far = near & (rho >= 30.0)
             if far.any():
@@ -169,7 +169,7 @@ def test_an_isodose_reaching_beyond_the_neighbourhood_is_not_attributed():
     grid = DoseGrid(x, y, z, flat, "1.2.3", "PLAN")
     q = quality(m1, [], grid)
     assert q.unattributed and math.isnan(q.value("R50%"))
-    assert "reaches 50 mm" in (q.undefined("R50%") or "")
+    assert "reaches 35 mm" in (q.undefined("R50%") or "")
     assert not math.isnan(q.value("HI_ICRU83"))  # the PTV's own figures stay defined
 
 

@@ -19,11 +19,11 @@ INDICES = {
 
 #: How a lesion's isodose volumes and D2cm are attributed to it, as the record states it.
 ATTRIBUTION = (
-    "isodose volumes in the body outline; each point within 50 mm of a lesion's PTV is "
+    "isodose volumes in the body outline; each point within 35 mm of a lesion's PTV is "
     "attributed to the nearest target (every PTV of the plan) by its distance to the target's "
     "surface, and a lesion's isodose volumes are taken in its own part; D2cm is the highest "
     "dose in its part 2 cm or more from its PTV and from every other target; not attributed "
-    "where the 50 % isodose reaches 50 mm from the PTV"
+    "where the 50 % isodose reaches 35 mm from the PTV"
 )
 
 

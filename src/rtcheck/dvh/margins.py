@@ -138,8 +138,9 @@ def clip(structure: Structure, within: Structure, name: str, end_caps: EndCaps) 
     return _structure(structure, name, planes)
 
 
-# Few: a plan's body outline and targets; a batch moves on to the next plan.
-@functools.lru_cache(maxsize=8)
+# A plan's body outline, targets and the organs grown around them; a batch moves on to the
+# next plan.
+@functools.lru_cache(maxsize=16)
 def plane_shapes(structure: Structure) -> list[BaseGeometry]:
     """Each plane's contours as one area (even-odd); kept, as the body outline is clipped to
     many times per plan."""
@@ -153,7 +154,7 @@ def _build(
         return _structure(structure, name, [])
     bottom, top = structure.slabs(end_caps)
     low_end, high_end = _sampled_spans(structure, bottom, top)
-    shapes = [_shape(p.polygons) for p in structure.planes]
+    shapes = plane_shapes(structure)
     slabs = [(p.z_mm, b, t) for p, b, t in zip(structure.planes, bottom, top, strict=True)]
     if grow:
         slabs = _with_extensions(slabs, margin)
@@ -230,12 +231,14 @@ def _grown(
 ) -> BaseGeometry | None:
     """The expansion's section at ``z``: every plane's contours offset by the kernel's section
     at the plane's height below (or above) ``z``."""
+    heights = z - np.clip(z, low_end, high_end)
+    reach = np.where(heights > 0, margin.superior, margin.inferior)
+    near = np.flatnonzero(np.abs(heights) <= np.maximum(reach, CONTIGUOUS_TOLERANCE_MM))
     parts = []
-    for i in range(len(low_end)):
-        h = z - min(max(z, float(low_end[i])), float(high_end[i]))
-        scale = margin.section(h)
+    for i in near:
+        scale = margin.section(float(heights[i]))
         if scale >= 0:
-            parts.append(offset(i, scale))
+            parts.append(offset(int(i), scale))
     return shapely.union_all(parts) if parts else None
 
 

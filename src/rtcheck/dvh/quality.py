@@ -41,8 +41,10 @@ from rtcheck.dvh.metrics import evaluate_metric
 from rtcheck.dvh.occupancy import PixelGrid, polygon_coverage
 from rtcheck.dvh.regions import Region
 
-#: How far from its PTV a lesion's dose is attributed to it (mm).
-NEIGHBOURHOOD_MM = 50.0
+#: How far from its PTV a lesion's dose is attributed to it (mm). A stereotactic plan's 50 %
+#: isodose lies well within it (R50% at the RTOG table's minor limits puts it 7-19 mm beyond
+#: PTVs of 1.8-163 cc), and D2cm is looked for from 20 mm out.
+NEIGHBOURHOOD_MM = 35.0
 #: D2cm: the highest dose at this distance or more from the PTV (mm).
 D2CM_DISTANCE_MM = 20.0
 #: Largest gap (mm) between the boundary points where D2cm is looked for.
