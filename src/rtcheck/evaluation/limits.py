@@ -188,16 +188,7 @@ class LimitEvaluator:
         if reason:
             return replace(unevaluated(reason), conversion=note)
         base = not_evaluated(own, metric.text, str(comparison), rois, "", lesion.name)
-        value = quality.value(metric.text)
-        return replace(
-            base,
-            value=value,
-            margin=comparison.margin(value),
-            result=_graded(value, comparison, acceptable),
-            reason=None,
-            conversion=note,
-            acceptable=None if acceptable is None else str(acceptable),
-        )
+        return graded(base, quality.value(metric.text), comparison, acceptable, note)
 
     def quality(self, lesion: Lesion, target: Structure, dvh: DVH, grid: DoseGrid) -> LesionQuality:
         """The lesion's plan-quality figures (computed once per lesion)."""
@@ -273,8 +264,19 @@ def judge(
     evaluated = not_evaluated(
         limit, metric.text, str(comparison), rois, "", lesion, dvh.dose_coverage
     )
+    return graded(evaluated, value, comparison, acceptable, conversion)
+
+
+def graded(
+    base: LimitResult,
+    value: float,
+    comparison: Comparison,
+    acceptable: Comparison | None,
+    conversion: str | None,
+) -> LimitResult:
+    """``base`` with its value, its margin to the limit and its grade."""
     return replace(
-        evaluated,
+        base,
         value=value,
         margin=comparison.margin(value),
         result=_graded(value, comparison, acceptable),
