@@ -228,7 +228,9 @@ def test_one_protocols_limits_as_a_table_and_as_json():
     assert missing.returncode == 2 and "no bundled protocol named" in missing.stderr
 
 
-@pytest.mark.parametrize("command", ["dvh", "check", "batch", "results", "protocols", "phantom"])
+@pytest.mark.parametrize(
+    "command", ["dvh", "check", "batch", "results", "protocols", "phantom", "listen"]
+)
 def test_every_subcommand_help_shows_an_example(command):
     result = rtcheck(command, "--help")
     assert result.returncode == 0

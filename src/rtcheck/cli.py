@@ -221,6 +221,44 @@ def _parser() -> argparse.ArgumentParser:
         "--lesion-margin", type=float, metavar="MM", help="where each lesion's dose falls to half "
         "beyond its PTV, mm: 4 (default) is conformal, 9 poorly conformal"
     )  # fmt: skip
+    listen = commands.add_parser(
+        "listen",
+        epilog=(
+            "examples:\n"
+            "  rtcheck listen --storage received/ --allow TPS\n"
+            "  rtcheck listen --storage received/ --port 11112 --db results.db --reports reports/"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="receive plans over DICOM (a Storage SCP) and check each when it is complete",
+        description="A DICOM Storage SCP: accepts C-ECHO and C-STORE of RT structure sets, doses "
+        "and plans (CT/MR accepted, kept only with --store-images), writes each object once in "
+        "--storage, and checks every complete plan when nothing has arrived for --settle "
+        "seconds, storing the outcome in the database (and its report in --reports). Stops on "
+        "SIGTERM or Ctrl-C without losing a received object; checks what --storage holds at "
+        "start.",
+    )
+    listen.add_argument("--storage", metavar="DIR", required=True, help="where objects are kept")
+    listen.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
+    listen.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; another needs --allow)",
+    )  # fmt: skip
+    listen.add_argument("--ae-title", default="RTCHECK", help="this node's AE title (RTCHECK)")
+    listen.add_argument(
+        "--allow", action="append", metavar="AE[@HOST]", default=[],
+        help="a calling AE title (and host) allowed to send; repeat for more (default: any, "
+        "on loopback only)",
+    )  # fmt: skip
+    listen.add_argument("--protocol", metavar="NAME|FILE", help="protocol (eso-oligo-rt)")
+    listen.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    listen.add_argument("--reports", metavar="DIR", help="write each checked plan's report here")
+    listen.add_argument(
+        "--settle", type=float, default=5.0, metavar="S",
+        help="seconds without a new object before plans are checked (default 5)",
+    )  # fmt: skip
+    listen.add_argument(
+        "--store-images", action="store_true", help="keep CT/MR images too (default: not kept)"
+    )
     return parser
 
 
@@ -457,6 +495,65 @@ def _run_protocols(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_listen(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from rtcheck.network.listener import Listener, ListenerSettings, Peer
+
+    loopback = args.host in ("127.0.0.1", "::1", "localhost")
+    if not loopback and not args.allow:
+        raise UsageError(f"listening on {args.host} needs --allow (who may send)")
+    if not 0 < args.port < 65536:
+        raise UsageError("--port must be from 1 to 65535")
+    if not 0 <= args.settle <= 3600:
+        raise UsageError("--settle must be from 0 to 3600 seconds")
+    try:
+        allow = tuple(Peer.parse(text) for text in args.allow)
+    except ValueError as exc:
+        raise UsageError(f"--allow {exc}") from None
+    url = _db_url(args.db)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its own line per message
+    log = logging.getLogger("rtcheck.listen")
+
+    def check(storage: Path) -> None:
+        from datetime import UTC, datetime
+
+        from rtcheck.archive.batch import run_batch
+        from rtcheck.archive.store import open_store, plan_rows
+
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        summary = run_batch(storage, args.protocol, url, workers=1, report_dir=args.reports)
+        if not summary.checked:
+            return
+        for row in plan_rows(open_store(url)):
+            if str(row["checked_at"]) < started:
+                continue
+            outcome = row["decision"] or f"error: {row['error']}"
+            failed = f"; failed: {row['failed_mandatory']}" if row["failed_mandatory"] else ""
+            log.info("plan %s of patient %s: %s%s", row["plan_key"], row["patient_id"],
+                     outcome, failed)  # fmt: skip
+
+    listener = Listener(
+        ListenerSettings(
+            storage=Path(args.storage), port=args.port, host=args.host, ae_title=args.ae_title,
+            allow=allow, settle_s=args.settle, store_images=args.store_images, check=check,
+        )
+    )  # fmt: skip
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        listener.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    stop.wait()
+    listener.stop()
+    return EXIT_OK
+
+
 def _run_phantom(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -572,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_protocols(args)
         if args.command == "phantom":
             return _run_phantom(args)
+        if args.command == "listen":
+            return _run_listen(args)
         raise UsageError(f"unknown command {args.command}")
     except RtcheckError as exc:
         print(f"rtcheck: error: {exc}", file=sys.stderr)

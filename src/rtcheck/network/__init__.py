@@ -1,0 +1,1 @@
+"""DICOM networking: receiving plans from a planning system or a PACS."""

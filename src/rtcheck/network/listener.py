@@ -1,0 +1,243 @@
+"""``rtcheck listen``: a DICOM Storage SCP (pynetdicom) that stores the RT objects it receives and
+checks each plan once it is complete.
+
+Each object is written once, atomically (a temporary file renamed into place, so a transfer
+dropped half-way leaves nothing that could be checked), under ``STORAGE/<PatientID>/`` with
+sanitised names. When no object has arrived for the settle time, the storage folder goes
+through the same pipeline as ``rtcheck batch``: plans are grouped by UID, a plan already stored
+with the same inputs is skipped, a plan re-sent with a new dose is checked again, and each
+outcome is stored in the database (with its report, when asked). The same happens at start, so
+complete plans received before a stop are checked.
+
+Only calling AE titles (and hosts) on the allow list are accepted; every association and every
+decision is logged in one line, without patient names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtcheck.archive.batch import safe_name
+
+LOG = logging.getLogger("rtcheck.listen")
+
+#: RT objects a plan is made of.
+RT_STORAGE = {
+    "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RTPLAN",
+    "1.2.840.10008.5.1.4.1.1.481.8": "RTIONPLAN",
+}
+#: Images a planning system may send along: accepted, and stored only with ``store_images``.
+IMAGE_STORAGE = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.4": "MR",
+}
+_SUCCESS, _NOT_AUTHORISED, _OUT_OF_RESOURCES = 0x0000, 0x0124, 0xA700
+_VERIFICATION = "1.2.840.10008.1.1"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A calling AE allowed to send: its AE title, and its host (None: any host)."""
+
+    ae_title: str
+    host: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        """``AE`` or ``AE@host``."""
+        ae, _, host = text.partition("@")
+        if not 0 < len(ae.strip()) <= 16 or "\\" in ae:
+            raise ValueError(f"{text!r}: an AE title is 1 to 16 characters")
+        return cls(ae.strip(), host.strip() or None)
+
+    def admits(self, ae_title: str, host: str) -> bool:
+        return ae_title.strip() == self.ae_title and self.host in (None, host)
+
+
+@dataclass
+class ListenerSettings:
+    """How the listener runs (see ``rtcheck listen --help``)."""
+
+    storage: Path
+    port: int = 11112
+    host: str = "127.0.0.1"
+    ae_title: str = "RTCHECK"
+    allow: Sequence[Peer] = ()
+    settle_s: float = 5.0
+    store_images: bool = False
+    check: Callable[[Path], None] | None = None
+
+
+@dataclass
+class _State:
+    last_object: float = 0.0
+    pending: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Listener:
+    """The Storage SCP and the thread that checks complete plans."""
+
+    def __init__(self, settings: ListenerSettings) -> None:
+        self.settings = settings
+        self.state = _State(pending=True)  # what is already in storage is checked at start
+        self._server: Any = None
+        self._stop = threading.Event()
+        self._checker = threading.Thread(target=self._check_loop, name="rtcheck-check", daemon=True)
+        #: Objects are written here first, beside (not inside) the folder plans are read from.
+        self.staging = settings.storage.parent / f".{settings.storage.name}.incoming"
+
+    def start(self) -> None:
+        """Start listening (returns at once)."""
+        from pynetdicom import AE, evt
+
+        settings = self.settings
+        settings.storage.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(exist_ok=True)
+        ae = AE(ae_title=settings.ae_title)
+        ae.add_supported_context(_VERIFICATION)
+        for uid in (*RT_STORAGE, *IMAGE_STORAGE):
+            ae.add_supported_context(uid, _TRANSFER_SYNTAXES)
+        ae.maximum_pdu_size = 0
+        handlers: list[Any] = [
+            (evt.EVT_ACCEPTED, self._accepted),
+            (evt.EVT_REJECTED, self._rejected),
+            (evt.EVT_ABORTED, self._aborted),
+            (evt.EVT_RELEASED, self._released),
+            (evt.EVT_C_ECHO, lambda event: _SUCCESS),
+            (evt.EVT_C_STORE, self._store),
+        ]
+        if settings.allow:
+            ae.require_calling_aet = sorted({p.ae_title for p in settings.allow})
+        self._server = ae.start_server(
+            (settings.host, settings.port), block=False, evt_handlers=handlers
+        )
+        self._checker.start()
+        LOG.info(
+            "listening as %s on %s:%d, storing in %s", settings.ae_title, settings.host,
+            settings.port, settings.storage,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop accepting, let transfers in progress finish, then stop the checker."""
+        if self._server is not None:
+            self._server.shutdown()
+        self._stop.set()
+        if self._checker.is_alive():
+            self._checker.join(timeout=60)
+        LOG.info("stopped")
+
+    # Association events -------------------------------------------------------------------
+
+    def _peer(self, event: Any) -> tuple[str, str]:
+        requestor = event.assoc.requestor
+        return str(requestor.ae_title).strip(), str(requestor.address)
+
+    def _accepted(self, event: Any) -> None:
+        ae_title, host = self._peer(event)
+        allowed = self.settings.allow
+        if allowed and not any(p.admits(ae_title, host) for p in allowed):
+            LOG.warning("association from %s@%s refused: not on the allow list", ae_title, host)
+            event.assoc.abort()
+            return
+        LOG.info("association from %s@%s accepted", ae_title, host)
+
+    def _rejected(self, event: Any) -> None:
+        ae_title, host = self._peer(event)
+        LOG.warning("association from %s@%s rejected (AE title not allowed)", ae_title, host)
+
+    def _aborted(self, event: Any) -> None:
+        ae_title, host = self._peer(event)
+        LOG.info("association from %s@%s aborted", ae_title, host)
+
+    def _released(self, event: Any) -> None:
+        ae_title, host = self._peer(event)
+        LOG.info("association from %s@%s released", ae_title, host)
+
+    # Storage ------------------------------------------------------------------------------
+
+    def _store(self, event: Any) -> int:
+        ae_title, host = self._peer(event)
+        allowed = self.settings.allow
+        if allowed and not any(p.admits(ae_title, host) for p in allowed):
+            return _NOT_AUTHORISED
+        sop_class = str(event.request.AffectedSOPClassUID)
+        sop_uid = str(event.request.AffectedSOPInstanceUID)
+        kind = RT_STORAGE.get(sop_class) or IMAGE_STORAGE.get(sop_class)
+        if kind in IMAGE_STORAGE.values() and not self.settings.store_images:
+            return _SUCCESS  # accepted and not kept, as configured
+        try:
+            patient = str(event.dataset.get("PatientID", "") or "unknown")
+        except Exception:  # a dataset pydicom cannot decode: not stored
+            LOG.warning("object %s from %s@%s could not be read", sop_uid, ae_title, host)
+            return 0xC000
+        folder = self.settings.storage / safe_name(patient, 40)
+        path = folder / f"{kind}_{safe_name(sop_uid, 80)}.dcm"
+        data = bytes(event.encoded_dataset(include_meta=True))
+        try:
+            written = _write_once(path, data, self.staging)
+        except OSError as exc:
+            LOG.error("could not store %s: %s", sop_uid, exc.strerror or exc)
+            return _OUT_OF_RESOURCES
+        if written:
+            with self.state.lock:
+                self.state.last_object, self.state.pending = time.monotonic(), True
+        LOG.info(
+            "%s %s from %s@%s %s", kind, sop_uid, ae_title, host,
+            "stored" if written else "already stored",
+        )  # fmt: skip
+        return _SUCCESS
+
+    # Checking -----------------------------------------------------------------------------
+
+    def _check_loop(self) -> None:
+        while not self._stop.wait(0.2):
+            with self.state.lock:
+                quiet = time.monotonic() - self.state.last_object >= self.settings.settle_s
+                due = self.state.pending and quiet
+                if due:
+                    self.state.pending = False
+            if due and self.settings.check is not None:
+                try:
+                    self.settings.check(self.settings.storage)
+                except Exception as exc:  # one bad check never stops the listener
+                    LOG.error("check failed: %s: %s", type(exc).__name__, exc)
+
+
+def _write_once(path: Path, data: bytes, staging: Path) -> bool:
+    """Write ``data`` to ``path`` atomically (written in ``staging``, then renamed into place);
+    False when the same bytes are there already."""
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix="incoming-", dir=staging)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
+
+
+#: Transfer syntaxes accepted: the uncompressed ones and those rtcheck reads (see dicom/dose).
+_TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2",  # implicit VR little endian
+    "1.2.840.10008.1.2.1",  # explicit VR little endian
+    "1.2.840.10008.1.2.1.99",  # deflated
+    "1.2.840.10008.1.2.2",  # explicit VR big endian
+    "1.2.840.10008.1.2.5",  # RLE lossless
+]

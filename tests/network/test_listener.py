@@ -1,0 +1,166 @@
+"""`rtcheck listen` as a real Storage SCP on loopback, sent to by dcmtk's storescu and echoscu (a
+client nobody here wrote): whole plans, plans split over associations, an object sent twice, a
+non-RT object, a refused AE title, a stop by SIGTERM, and plans already in storage at start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from rtcheck.archive.store import open_store, plan_rows
+
+STORESCU = shutil.which("storescu")
+pytestmark = pytest.mark.skipif(STORESCU is None, reason="dcmtk is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Node:
+    """A running `rtcheck listen` process and what it was given."""
+
+    def __init__(self, tmp: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.storage, self.db, self.log = tmp / "received", tmp / "results.db", tmp / "listen.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rtcheck.cli", "listen", "--storage", str(self.storage),
+             "--port", str(self.port), "--db", str(self.db), "--settle", "0.5", *extra],
+            stderr=self.log.open("w"), stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.wait_for("listening as")
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, fragment: str, count: int = 1, timeout: float = 60) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.text().count(fragment) >= count:
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"listener exited: {self.text()}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {fragment!r} x{count} in: {self.text()}")
+
+    def send(self, *files: Path, aet: str = "STORESCU") -> subprocess.CompletedProcess[str]:
+        assert STORESCU is not None
+        return subprocess.run(
+            [STORESCU, "-aet", aet, "-aec", "RTCHECK", "127.0.0.1", str(self.port),
+             *map(str, files)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    def decisions(self) -> list[str]:
+        if not self.db.exists():
+            return []
+        return [str(row["decision"]) for row in plan_rows(open_store(f"sqlite:///{self.db}"))]
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    running = Node(tmp_path, "--allow", "STORESCU")
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+
+
+def plan_files(folder: Path) -> dict[str, Path]:
+    return {p.name[:2]: p for p in sorted(folder.glob("R[SDP]*.dcm"))}
+
+
+def test_a_whole_plan_is_stored_and_checked_and_each_association_is_one_line(node, phantom_dir):
+    assert (
+        subprocess.run(
+            [
+                shutil.which("echoscu") or "echoscu",
+                "-aet",
+                "STORESCU",
+                "-aec",
+                "RTCHECK",
+                "127.0.0.1",
+                str(node.port),
+            ],
+            timeout=30,
+        ).returncode
+        == 0
+    )
+    sent = node.send(*plan_files(phantom_dir).values())
+    assert sent.returncode == 0, sent.stderr
+    node.wait_for("of patient PHANTOM-001: not_excluded")
+    assert node.decisions() == ["not_excluded"]
+    log = node.text()
+    assert log.count("association from STORESCU@127.0.0.1 accepted") == 2  # echo, then store
+    assert "PHANTOM^THORAX" not in log  # never a patient's name
+    stored = sorted(p.name.split("_")[0] for p in node.storage.rglob("*.dcm"))
+    assert stored == ["RTDOSE", "RTPLAN", "RTSTRUCT"]
+    assert node.stop() == 0 and "stopped" in node.text()
+
+
+def test_a_plan_split_over_associations_is_checked_once_complete(node, phantom_dir):
+    files = plan_files(phantom_dir)
+    assert node.send(files["RS"]).returncode == 0
+    node.wait_for("RTSTRUCT")
+    time.sleep(1.5)  # settled: an incomplete plan is not checked
+    assert node.decisions() == []
+    assert node.send(files["RP"]).returncode == 0
+    assert node.send(files["RD"]).returncode == 0
+    node.wait_for("not_excluded")
+    assert node.decisions() == ["not_excluded"]
+
+
+def test_an_object_sent_twice_is_stored_once_and_a_non_rt_object_is_not_kept(node, phantom_dir):
+    files = plan_files(phantom_dir)
+    ct = Path(get_testdata_file("CT_small.dcm"))
+    assert node.send(*files.values(), ct).returncode == 0
+    node.wait_for("not_excluded")
+    assert node.send(files["RD"]).returncode == 0
+    node.wait_for("already stored")
+    assert len(list(node.storage.rglob("*.dcm"))) == 3  # the CT accepted, not kept
+    time.sleep(1.5)
+    assert node.decisions() == ["not_excluded"]  # nothing new: not checked again
+
+
+def test_a_refused_ae_title_stores_nothing(node, phantom_dir):
+    refused = node.send(*plan_files(phantom_dir).values(), aet="INTRUDER")
+    assert refused.returncode != 0
+    node.wait_for("INTRUDER@127.0.0.1 rejected")
+    assert not list(node.storage.rglob("*.dcm"))
+
+
+def test_plans_already_in_storage_are_checked_at_start(tmp_path, phantom_dir):
+    storage = tmp_path / "received" / "PHANTOM-001"
+    storage.mkdir(parents=True)
+    for path in plan_files(phantom_dir).values():
+        shutil.copy(path, storage / path.name)
+    started = Node(tmp_path)
+    try:
+        started.wait_for("not_excluded")
+        assert started.decisions() == ["not_excluded"]
+    finally:
+        assert started.stop() == 0
+
+
+def test_listening_beyond_loopback_needs_an_allow_list(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli", "listen", "--storage", str(tmp_path / "s"),
+         "--host", "0.0.0.0", "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60, env={**os.environ},
+    )  # fmt: skip
+    assert result.returncode == 2 and "needs --allow" in result.stderr
