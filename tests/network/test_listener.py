@@ -164,3 +164,37 @@ def test_listening_beyond_loopback_needs_an_allow_list(tmp_path):
         capture_output=True, text=True, timeout=60, env={**os.environ},
     )  # fmt: skip
     assert result.returncode == 2 and "needs --allow" in result.stderr
+
+
+def test_a_transfer_dropped_half_way_leaves_nothing_half_written(node, tmp_path):
+    """storescu killed while it sends a 40 MB RTDOSE: the listener keeps running, and storage
+    holds either nothing of it or the whole object; nothing is left in the staging folder."""
+    import numpy as np
+
+    from rtcheck.phantom import synthetic as S
+
+    patient = S.Patient(study_uid=S.uid("drop", "study"), frame_uid=S.uid("drop", "frame"))
+    grid = np.random.default_rng(1).random((160, 250, 250)) * 60
+    big = tmp_path / "big.dcm"
+    S.save(S.build_rtdose(patient, S.uid("drop", "dose"), grid, (0, 0, 0), (1.0, 1.0),
+                          list(np.arange(160.0)), None, bits=32), str(big))  # fmt: skip
+    assert STORESCU is not None
+    sender = subprocess.Popen(
+        [STORESCU, "-aet", "STORESCU", "-aec", "RTCHECK", "127.0.0.1", str(node.port), str(big)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    node.wait_for("association from STORESCU@127.0.0.1 accepted")
+    time.sleep(0.05)
+    sender.kill()
+    sender.wait(timeout=30)
+    time.sleep(1.5)
+    assert node.process.poll() is None  # still listening
+    import pydicom
+
+    for kept in node.storage.rglob("*.dcm"):  # the whole object, or nothing of it
+        assert len(pydicom.dcmread(kept).PixelData) == 160 * 250 * 250 * 4
+    staging = node.storage.parent / f".{node.storage.name}.incoming"
+    assert not list(staging.iterdir())
+    # The listener still takes the next plan.
+    assert node.send(big).returncode == 0
+    node.wait_for("RTDOSE")
