@@ -319,6 +319,10 @@ LOSSLESS_COMPRESSED = frozenset(
 )
 
 
+#: Every transfer syntax an RTDOSE can be read in (the lossless JPEG family with the extra).
+READABLE_SYNTAXES = frozenset(_NATIVE) | LOSSLESS_COMPRESSED
+
+
 def _pixel_values(
     ds: Dataset, frames: int, rows: int, cols: int, fail: _Fail
 ) -> NDArray[np.integer[Any]]:

@@ -26,16 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from rtcheck.archive.batch import safe_name
+from rtcheck.dicom.dose import READABLE_SYNTAXES
+from rtcheck.dicom.files import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT
 
 LOG = logging.getLogger("rtcheck.listen")
 
 #: RT objects a plan is made of.
-RT_STORAGE = {
-    "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",
-    "1.2.840.10008.5.1.4.1.1.481.2": "RTDOSE",
-    "1.2.840.10008.5.1.4.1.1.481.5": "RTPLAN",
-    "1.2.840.10008.5.1.4.1.1.481.8": "RTIONPLAN",
-}
+RT_STORAGE = {RTSTRUCT: "RTSTRUCT", RTDOSE: "RTDOSE", RTPLAN: "RTPLAN", RTION_PLAN: "RTIONPLAN"}
 #: Images a planning system may send along: accepted, and stored only with ``store_images``.
 IMAGE_STORAGE = {
     "1.2.840.10008.5.1.4.1.1.2": "CT",
@@ -107,7 +104,7 @@ class Listener:
         ae = AE(ae_title=settings.ae_title)
         ae.add_supported_context(_VERIFICATION)
         for uid in (*RT_STORAGE, *IMAGE_STORAGE):
-            ae.add_supported_context(uid, _TRANSFER_SYNTAXES)
+            ae.add_supported_context(uid, sorted(READABLE_SYNTAXES))
         ae.maximum_pdu_size = 0
         handlers: list[Any] = [
             (evt.EVT_ACCEPTED, self._accepted),
@@ -231,13 +228,3 @@ def _write_once(path: Path, data: bytes, staging: Path) -> bool:
         Path(temporary).unlink(missing_ok=True)
         raise
     return True
-
-
-#: Transfer syntaxes accepted: the uncompressed ones and those rtcheck reads (see dicom/dose).
-_TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2",  # implicit VR little endian
-    "1.2.840.10008.1.2.1",  # explicit VR little endian
-    "1.2.840.10008.1.2.1.99",  # deflated
-    "1.2.840.10008.1.2.2",  # explicit VR big endian
-    "1.2.840.10008.1.2.5",  # RLE lossless
-]
