@@ -84,3 +84,32 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("phantom")
     write_thorax_phantom(out)
     return out
+
+
+def write_primary_and_lesion_plans(folder: Path, seed: str) -> Path:
+    """A structure set (cord, a lesion PTV_M1, a primary PTV_60) with two plans, each with a
+    uniform dose: the primary 30 Gy in 25 fractions (prescribed 60 Gy), the lesion 15 Gy in 3
+    fractions (prescribed 15 Gy). Uniform doses make EQD2 sums exact by hand."""
+    import numpy as np
+
+    from rtcheck.phantom import synthetic as S
+
+    zs = list(np.arange(-30, 30.1, 2.5))
+    rois = [
+        S.RoiSpec.from_shape("Cord", "ORGAN", S.cylinder(0, 20, 5, -25, 25), zs),
+        S.RoiSpec.from_shape("PTV_M1", "PTV", S.sphere(-20, -10, 0, 8), zs),
+        S.RoiSpec.from_shape("PTV_60", "PTV", S.cylinder(0, -20, 10, -20, 20), zs),
+    ]
+    patient = S.Patient(study_uid=S.uid(seed, "study"), frame_uid=S.uid(seed, "frame"))
+    ss = S.uid(seed, "ss")
+    S.save(S.build_rtstruct(rois, patient, ss), str(folder / "rs.dcm"))
+    xs = np.arange(-40, 40.1, 4.0)
+    for label, fx, rx, roi, dose in (("PRIMARY", 25, 60.0, 3, 30.0), ("SBRT", 3, 15.0, 2, 15.0)):
+        plan_uid = S.uid(seed, label)
+        plan = S.build_rtplan(patient, plan_uid, ss, label, fx, [(label, roi, rx)])
+        S.save(plan, str(folder / f"rp_{label}.dcm"))
+        grid = np.full((len(xs),) * 3, dose)
+        rd = S.build_rtdose(patient, S.uid(seed, label, "dose"), grid, (-40, -40, -40),
+                            (4.0, 4.0), xs + 40, plan_uid, bits=32)  # fmt: skip
+        S.save(rd, str(folder / f"rd_{label}.dcm"))
+    return folder

@@ -19,6 +19,7 @@ from rtcheck.outputs.record import SCHEMA_RESOURCE, eligibility_record
 from rtcheck.phantom import synthetic as S
 from rtcheck.phantom.thorax import DEFAULT_LESIONS, Lesion, ThoraxPhantom, write_thorax_phantom
 from rtcheck.protocol.definition import load_protocol
+from tests.conftest import write_primary_and_lesion_plans
 
 SCHEMA = json.loads(resources.files("rtcheck").joinpath(SCHEMA_RESOURCE).read_text())
 
@@ -161,25 +162,7 @@ def test_two_plans_of_different_fractionation_are_summed_in_eqd2(tmp_path):
     EQD2 = 30 (1.2 + 2) / 4 + 15 (5 + 2) / 4 = 24 + 26.25 = 50.25 Gy, against the 45 Gy / 25 fx
     limit converted to EQD2, 45 (1.8 + 2) / 4 = 42.75 Gy: excluded. Adding physical doses
     (45 Gy) would have passed."""
-    zs = list(np.arange(-30, 30.1, 2.5))
-    rois = [
-        S.RoiSpec.from_shape("Cord", "ORGAN", S.cylinder(0, 20, 5, -25, 25), zs),
-        S.RoiSpec.from_shape("PTV_M1", "PTV", S.sphere(-20, -10, 0, 8), zs),
-        S.RoiSpec.from_shape("PTV_60", "PTV", S.cylinder(0, -20, 10, -20, 20), zs),
-    ]
-    patient = S.Patient(study_uid=S.uid("eqd2", "study"), frame_uid=S.uid("eqd2", "frame"))
-    ss = S.uid("eqd2", "ss")
-    S.save(S.build_rtstruct(rois, patient, ss), str(tmp_path / "rs.dcm"))
-    xs = np.arange(-40, 40.1, 4.0)
-    shape = (len(xs), len(xs), len(xs))
-    for label, fx, rx, roi, dose in (("PRIMARY", 25, 60.0, 3, 30.0), ("SBRT", 3, 15.0, 2, 15.0)):
-        plan_uid = S.uid("eqd2", label)
-        plan = S.build_rtplan(patient, plan_uid, ss, label, fx, [(label, roi, rx)])
-        S.save(plan, str(tmp_path / f"rp_{label}.dcm"))
-        grid = np.full(shape, dose)
-        rd = S.build_rtdose(patient, S.uid("eqd2", label, "dose"), grid, (-40, -40, -40),
-                            (4.0, 4.0), xs + 40, plan_uid, bits=32)  # fmt: skip
-        S.save(rd, str(tmp_path / f"rd_{label}.dcm"))
+    write_primary_and_lesion_plans(tmp_path, "eqd2")
     protocol_file = tmp_path / "p.yaml"
     protocol_file.write_text(
         "protocol: eqd2-test\nversion: '1'\nalpha_beta_gy: {default: 3, SpinalCord: 2}\n"

@@ -103,28 +103,9 @@ def test_a_summed_plan_reaches_a_decision_each_limit_on_its_own_course(tmp_path)
     an EQD2 sum, so the conventional table applies, converted to EQD2 (the cord: 50.25 Gy
     against 42.75 Gy, see test_check); near the stereotactic lesion TG-101 applies on the
     lesion's own plan, in its own 3 fractions (the cord: 15 Gy against 21.9 Gy, unconverted)."""
-    import numpy as np
+    from tests.conftest import write_primary_and_lesion_plans
 
-    from rtcheck.phantom import synthetic as S
-
-    zs = list(np.arange(-30, 30.1, 2.5))
-    rois = [
-        S.RoiSpec.from_shape("Cord", "ORGAN", S.cylinder(0, 20, 5, -25, 25), zs),
-        S.RoiSpec.from_shape("PTV_M1", "PTV", S.sphere(-20, -10, 0, 8), zs),
-        S.RoiSpec.from_shape("PTV_60", "PTV", S.cylinder(0, -20, 10, -20, 20), zs),
-    ]
-    patient = S.Patient(study_uid=S.uid("sum", "study"), frame_uid=S.uid("sum", "frame"))
-    ss = S.uid("sum", "ss")
-    S.save(S.build_rtstruct(rois, patient, ss), str(tmp_path / "rs.dcm"))
-    xs = np.arange(-40, 40.1, 4.0)
-    for label, fx, rx, roi, dose in (("PRIMARY", 25, 60.0, 3, 30.0), ("SBRT", 3, 15.0, 2, 15.0)):
-        plan_uid = S.uid("sum", label)
-        S.save(S.build_rtplan(patient, plan_uid, ss, label, fx, [(label, roi, rx)]),
-               str(tmp_path / f"rp_{label}.dcm"))  # fmt: skip
-        grid = np.full((len(xs),) * 3, dose)
-        rd = S.build_rtdose(patient, S.uid("sum", label, "dose"), grid, (-40, -40, -40),
-                            (4.0, 4.0), xs + 40, plan_uid, bits=32)  # fmt: skip
-        S.save(rd, str(tmp_path / f"rd_{label}.dcm"))
+    write_primary_and_lesion_plans(tmp_path, "sum")
     evaluation = evaluate(load_plan([tmp_path]), PROTOCOL)
     assert evaluation.dose_mode == "EQD2 sum of plans"
     cord = [
