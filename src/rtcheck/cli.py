@@ -509,6 +509,9 @@ def _run_listen(args: argparse.Namespace) -> int:
         raise UsageError("--port must be from 1 to 65535")
     if not 0 <= args.settle <= 3600:
         raise UsageError("--settle must be from 0 to 3600 seconds")
+    for option, value in (("--storage", args.storage), ("--reports", args.reports)):
+        if value is not None and Path(value).exists() and not Path(value).is_dir():
+            raise UsageError(f"{option} {value}: not a folder")
     try:
         allow = tuple(Peer.parse(text) for text in args.allow)
     except ValueError as exc:

@@ -164,6 +164,16 @@ def test_listening_beyond_loopback_needs_an_allow_list(tmp_path):
         capture_output=True, text=True, timeout=60, env={**os.environ},
     )  # fmt: skip
     assert result.returncode == 2 and "needs --allow" in result.stderr
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for option in ("--storage", "--reports"):
+        args = ["--storage", str(tmp_path / "s"), option, str(a_file)]
+        refused = subprocess.run(
+            [sys.executable, "-m", "rtcheck.cli", "listen", *args, "--port", str(free_port())],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 2 and f"{option} {a_file}: not a folder" in refused.stderr
+        assert refused.stderr.count("\n") == 1  # one line, no traceback
 
 
 def test_a_transfer_dropped_half_way_leaves_nothing_half_written(node, tmp_path):
