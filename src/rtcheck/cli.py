@@ -125,22 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         "Exit status: 0 all plans checked, 4 some plans could not be checked, 2 bad input.",
     )
     batch.add_argument("archive", metavar="ARCHIVE", help="folder to index (searched recursively)")
-    batch.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: eso-oligo-rt)")
-    batch.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
-    batch.add_argument(
-        "--workers", type=int, metavar="N", help="local worker processes (default: one per core)"
-    )
-    batch.add_argument(
-        "--scheduler", metavar="ADDRESS", help="Dask scheduler to run on (tcp://host:8786)"
-    )
-    batch.add_argument("--out", metavar="CSV", help="write one CSV row per stored plan")
-    batch.add_argument("--records", metavar="DIR", help="write each plan's eligibility record")
-    batch.add_argument(
-        "--html",
-        metavar="FILE",
-        help="write an archive summary page, with each checked plan's report beside it",
-    )
-    _end_caps_option(batch)
+    _batch_options(batch)
 
     results = commands.add_parser(
         "results",
@@ -259,7 +244,55 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--store-images", action="store_true", help="keep CT/MR images too (default: not kept)"
     )
+
+    pull = commands.add_parser(
+        "pull",
+        epilog=(
+            "examples:\n"
+            "  rtcheck pull --pacs PACS@pacs.hospital:104 --since 2026-01-01 --db results.db\n"
+            "  rtcheck pull --pacs ORTHANC@127.0.0.1:4242 --patient 1234567 --html summary.html"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="find RT plans on a PACS (C-FIND), retrieve them (C-GET) and check them as batch",
+        description="Query a PACS for studies (by patient, study UID, study date), retrieve "
+        "their RTSTRUCT, RTDOSE and RTPLAN series that --storage does not hold yet, then check "
+        "--storage as 'rtcheck batch' does (plans already stored with the same inputs are "
+        "skipped). The PACS must know this node's AE title and allow it C-FIND and C-GET. "
+        "Exit status: 0 all plans checked, 4 a series could not be retrieved or a plan "
+        "checked, 2 bad input or the PACS unreachable.",
+    )
+    pull.add_argument("--pacs", metavar="AE@HOST:PORT", required=True, help="the PACS to query")
+    pull.add_argument("--ae-title", default="RTCHECK", help="this node's AE title (RTCHECK)")
+    pull.add_argument("--patient", metavar="ID", help="only this PatientID (wildcards * and ?)")
+    pull.add_argument("--study", metavar="UID", help="only this StudyInstanceUID")
+    pull.add_argument("--since", metavar="DATE", help="only studies of this date or later")
+    pull.add_argument(
+        "--storage", metavar="DIR", default="rtcheck-pulled",
+        help="where retrieved objects are kept, as 'rtcheck listen' keeps them; a later pull "
+        "only retrieves what is missing (default: rtcheck-pulled)",
+    )  # fmt: skip
+    _batch_options(pull)
     return parser
+
+
+def _batch_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a batch check (``batch`` and ``pull``)."""
+    parser.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: eso-oligo-rt)")
+    parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="local worker processes (default: one per core)"
+    )
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS", help="Dask scheduler to run on (tcp://host:8786)"
+    )
+    parser.add_argument("--out", metavar="CSV", help="write one CSV row per stored plan")
+    parser.add_argument("--records", metavar="DIR", help="write each plan's eligibility record")
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write an archive summary page, with each checked plan's report beside it",
+    )
+    _end_caps_option(parser)
 
 
 def _end_caps_option(parser: argparse.ArgumentParser) -> None:
@@ -557,6 +590,39 @@ def _run_listen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_pull(args: argparse.Namespace) -> int:
+    import logging
+
+    from rtcheck.network.pull import Pacs, PullQuery, parse_since, pull
+    from rtcheck.network.storage import ObjectStore
+
+    try:
+        pacs = Pacs.parse(args.pacs)
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not 0 < len(args.ae_title) <= 16:
+        raise UsageError("--ae-title must be 1 to 16 characters")
+    storage = Path(args.storage)
+    if storage.exists() and not storage.is_dir():
+        raise UsageError(f"--storage {args.storage}: not a folder")
+    # pynetdicom logs a failed association at length; rtcheck says it in one line.
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    query = PullQuery(patient_id=args.patient, study_uid=args.study, since=since)
+    summary = pull(pacs, query, ObjectStore(storage), args.ae_title)
+    print(
+        f"{pacs}: {summary.studies} studies, {len(summary.series)} RT series; "
+        f"{summary.received} objects retrieved, {summary.already_stored} already in {storage}"
+        + (f", {len(summary.failed)} series failed" if summary.failed else "")
+    )
+    _print_some(f"series {uid} not retrieved: {reason}" for uid, reason in summary.failed)
+    if not summary.series:
+        raise UsageError(f"no RTSTRUCT, RTDOSE or RTPLAN series on {pacs} matches the query")
+    args.archive = str(storage)
+    status = _run_batch(args)
+    return EXIT_PLAN_ERRORS if summary.failed else status
+
+
 def _run_phantom(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -674,6 +740,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_phantom(args)
         if args.command == "listen":
             return _run_listen(args)
+        if args.command == "pull":
+            return _run_pull(args)
         raise UsageError(f"unknown command {args.command}")
     except RtcheckError as exc:
         print(f"rtcheck: error: {exc}", file=sys.stderr)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,60 +15,12 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
-from rtcheck.archive.store import open_store, plan_rows
-
-STORESCU = shutil.which("storescu")
-pytestmark = pytest.mark.skipif(STORESCU is None, reason="dcmtk is not installed")
+from tests.network.peers import STORESCU, Node, free_port, require
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Node:
-    """A running `rtcheck listen` process and what it was given."""
-
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.storage, self.db, self.log = tmp / "received", tmp / "results.db", tmp / "listen.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rtcheck.cli", "listen", "--storage", str(self.storage),
-             "--port", str(self.port), "--db", str(self.db), "--settle", "0.5", *extra],
-            stderr=self.log.open("w"), stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.wait_for("listening as")
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def wait_for(self, fragment: str, count: int = 1, timeout: float = 60) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.text().count(fragment) >= count:
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"listener exited: {self.text()}")
-            time.sleep(0.1)
-        raise AssertionError(f"no {fragment!r} x{count} in: {self.text()}")
-
-    def send(self, *files: Path, aet: str = "STORESCU") -> subprocess.CompletedProcess[str]:
-        assert STORESCU is not None
-        return subprocess.run(
-            [STORESCU, "-aet", aet, "-aec", "RTCHECK", "127.0.0.1", str(self.port),
-             *map(str, files)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-
-    def decisions(self) -> list[str]:
-        if not self.db.exists():
-            return []
-        return [str(row["decision"]) for row in plan_rows(open_store(f"sqlite:///{self.db}"))]
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+@pytest.fixture(autouse=True)
+def _dcmtk() -> None:
+    require(STORESCU, "dcmtk")
 
 
 @pytest.fixture

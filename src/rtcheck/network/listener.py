@@ -16,8 +16,6 @@ decision is logged in one line, without patient names.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,19 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtcheck.archive.batch import safe_name
 from rtcheck.dicom.dose import READABLE_SYNTAXES
-from rtcheck.dicom.files import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT
+from rtcheck.network.storage import IMAGE_STORAGE, RT_STORAGE, ObjectStore
 
 LOG = logging.getLogger("rtcheck.listen")
 
-#: RT objects a plan is made of.
-RT_STORAGE = {RTSTRUCT: "RTSTRUCT", RTDOSE: "RTDOSE", RTPLAN: "RTPLAN", RTION_PLAN: "RTIONPLAN"}
-#: Images a planning system may send along: accepted, and stored only with ``store_images``.
-IMAGE_STORAGE = {
-    "1.2.840.10008.5.1.4.1.1.2": "CT",
-    "1.2.840.10008.5.1.4.1.1.4": "MR",
-}
 _SUCCESS, _NOT_AUTHORISED, _OUT_OF_RESOURCES = 0x0000, 0x0124, 0xA700
 _VERIFICATION = "1.2.840.10008.1.1"
 
@@ -91,16 +81,14 @@ class Listener:
         self._server: Any = None
         self._stop = threading.Event()
         self._checker = threading.Thread(target=self._check_loop, name="rtcheck-check", daemon=True)
-        #: Objects are written here first, beside (not inside) the folder plans are read from.
-        self.staging = settings.storage.parent / f".{settings.storage.name}.incoming"
+        self.store = ObjectStore(settings.storage)
 
     def start(self) -> None:
         """Start listening (returns at once)."""
         from pynetdicom import AE, evt
 
         settings = self.settings
-        settings.storage.mkdir(parents=True, exist_ok=True)
-        self.staging.mkdir(exist_ok=True)
+        self.store.prepare()
         ae = AE(ae_title=settings.ae_title)
         ae.add_supported_context(_VERIFICATION)
         for uid in (*RT_STORAGE, *IMAGE_STORAGE):
@@ -178,11 +166,9 @@ class Listener:
         except Exception:  # a dataset pydicom cannot decode: not stored
             LOG.warning("object %s from %s@%s could not be read", sop_uid, ae_title, host)
             return 0xC000
-        folder = self.settings.storage / safe_name(patient, 40)
-        path = folder / f"{kind}_{safe_name(sop_uid, 80)}.dcm"
         data = bytes(event.encoded_dataset(include_meta=True))
         try:
-            written = _write_once(path, data, self.staging)
+            written = self.store.put(patient, str(kind), sop_uid, data)
         except OSError as exc:
             LOG.error("could not store %s: %s", sop_uid, exc.strerror or exc)
             return _OUT_OF_RESOURCES
@@ -209,22 +195,3 @@ class Listener:
                     self.settings.check(self.settings.storage)
                 except Exception as exc:  # one bad check never stops the listener
                     LOG.error("check failed: %s: %s", type(exc).__name__, exc)
-
-
-def _write_once(path: Path, data: bytes, staging: Path) -> bool:
-    """Write ``data`` to ``path`` atomically (written in ``staging``, then renamed into place);
-    False when the same bytes are there already."""
-    if path.exists() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix="incoming-", dir=staging)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return True

@@ -1,0 +1,76 @@
+"""Where received DICOM objects are kept: one file per SOP instance under
+``STORAGE/<PatientID>/<KIND>_<SOPInstanceUID>.dcm``, identifiers sanitised, each file written
+once and atomically (written in a staging folder beside the storage, then renamed into place,
+so a transfer dropped half-way leaves nothing that could be checked).
+
+Used by ``rtcheck listen`` (objects sent to it) and ``rtcheck pull`` (objects it retrieves).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtcheck.archive.batch import safe_name
+from rtcheck.dicom.files import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT
+
+#: RT objects a plan is made of, by SOP class, with the kind that starts their file name.
+RT_STORAGE = {RTSTRUCT: "RTSTRUCT", RTDOSE: "RTDOSE", RTPLAN: "RTPLAN", RTION_PLAN: "RTIONPLAN"}
+#: Images a planning system may send along: accepted, and stored only when asked.
+IMAGE_STORAGE = {
+    "1.2.840.10008.5.1.4.1.1.2": "CT",
+    "1.2.840.10008.5.1.4.1.1.4": "MR",
+}
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """A storage folder and its staging folder (``.<name>.incoming`` beside it, never inside,
+    so that a half-written file is never indexed)."""
+
+    root: Path
+
+    @property
+    def staging(self) -> Path:
+        return self.root.parent / f".{self.root.name}.incoming"
+
+    def prepare(self) -> None:
+        """Create the storage and staging folders."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(exist_ok=True)
+
+    def path_of(self, patient_id: str, kind: str, sop_instance_uid: str) -> Path:
+        """Where an object is kept; no identifier can leave the storage folder."""
+        folder = self.root / safe_name(patient_id or "unknown", 40)
+        return folder / f"{kind}_{safe_name(sop_instance_uid, 80)}.dcm"
+
+    def holds(self, patient_id: str, sop_instance_uid: str) -> bool:
+        """Whether an object of that patient and SOP instance is stored (of any kind)."""
+        folder = self.root / safe_name(patient_id or "unknown", 40)
+        return any(folder.glob(f"*_{safe_name(sop_instance_uid, 80)}.dcm"))
+
+    def put(self, patient_id: str, kind: str, sop_instance_uid: str, data: bytes) -> bool:
+        """Store one encoded object (file meta included); False when the same bytes are
+        already stored."""
+        return write_once(self.path_of(patient_id, kind, sop_instance_uid), data, self.staging)
+
+
+def write_once(path: Path, data: bytes, staging: Path) -> bool:
+    """Write ``data`` to ``path`` atomically (written in ``staging``, then renamed into place);
+    False when the same bytes are there already."""
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix="incoming-", dir=staging)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
