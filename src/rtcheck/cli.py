@@ -272,6 +272,43 @@ def _parser() -> argparse.ArgumentParser:
         "only retrieves what is missing (default: rtcheck-pulled)",
     )  # fmt: skip
     _batch_options(pull)
+
+    export = commands.add_parser(
+        "export",
+        epilog=(
+            "examples:\n"
+            "  rtcheck export --db results.db --format redcap --map-subjects subjects.csv "
+            "--out import.csv --dictionary dictionary.csv\n"
+            "  rtcheck export record.json --format fhir --map-subjects subjects.csv\n"
+            "  rtcheck export --db results.db --format odm --study-oid ESO-OLIGO --map-subjects "
+            "subjects.csv --out odm.xml"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="eligibility records into a trial's data system (FHIR, REDCap, CDISC ODM)",
+        description="Export eligibility records, from the results database (--db) or record "
+        "files, as FHIR R4 (one Bundle per record, one per line: NDJSON), a REDCap import file "
+        "(CSV, or JSON with redcap-json; --dictionary writes the instrument's data dictionary) "
+        "or CDISC ODM 1.3.2 XML. Records are keyed by the trial's subject keys from "
+        "--map-subjects (a CSV file with the header patient_id,subject_key); without it, or "
+        "for a patient not in it, nothing is exported.",
+    )
+    export.add_argument("records", nargs="*", metavar="RECORD.json", help="record files")
+    export.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    export.add_argument("--format", required=True, choices=("fhir", "redcap", "redcap-json",
+                                                            "odm"))  # fmt: skip
+    export.add_argument("--out", metavar="FILE", help="write here (default: stdout)")
+    export.add_argument(
+        "--map-subjects", metavar="FILE",
+        help="CSV file, header patient_id,subject_key: the trial's key of each PatientID",
+    )  # fmt: skip
+    export.add_argument("--dictionary", metavar="FILE", help="redcap: write the data dictionary")
+    export.add_argument(
+        "--study-oid", default="ST.RTCHECK", metavar="OID", help="odm: the study's OID"
+    )
+    export.add_argument(
+        "--subject-system", metavar="URI",
+        help="fhir: the system of the subject identifiers (default urn:rtcheck:trial-subject)",
+    )  # fmt: skip
     return parser
 
 
@@ -623,6 +660,44 @@ def _run_pull(args: argparse.Namespace) -> int:
     return EXIT_PLAN_ERRORS if summary.failed else status
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from rtcheck.outputs.subjects import read_subject_map
+    from rtcheck.outputs.trial_export import export_text, records_from_database, records_from_files
+
+    if args.records and args.db:
+        raise UsageError("give record files or --db, not both")
+    if args.dictionary and args.format not in ("redcap", "redcap-json"):
+        raise UsageError("--dictionary goes with --format redcap or redcap-json")
+    if not args.map_subjects:
+        raise UsageError(
+            "--map-subjects FILE is needed: a trial's data system takes its subject keys, "
+            "never a hospital's PatientID (a CSV file with the header patient_id,subject_key)"
+        )
+    _refuse_writing_over_inputs([args.out, args.dictionary], [*args.records, args.map_subjects])
+    subjects = read_subject_map(args.map_subjects)
+    if args.records:
+        records = records_from_files(args.records)
+    else:
+        url = _db_url(args.db)
+        database = Path(url.removeprefix("sqlite:///"))
+        if url.startswith("sqlite:///") and not database.is_file():
+            raise UsageError(f"no results database at {database}")  # not a new, empty one
+        records = list(records_from_database(url))
+    if not records:
+        raise UsageError("no eligibility record to export")
+    text = export_text(records, args.format, subjects, args.study_oid, args.subject_system)
+    if args.out:
+        _write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    if args.dictionary:
+        from rtcheck.outputs.redcap import data_dictionary_csv
+
+        _write_text(args.dictionary, data_dictionary_csv())
+    print(f"{len(records)} records exported as {args.format}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _run_phantom(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -742,6 +817,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_listen(args)
         if args.command == "pull":
             return _run_pull(args)
+        if args.command == "export":
+            return _run_export(args)
         raise UsageError(f"unknown command {args.command}")
     except RtcheckError as exc:
         print(f"rtcheck: error: {exc}", file=sys.stderr)
