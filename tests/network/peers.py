@@ -89,7 +89,9 @@ class Orthanc:
     """Orthanc on free loopback ports, its index and storage in ``folder``; the calling AE
     titles in ``modalities`` may query and retrieve."""
 
-    def __init__(self, folder: Path, modalities: dict[str, str]) -> None:
+    def __init__(
+        self, folder: Path, modalities: dict[str, str], env: dict[str, str] | None = None
+    ) -> None:
         assert ORTHANC is not None
         self.ae_title = "ORTHANC"
         self.dicom_port, self.http_port = free_port(), free_port()
@@ -109,7 +111,10 @@ class Orthanc:
         path.write_text(json.dumps(config))
         self.log = folder / "orthanc.log"
         self.process = subprocess.Popen(
-            [ORTHANC, str(path)], stdout=subprocess.DEVNULL, stderr=self.log.open("w")
+            [ORTHANC, str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+            env={**os.environ, **(env or {})},
         )
         end = time.monotonic() + 60
         while True:

@@ -25,6 +25,7 @@ from typing import Any
 
 from rtcheck.dicom.dose import READABLE_SYNTAXES
 from rtcheck.network.storage import IMAGE_STORAGE, RT_STORAGE, ObjectStore
+from rtcheck.network.transport import without_nagle
 
 LOG = logging.getLogger("rtcheck.listen")
 
@@ -135,6 +136,7 @@ class Listener:
             LOG.warning("association from %s@%s refused: not on the allow list", ae_title, host)
             event.assoc.abort()
             return
+        without_nagle(event.assoc)
         LOG.info("association from %s@%s accepted", ae_title, host)
 
     def _rejected(self, event: Any) -> None:

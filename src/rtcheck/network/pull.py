@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from rtcheck.dicom.dose import READABLE_SYNTAXES
 from rtcheck.errors import RtcheckError
 from rtcheck.network.storage import RT_STORAGE, ObjectStore
+from rtcheck.network.transport import without_nagle
 
 LOG = logging.getLogger("rtcheck.pull")
 
@@ -99,6 +100,7 @@ class _Association:
         if not self.assoc.is_established:
             why = "rejected" if self.assoc.is_rejected else "not established (no answer)"
             raise PacsError(f"association with {pacs} {why}")
+        without_nagle(self.assoc)
 
     def __enter__(self) -> Any:
         return self.assoc
