@@ -309,6 +309,33 @@ def _parser() -> argparse.ArgumentParser:
         "--subject-system", metavar="URI",
         help="fhir: the system of the subject identifiers (default urn:rtcheck:trial-subject)",
     )  # fmt: skip
+
+    serve = commands.add_parser(
+        "serve",
+        epilog=(
+            "examples:\n"
+            "  rtcheck serve --db results.db      (then open http://127.0.0.1:8080)\n"
+            "  rtcheck serve --db postgresql+psycopg://qa@dbhost/rtcheck --host 0.0.0.0 "
+            "--token-file token.txt"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="the QA dashboard and REST API over the results database",
+        description="Serve the dashboard (plans, a plan with its report and history, limits "
+        "across the archive, protocol what-if, checking an uploaded plan) and its REST API "
+        "(OpenAPI description at /openapi.json). Listens on 127.0.0.1 unless told otherwise; "
+        "on another address it needs --token-file, and every request then carries the token.",
+    )
+    serve.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    serve.add_argument(
+        "--token-file", metavar="FILE",
+        help="file holding the token every request must carry (needed beyond loopback)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-upload-mb", type=int, default=512, metavar="MB",
+        help="largest plan upload, uncompressed (default 512)",
+    )  # fmt: skip
     return parser
 
 
@@ -698,6 +725,44 @@ def _run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        import uvicorn
+
+        from rtcheck.web.app import ServeSettings, create_app
+        from rtcheck.web.uploads import UploadLimits
+    except ImportError as exc:
+        raise UsageError(f"serve needs the serve extra ({exc.name} is missing): "
+                         "pip install 'rtcheck[serve]'") from None  # fmt: skip
+    loopback = args.host in ("127.0.0.1", "::1", "localhost")
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        if len(token) < 16:
+            raise UsageError(f"--token-file {args.token_file}: a token of 16 characters or more")
+    elif not loopback:
+        raise UsageError(f"serving on {args.host} needs --token-file (who may see the results)")
+    if not 0 < args.port < 65536:
+        raise UsageError("--port must be from 1 to 65535")
+    if args.max_upload_mb < 1:
+        raise UsageError("--max-upload-mb must be at least 1")
+    url = _db_url(args.db)
+    database = Path(url.removeprefix("sqlite:///"))
+    if url.startswith("sqlite:///") and not database.is_file():
+        raise UsageError(f"no results database at {database} (rtcheck batch makes one)")
+    settings = ServeSettings(url, token, UploadLimits(max_bytes=args.max_upload_mb * 2**20))
+    app = create_app(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    print(f"rtcheck serve: http://{args.host}:{args.port}/ over {url}", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except SystemExit:  # uvicorn exits when the address is taken; it has said why
+        raise UsageError(f"cannot serve on {args.host}:{args.port}") from None
+    return EXIT_OK
+
+
 def _run_phantom(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -819,6 +884,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_pull(args)
         if args.command == "export":
             return _run_export(args)
+        if args.command == "serve":
+            return _run_serve(args)
         raise UsageError(f"unknown command {args.command}")
     except RtcheckError as exc:
         print(f"rtcheck: error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from rtcheck.archive.batch import run_batch
 from rtcheck.archive.store import (
     SCHEMA_VERSION,
     PlanOutcome,
+    checks_table,
     open_store,
     plan_record,
     plan_rows,
@@ -179,6 +181,39 @@ def test_an_old_schema_is_migrated(tmp_path, url):
     assert long_key in {row["plan_key"] for row in plan_rows(engine)}
     with engine.begin() as connection:
         connection.execute(plans_table.delete())
+
+
+@pytest.mark.parametrize("url", DATABASES)
+def test_a_version_2_database_gains_the_history_of_its_plans(tmp_path, url):
+    """Version 2 had no checks table and no protocol_version column: after the migration each
+    stored plan has one check, its protocol version is read from its record, and a new check
+    adds to its history."""
+    db = f"sqlite:///{tmp_path / 'v2.db'}" if url == "sqlite" else POSTGRES
+    engine = open_store(db)
+    record = {"protocol": {"version": "1.0.0"}, "criterion_19": {"decision": "excluded"},
+              "lesion_count": 0, "limits": []}  # fmt: skip
+    outcome = replace(hostile_outcome("1.2.840.1", "PAT"), record=record, error=None)
+    save_outcome(engine, outcome, "eso-oligo-rt", "h" * 64)
+    with engine.begin() as connection:  # back to what version 2 made
+        connection.execute(schema_table.update().values(version=2))
+        connection.execute(sa.text("DROP TABLE checks"))
+        connection.execute(sa.text("ALTER TABLE plans DROP COLUMN protocol_version"))
+    engine.dispose()
+    engine = open_store(db)
+    with engine.connect() as connection:
+        history = connection.execute(sa.select(checks_table)).mappings().all()
+        version = connection.execute(sa.select(plans_table.c.protocol_version)).scalar()
+    assert [(h["plan_key"], h["decision"], h["protocol_version"]) for h in history] == [
+        ("1.2.840.1", "excluded", "1.0.0")
+    ]
+    assert version == "1.0.0"
+    save_outcome(engine, outcome, "eso-oligo-rt", "h" * 64)
+    with engine.begin() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(checks_table)).scalar() == 2
+        )
+        connection.execute(plans_table.delete())
+        connection.execute(checks_table.delete())
 
 
 def test_two_batches_racing_on_a_new_database_both_open_it(tmp_path):

@@ -138,7 +138,7 @@ def read_header(path: str) -> Header | None:
         patient_id=str(ds.get("PatientID", "")),
         referenced_plan=referenced_uid(ds, "ReferencedRTPlanSequence"),
         referenced_structure_set=referenced_uid(ds, "ReferencedStructureSetSequence"),
-        sha256=_sha256(path),
+        sha256=file_sha256(path),
     )
 
 
@@ -233,7 +233,7 @@ def _group(headers: list[Header], index: ArchiveIndex) -> None:
     index.tasks.sort(key=lambda t: t.files[0])
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from rtcheck.errors import RtcheckError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Tries at creating or migrating the schema, for batches that start at the same moment.
 SCHEMA_ATTEMPTS = 5
 DEFAULT_URL = "sqlite:///rtcheck.db"
@@ -50,6 +50,26 @@ plans_table = sa.Table(
     sa.Column("files", sa.Text, nullable=False),
     sa.Column("record", sa.Text),
     sa.Column("checked_at", sa.String(32), nullable=False),
+    sa.Column("protocol_version", sa.Text),
+    # Indexes for the dashboard's filters and sorts over many plans.
+    sa.Index("ix_plans_decision", "decision"),
+    sa.Index("ix_plans_checked_at", "checked_at"),
+    sa.Index("ix_plans_patient_id", "patient_id"),
+)
+
+#: Every check of every plan, never deleted: a plan's history (the plans table keeps the last).
+checks_table = sa.Table(
+    "checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("plan_key", sa.Text, nullable=False, index=True),
+    sa.Column("checked_at", sa.String(32), nullable=False),
+    sa.Column("protocol", sa.Text, nullable=False),
+    sa.Column("protocol_version", sa.Text),
+    sa.Column("protocol_hash", sa.String(64), nullable=False),
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("decision", sa.String(16)),
 )
 
 limits_table = sa.Table(
@@ -153,6 +173,8 @@ def _create_or_migrate(engine: Engine) -> None:
             )
         if version < 2:
             _text_columns(connection)
+        if version < 3:
+            _history(connection)
         if version < SCHEMA_VERSION or len(versions) > 1:
             connection.execute(schema_table.delete())
             connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
@@ -169,6 +191,29 @@ def _text_columns(connection: sa.Connection) -> None:
                 connection.execute(
                     sa.text(f'ALTER TABLE {table.name} ALTER COLUMN "{column.name}" TYPE TEXT')
                 )
+
+
+def _history(connection: sa.Connection) -> None:
+    """Version 2 → 3: the protocol's version beside its name, the dashboard's indexes, and the
+    checks table, started with each stored plan's last check."""
+    columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
+    if "protocol_version" not in columns:
+        connection.execute(sa.text("ALTER TABLE plans ADD COLUMN protocol_version TEXT"))
+    for index in plans_table.indexes:
+        index.create(connection, checkfirst=True)
+    rows = connection.execute(sa.select(plans_table.c.plan_key, plans_table.c.record)).all()
+    for key, text in rows:
+        version = (json.loads(text).get("protocol") or {}).get("version") if text else None
+        connection.execute(plans_table.update().where(plans_table.c.plan_key == key)
+                           .values(protocol_version=version))  # fmt: skip
+    if connection.execute(sa.select(sa.func.count()).select_from(checks_table)).scalar() == 0:
+        connection.execute(checks_table.insert().from_select(
+            ["plan_key", "checked_at", "protocol", "protocol_version", "protocol_hash",
+             "input_hash", "status", "decision"],
+            sa.select(plans_table.c.plan_key, plans_table.c.checked_at, plans_table.c.protocol,
+                      plans_table.c.protocol_version, plans_table.c.protocol_hash,
+                      plans_table.c.input_hash, plans_table.c.status, plans_table.c.decision),
+        ))  # fmt: skip
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -236,14 +281,25 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
         for lim in (record["limits"] if record else [])
         if lim["result"] in ("fail", "major_deviation") and lim["priority"] == "mandatory"
     ]
+    checked_at = datetime.now(UTC).isoformat(timespec="seconds")
+    protocol_version = ((record or {}).get("protocol") or {}).get("version")
     with engine.begin() as connection:
         connection.execute(plans_table.delete().where(plans_table.c.plan_key == outcome.key))
+        connection.execute(
+            checks_table.insert().values(
+                plan_key=outcome.key, checked_at=checked_at, protocol=protocol,
+                protocol_version=protocol_version, protocol_hash=protocol_hash,
+                input_hash=outcome.input_hash, status="error" if outcome.error else "ok",
+                decision=decision,
+            )
+        )  # fmt: skip
         inserted = connection.execute(
             plans_table.insert().values(
                 plan_key=outcome.key,
                 input_hash=outcome.input_hash,
                 protocol_hash=protocol_hash,
                 protocol=protocol,
+                protocol_version=protocol_version,
                 status="error" if outcome.error else "ok",
                 decision=decision,
                 patient_id=outcome.patient_id,
@@ -252,7 +308,7 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
                 failed_mandatory="; ".join(failed),
                 files=json.dumps(storable(list(outcome.files))),
                 record=json.dumps(record) if record else None,
-                checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                checked_at=checked_at,
             )
         ).inserted_primary_key
         assert inserted is not None

@@ -174,7 +174,7 @@ def plan_report_html(evaluation: Evaluation) -> str:
     return "\n".join(parts)
 
 
-def _private_matplotlib_config() -> None:
+def private_matplotlib_config() -> None:
     """Point matplotlib at a private folder of this user's in the temporary directory, unless
     the user chose one (MPLCONFIGDIR): matplotlib otherwise writes its font cache into $HOME,
     a path the user never gave rtcheck."""
@@ -290,7 +290,7 @@ LEGEND = (
 
 def _plots(evaluation: Evaluation) -> list[str]:
     """One inline SVG figure per structure with a DVH (organs, then targets), its limits drawn."""
-    _private_matplotlib_config()
+    private_matplotlib_config()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,0 +1,1 @@
+"""``rtcheck serve``: the QA dashboard and REST API over the results database."""

@@ -1,0 +1,238 @@
+"""The dashboard's pages and the REST API (FastAPI, Jinja2 templates rendered on the server,
+plots as inline SVG: nothing is loaded from another site).
+
+Every page and API route reads the results database through :mod:`rtcheck.web.queries`. When
+a token is set, every request must carry it: ``Authorization: Bearer TOKEN``, or the cookie
+that ``?token=TOKEN`` sets once for a browser.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy.engine import Engine
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from rtcheck import __version__
+from rtcheck.archive.store import open_store
+from rtcheck.errors import RtcheckError
+from rtcheck.outputs.html_report import CSS
+from rtcheck.web import queries as Q
+from rtcheck.web.uploads import UploadLimits
+
+_COOKIE = "rtcheck_token"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the dashboard serves (see ``rtcheck serve --help``)."""
+
+    db_url: str
+    token: str | None = None
+    upload: UploadLimits = UploadLimits()
+    protocol: str | None = None
+
+
+class _TokenGate(BaseHTTPMiddleware):
+    """Refuses a request without the token (401), in constant time."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self.token = token.encode()
+
+    def _matches(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self.token)
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        header = request.headers.get("authorization", "")
+        bearer = header[7:] if header.lower().startswith("bearer ") else None
+        if self._matches(bearer) or self._matches(request.cookies.get(_COOKIE)):
+            return await call_next(request)
+        offered = request.query_params.get("token")
+        if self._matches(offered) and request.method == "GET":
+            # A browser brings the token once; the cookie carries it from then on, and the
+            # address bar loses it.
+            kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            target = request.url.path + ("?" + urlencode(kept) if kept else "")
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(_COOKIE, offered or "", httponly=True, samesite="strict")
+            return response
+        return JSONResponse({"detail": "a token is needed (rtcheck serve --token-file)"}, 401)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """The application over ``settings.db_url``."""
+    engine: Engine = open_store(settings.db_url)
+    templates = Environment(
+        loader=PackageLoader("rtcheck.web", "templates"), autoescape=select_autoescape(["html"])
+    )
+    app = FastAPI(
+        title="rtcheck", version=__version__, docs_url=None, redoc_url=None,
+        description="Plans checked against a trial's dose limits (exclusion criterion 19): "
+        "list and filter them, read a record, check a plan, run a protocol what-if.",
+    )  # fmt: skip
+    if settings.token:
+        app.add_middleware(_TokenGate, token=settings.token)
+
+    def page(name: str, section: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(
+            css=CSS, version=__version__, section=section, shown=Q.shown_decision,
+            number=_number, **context,
+        )  # fmt: skip
+        return HTMLResponse(html, status_code=status)
+
+    def message(title: str, text: str, status: int, section: str = "") -> HTMLResponse:
+        return page("message.html", section, status, title=title, message=text, error=True)
+
+    # Pages ------------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/plans", status_code=303)
+
+    @app.get("/plans", response_class=HTMLResponse, include_in_schema=False)
+    def plans_page(
+        decision: str = "", protocol: str = "", since: str = "", until: str = "", q: str = "",
+        sort: str = "checked_at", desc: int = 1,
+        page_number: Annotated[int, Query(alias="page")] = 1,
+    ) -> HTMLResponse:  # fmt: skip
+        f = Q.PlanFilter(
+            decision or None, protocol or None, since or None, until or None, q or None
+        )
+        key = sort if sort in Q.SORT_KEYS else "checked_at"
+        found = Q.list_plans(engine, f, key, bool(desc), page_number)
+        state = {"decision": decision, "protocol": protocol, "since": since, "until": until,
+                 "q": q, "sort": key, "desc": desc, "page": page_number}  # fmt: skip
+
+        def link(**changes: Any) -> str:
+            merged = {k: v for k, v in {**state, **changes}.items() if v not in ("", None)}
+            return "/plans?" + urlencode(merged)
+
+        columns = [("patient_id", "Patient"), ("", "Plan"), ("protocol", "Protocol"),
+                   ("decision", "Decision"), ("", "Failed mandatory limits"),
+                   ("lesion_count", "Lesions"), ("checked_at", "Checked (UTC)")]  # fmt: skip
+        return page(
+            "plans.html", "plans", title="Plans", page=found, f=f, sort=key,
+            descending=bool(desc), decisions=Q.DECISIONS, protocols=Q.protocols(engine),
+            columns=columns, link=link,
+        )  # fmt: skip
+
+    @app.get("/plans/{key:path}/report", response_class=HTMLResponse, include_in_schema=False)
+    def report_page(key: str) -> HTMLResponse:
+        plan = Q.stored_plan(engine, key)
+        if plan is None:
+            return message("No such plan", "No plan is stored under that key.", 404, "plans")
+        try:
+            from rtcheck.web.checking import report_again
+
+            return HTMLResponse(report_again(plan))
+        except RtcheckError as exc:
+            return message("Report not available", str(exc), 409, "plans")
+
+    @app.get("/plans/{key:path}", response_class=HTMLResponse, include_in_schema=False)
+    def plan_page(key: str) -> HTMLResponse:
+        plan = Q.stored_plan(engine, key)
+        if plan is None:
+            return message("No such plan", "No plan is stored under that key.", 404, "plans")
+        return page("plan.html", "plans", title=f"Plan {key}", plan=plan)
+
+    # API --------------------------------------------------------------------------------------
+
+    @app.get("/api/plans", tags=["plans"])
+    def api_plans(
+        decision: str | None = None, protocol: str | None = None, since: str | None = None,
+        until: str | None = None, q: str | None = None, sort: Q.SortKey = "checked_at",
+        desc: bool = True, page: int = 1, size: int = 50,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Stored plans matching the filters, one page of them."""
+        found = Q.list_plans(engine, Q.PlanFilter(decision, protocol, since, until, q), sort,
+                             desc, page, size)  # fmt: skip
+        plans = [{k: v for k, v in r.items() if k != "id"} for r in found.rows]
+        return {"total": found.total, "page": found.page, "size": found.size, "plans": plans}
+
+    @app.get("/api/plans/{key:path}/record", tags=["plans"])
+    def api_record(key: str) -> JSONResponse:
+        """A plan's eligibility record (404 for an unknown plan or one whose check failed)."""
+        plan = Q.stored_plan(engine, key)
+        if plan is None or plan.record is None:
+            raise HTTPException(404, "no eligibility record stored for that plan")
+        return JSONResponse(plan.record)
+
+    @app.get("/api/plans/{key:path}", tags=["plans"])
+    def api_plan(key: str) -> dict[str, Any]:
+        """A stored plan: its row, its error if its check failed, and its history."""
+        plan = Q.stored_plan(engine, key)
+        if plan is None:
+            raise HTTPException(404, "no plan stored under that key")
+        row = {k: v for k, v in plan.row.items() if k not in ("id", "files")}
+        return {"plan": row, "error": plan.error, "history": list(plan.history)}
+
+    @app.post("/api/check", tags=["check"])
+    async def api_check(
+        files: Annotated[list[UploadFile], File(description="a plan's DICOM files or a zip")],
+        protocol: Annotated[str | None, Form()] = None,
+    ) -> JSONResponse:
+        """Check an uploaded plan; its eligibility record. Nothing is stored."""
+        from rtcheck.web.checking import check_upload
+
+        try:
+            evaluation = check_upload(await _read(files, settings.upload), protocol or
+                                      settings.protocol, settings.upload)  # fmt: skip
+        except RtcheckError as exc:
+            raise HTTPException(400, str(exc)) from None
+        from rtcheck.outputs.record import eligibility_record
+
+        return JSONResponse(eligibility_record(evaluation))
+
+    @app.get("/check", response_class=HTMLResponse, include_in_schema=False)
+    def check_form() -> HTMLResponse:
+        return page("check.html", "check", title="Check a plan", protocols=_bundled())
+
+    @app.post("/check", response_class=HTMLResponse, include_in_schema=False)
+    async def check_page(
+        files: Annotated[list[UploadFile], File()],
+        protocol: Annotated[str | None, Form()] = None,
+    ) -> HTMLResponse:
+        from rtcheck.outputs.html_report import plan_report_html
+        from rtcheck.web.checking import check_upload
+
+        try:
+            evaluation = check_upload(await _read(files, settings.upload), protocol or
+                                      settings.protocol, settings.upload)  # fmt: skip
+        except RtcheckError as exc:
+            return message("The plan could not be checked", str(exc), 400, "check")
+        return HTMLResponse(plan_report_html(evaluation))
+
+    app.state.engine = engine
+    return app
+
+
+def _bundled() -> list[str]:
+    from rtcheck.protocol.definition import bundled_protocols
+
+    return [p.stem for p in bundled_protocols()]
+
+
+async def _read(files: list[UploadFile], limits: UploadLimits) -> list[tuple[str, bytes]]:
+    """The uploaded files' names and bytes, refusing more than the limits as they arrive."""
+    from rtcheck.web.uploads import UploadError, size_text
+
+    read: list[tuple[str, bytes]] = []
+    total = 0
+    for upload in files:
+        data = await upload.read(limits.max_bytes - total + 1)
+        total += len(data)
+        if total > limits.max_bytes:
+            raise UploadError(f"the upload is larger than {size_text(limits.max_bytes)}")
+        read.append((upload.filename or "upload", data))
+    return read

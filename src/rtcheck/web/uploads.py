@@ -1,0 +1,90 @@
+"""A plan's files uploaded to the dashboard, put in a temporary folder and nowhere else.
+
+Files and zip entries are written under names made safe (no folder part, no leading dot), so
+no entry can reach outside the folder (zip slip); the total size and the number of files are
+bounded, the sizes inside a zip included (a zip bomb is refused before it is expanded).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtcheck.archive.batch import safe_name
+from rtcheck.errors import RtcheckError
+
+#: Defaults: a clinical plan (CT left out) is well under 200 MB and a few hundred files.
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+MAX_FILES = 2000
+
+
+class UploadError(RtcheckError):
+    """An upload that is too large, empty, or a zip that cannot be read."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """The most bytes (uncompressed) and files one upload may bring."""
+
+    max_bytes: int = MAX_UPLOAD_BYTES
+    max_files: int = MAX_FILES
+
+
+def size_text(size: int) -> str:
+    """A size in bytes as people read it (MB, kB)."""
+    return f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size / 1024:.0f} kB"
+
+
+def _unique(folder: Path, name: str, number: int) -> Path:
+    # The number keeps two entries of the same name (in different zip folders) apart.
+    return folder / f"{number:05d}_{safe_name(Path(name.replace(chr(92), '/')).name, 120)}"
+
+
+def unpack(
+    uploads: Iterable[tuple[str, bytes]], folder: Path, limits: UploadLimits = UploadLimits()
+) -> int:
+    """Write uploaded files into ``folder``, expanding zip files; the number written.
+
+    Raises
+    ------
+    UploadError
+        More than the limits allow, nothing at all, or a zip that cannot be read.
+    """
+    written = total = 0
+
+    def put(name: str, data: bytes) -> None:
+        nonlocal written, total
+        written += 1
+        total += len(data)
+        if written > limits.max_files:
+            raise UploadError(f"more than {limits.max_files} files in one upload")
+        if total > limits.max_bytes:
+            raise UploadError(f"the upload is larger than {size_text(limits.max_bytes)}")
+        _unique(folder, name, written).write_bytes(data)
+
+    for name, data in uploads:
+        if data[:4] == b"PK\x03\x04":
+            try:
+                archive = zipfile.ZipFile(io.BytesIO(data))
+                entries = [e for e in archive.infolist() if not e.is_dir()]
+            except zipfile.BadZipFile as exc:
+                raise UploadError(f"{safe_name(name)}: not a readable zip file ({exc})") from None
+            declared = sum(e.file_size for e in entries)
+            if declared + total > limits.max_bytes or len(entries) + written > limits.max_files:
+                raise UploadError(
+                    f"{safe_name(name)}: expands to {len(entries)} files, {size_text(declared)}: "
+                    f"more than {size_text(limits.max_bytes)} or {limits.max_files} files"
+                )
+            for entry in entries:
+                try:
+                    put(entry.filename, archive.read(entry))
+                except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+                    raise UploadError(f"{safe_name(name)}: cannot read an entry ({exc})") from None
+        else:
+            put(name, data)
+    if written == 0:
+        raise UploadError("no file was uploaded")
+    return written

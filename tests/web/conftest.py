@@ -1,0 +1,31 @@
+"""A results database of three checked plans for the dashboard tests: PHANTOM-001 not
+excluded, a plan excluded by its cord whose PatientID is hostile HTML, and one indeterminate
+(no cord contoured)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+HOSTILE_ID = '<script>alert("x")</script>%_'
+
+
+@pytest.fixture(scope="session")
+def archive_db(tmp_path_factory: pytest.TempPathFactory, phantom_dir: Path) -> tuple[Path, Path]:
+    """(the archive folder, its SQLite results database)."""
+    from rtcheck.archive.batch import run_batch
+    from rtcheck.phantom.thorax import ThoraxPhantom, write_thorax_phantom
+
+    root = tmp_path_factory.mktemp("dashboard")
+    archive = root / "archive"
+    shutil.copytree(phantom_dir, archive / "p1")
+    write_thorax_phantom(archive / "p2", ThoraxPhantom(patient_id=HOSTILE_ID, seed="web-2",
+                                                       cord_dose_fraction=0.95))  # fmt: skip
+    write_thorax_phantom(archive / "p3", ThoraxPhantom(patient_id="PHANTOM-003", seed="web-3",
+                                                       renamed=(("Cord", None),)))  # fmt: skip
+    db = root / "results.db"
+    summary = run_batch(archive, None, f"sqlite:///{db}", workers=1)
+    assert summary.checked == 3 and not summary.errors
+    return archive, db

@@ -1,0 +1,158 @@
+"""The dashboard's API and pages through FastAPI's test client, over a real results database
+made by `rtcheck batch`: filters, sorting and paging done in SQL, records, the token, uploads
+(zip slip, size limits, a broken file) and the OpenAPI description."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rtcheck.web.app import ServeSettings, create_app
+from rtcheck.web.uploads import UploadLimits
+from tests.web.conftest import HOSTILE_ID
+
+
+@pytest.fixture(scope="module")
+def client(archive_db) -> TestClient:
+    archive, db = archive_db
+    return TestClient(create_app(ServeSettings(f"sqlite:///{db}")))
+
+
+def test_plans_are_filtered_sorted_and_paged(client):
+    everything = client.get("/api/plans").json()
+    assert everything["total"] == 3
+    decisions = sorted(p["decision"] for p in everything["plans"])
+    assert decisions == ["excluded", "indeterminate", "not_excluded"]
+    excluded = client.get("/api/plans", params={"decision": "excluded"}).json()
+    assert [p["patient_id"] for p in excluded["plans"]] == [HOSTILE_ID]
+    assert "SpinalCord" in excluded["plans"][0]["failed_mandatory"]
+    by_patient = client.get("/api/plans", params={"sort": "patient_id", "desc": False}).json()
+    ids = [p["patient_id"] for p in by_patient["plans"]]
+    assert ids == sorted(ids)
+    paged = [client.get("/api/plans", params={"size": 1, "page": n, "sort": "patient_id"}).json()
+             for n in (1, 2, 3, 4)]  # fmt: skip
+    assert [len(p["plans"]) for p in paged] == [1, 1, 1, 0]
+    assert {p["plans"][0]["plan_key"] for p in paged[:3]} == {
+        p["plan_key"] for p in everything["plans"]
+    }
+    # Search: a user's '%' and '_' match themselves, not any text.
+    assert client.get("/api/plans", params={"q": "%_"}).json()["total"] == 1
+    assert client.get("/api/plans", params={"q": "PHANTOM-00"}).json()["total"] == 2
+    assert client.get("/api/plans", params={"q": "nothing like it"}).json()["total"] == 0
+    assert client.get("/api/plans", params={"sort": "evil; DROP"}).status_code == 422
+
+
+def test_a_plan_its_record_and_history(client):
+    key = client.get("/api/plans", params={"decision": "not_excluded"}).json()["plans"][0][
+        "plan_key"
+    ]
+    plan = client.get(f"/api/plans/{key}").json()
+    assert plan["plan"]["patient_id"] == "PHANTOM-001"
+    assert [h["decision"] for h in plan["history"]] == ["not_excluded"]
+    record = client.get(f"/api/plans/{key}/record").json()
+    assert record["criterion_19"]["decision"] == "not_excluded"
+    assert "PHANTOM^THORAX" not in json.dumps(plan) + json.dumps(record)  # no patient's name
+    assert client.get("/api/plans/1.2.3.unknown/record").status_code == 404
+    page = client.get(f"/plans/{key}")
+    assert page.status_code == 200 and "not_excluded" in page.text
+    report = client.get(f"/plans/{key}/report")
+    assert report.status_code == 200 and '<figure class="dvh"' in report.text
+
+
+def test_dicom_text_is_escaped_in_pages(client):
+    page = client.get("/plans").text
+    assert HOSTILE_ID not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    key = client.get("/api/plans", params={"decision": "excluded"}).json()["plans"][0]["plan_key"]
+    assert HOSTILE_ID not in client.get(f"/plans/{key}").text
+
+
+def test_the_openapi_description_lists_the_api(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/plans", "/api/plans/{key}/record", "/api/check"} <= set(paths)
+    assert not any(p.startswith("/plans") for p in paths)  # pages are not API
+
+
+def test_a_token_is_needed_when_set(archive_db):
+    _, db = archive_db
+    token = "t" * 32
+    app = TestClient(create_app(ServeSettings(f"sqlite:///{db}", token=token)))
+    assert app.get("/api/plans").status_code == 401
+    assert app.get("/plans").status_code == 401
+    assert app.get("/api/plans", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert app.get("/api/plans", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    first = app.get(f"/plans?token={token}&decision=excluded", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/plans?decision=excluded"
+    assert app.get("/plans").status_code == 200  # the cookie now carries it
+
+
+def plan_files(folder: Path) -> list[tuple[str, tuple[str, bytes]]]:
+    return [("files", (p.name, p.read_bytes())) for p in sorted(folder.glob("*.dcm"))]
+
+
+def test_an_uploaded_plan_is_checked_and_nothing_is_kept(client, archive_db, tmp_path):
+    archive, _ = archive_db
+    before = set(Path("/tmp").glob("rtcheck-upload-*"))
+    checked = client.post("/api/check", files=plan_files(archive / "p2"))
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["criterion_19"]["decision"] == "excluded"
+    assert set(Path("/tmp").glob("rtcheck-upload-*")) == before
+    page = client.post("/check", files=plan_files(archive / "p1"))
+    assert page.status_code == 200 and "NOT EXCLUDED" in page.text
+
+
+def test_zip_entries_cannot_leave_the_temporary_folder(client, archive_db, tmp_path):
+    archive, _ = archive_db
+    buffer = io.BytesIO()
+    escape = tmp_path / "escaped.dcm"
+    with zipfile.ZipFile(buffer, "w") as z:
+        for path in sorted((archive / "p1").glob("*.dcm")):
+            z.write(path, f"../../../../{tmp_path.relative_to('/')}/{path.name}")
+        z.writestr(str(escape), b"not dicom")
+    checked = client.post("/api/check", files=[("files", ("plan.zip", buffer.getvalue()))])
+    # The plan inside is checked (the entry that is not DICOM is passed over, as in a folder);
+    # nothing was written where the entries' names pointed.
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["criterion_19"]["decision"] == "not_excluded"
+    assert not escape.exists() and not list(tmp_path.glob("*.dcm"))
+
+
+def test_uploads_beyond_the_limits_are_refused(archive_db):
+    archive, db = archive_db
+    limits = UploadLimits(max_bytes=20_000)
+    small = TestClient(create_app(ServeSettings(f"sqlite:///{db}", upload=limits)))
+    refused = small.post("/api/check", files=plan_files(archive / "p1"))
+    assert refused.status_code == 400 and "larger than" in refused.json()["detail"]
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.dcm", b"\0" * 5_000_000)
+    assert len(bomb.getvalue()) < 20_000
+    refused = small.post("/api/check", files=[("files", ("b.zip", bomb.getvalue()))])
+    assert refused.status_code == 400 and "expands to" in refused.json()["detail"]
+
+
+def test_a_broken_file_gets_the_command_lines_message(client, tmp_path):
+    (tmp_path / "x.dcm").write_bytes(b"not a DICOM file at all")
+    cli = subprocess.run([sys.executable, "-m", "rtcheck.cli", "check", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    api = client.post("/api/check", files=[("files", ("x.dcm", b"not a DICOM file at all"))])
+    assert api.status_code == 400
+    said = cli.stderr.strip().removeprefix("rtcheck: error: ")
+    # The same words, the file's temporary name aside.
+    assert said.split(":")[-1].strip() == api.json()["detail"].split(":")[-1].strip()
+
+
+def test_serve_refuses_another_address_without_a_token(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli", "serve", "--host", "0.0.0.0", "--db",
+         str(tmp_path / "x.db")], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "needs --token-file" in done.stderr
+    assert done.stderr.count("\n") == 1
