@@ -156,3 +156,19 @@ def test_serve_refuses_another_address_without_a_token(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2 and "needs --token-file" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_a_limit_across_the_archive(client):
+    listing = client.get("/limits")
+    assert listing.status_code == 200 and "SpinalCord" in listing.text
+    detail = client.get("/limits/detail", params={"protocol": "eso-oligo-rt 1.1.0",
+                                                  "structure": "SpinalCord",
+                                                  "metric": "D0.03cc[Gy]"})  # fmt: skip
+    assert detail.status_code == 200, detail.text
+    assert detail.text.count("<svg") == 2  # the distribution and the failure rate
+    nearest = detail.text.split('id="nearest"')[1]
+    assert nearest.index("fail") < nearest.index("pass")  # the failing plan first
+    assert HOSTILE_ID not in detail.text
+    missing = client.get("/limits/detail", params={"protocol": "x", "structure": "y",
+                                                   "metric": "z"})  # fmt: skip
+    assert missing.status_code == 404

@@ -146,6 +146,33 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return message("No such plan", "No plan is stored under that key.", 404, "plans")
         return page("plan.html", "plans", title=f"Plan {key}", plan=plan)
 
+    @app.get("/limits", response_class=HTMLResponse, include_in_schema=False)
+    def limits_page(protocol: str = "") -> HTMLResponse:
+        names = Q.protocols(engine)
+        chosen = protocol if protocol in names else (names[-1] if names else "")
+
+        def query(k: Q.LimitKey) -> str:
+            return urlencode({"protocol": chosen, "structure": k.structure, "metric": k.metric})
+
+        keys = Q.limit_keys(engine, chosen) if chosen else []
+        return page("limits.html", "limits", title="Limits", protocols=names, protocol=chosen,
+                    keys=keys, query=query)  # fmt: skip
+
+    @app.get("/limits/detail", response_class=HTMLResponse, include_in_schema=False)
+    def limit_page(protocol: str, structure: str, metric: str) -> HTMLResponse:
+        from rtcheck.web.plots import distribution_svg, failure_rate_svg
+
+        values = Q.limit_values(engine, protocol, structure, metric)
+        if not values.rows:
+            return message("No such limit", "No plan of that protocol has that limit.", 404)
+        limits = [str(r["limit"]) for r in values.rows]
+        return page(
+            "limit.html", "limits", title=f"{structure} {metric}", protocol=protocol,
+            structure=structure, metric=metric, values=values,
+            distribution=distribution_svg(values.values, limits, f"{structure} {metric}"),
+            failure_rate=failure_rate_svg(values.failure_rate_by_month()),
+        )  # fmt: skip
+
     # API --------------------------------------------------------------------------------------
 
     @app.get("/api/plans", tags=["plans"])
