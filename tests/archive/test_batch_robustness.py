@@ -198,6 +198,7 @@ def test_a_version_2_database_gains_the_history_of_its_plans(tmp_path, url):
         connection.execute(schema_table.update().values(version=2))
         connection.execute(sa.text("DROP TABLE checks"))
         connection.execute(sa.text("ALTER TABLE plans DROP COLUMN protocol_version"))
+        connection.execute(sa.text("ALTER TABLE dvh_summaries DROP COLUMN curve"))
     engine.dispose()
     engine = open_store(db)
     with engine.connect() as connection:

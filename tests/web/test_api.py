@@ -172,3 +172,35 @@ def test_a_limit_across_the_archive(client):
     missing = client.get("/limits/detail", params={"protocol": "x", "structure": "y",
                                                    "metric": "z"})  # fmt: skip
     assert missing.status_code == 404
+
+
+def test_what_if_over_the_archive(client, archive_db):
+    """The cord limit made 15 Gy: PHANTOM-001 (cord about 17.5 Gy) becomes excluded; the
+    excluded plan stays excluded; the indeterminate one (no cord) stays so. The stored protocol
+    text comes back for editing, and a broken edit gets one line."""
+    form = client.get("/whatif")
+    assert form.status_code == 200 and "SpinalCord" in form.text
+    text = client.get("/whatif", params={"protocol": "eso-oligo-rt 1.1.0"}).text
+    import html as html_lib
+
+    yaml = html_lib.unescape(text.split('id="text"')[1].split(">", 1)[1].split("</textarea>")[0])
+    old = 'metric: "D0.03cc[Gy]", limit: "<= 45"'
+    assert old in yaml
+    edited = yaml.replace(old, 'metric: "D0.03cc[Gy]", limit: "<= 15"', 1)
+    answer = client.post("/api/whatif", json={"protocol": "eso-oligo-rt 1.1.0", "yaml": edited})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["judged"] == 3 and result["needs_check"] == []
+    assert [(p["patient_id"], p["before"], p["after"]) for p in result["changed"]] == [
+        ("PHANTOM-001", "not_excluded", "excluded")
+    ]
+    assert any(c["label"] == "SpinalCord D0.03cc[Gy]" and c["limit_after"] == "<= 15"
+               for c in result["changed"][0]["changes"])  # fmt: skip
+    page = client.post("/whatif", data={"protocol": "eso-oligo-rt 1.1.0", "text": edited})
+    assert page.status_code == 200 and "1 change decision" in page.text
+    broken = client.post("/api/whatif", json={"protocol": "eso-oligo-rt 1.1.0",
+                                              "yaml": "oar_limits: [oops"})  # fmt: skip
+    assert broken.status_code == 400 and "\n" not in broken.json()["detail"]
+    assert "rtcheck-whatif-" not in broken.json()["detail"]  # no temporary path
+    unknown = client.post("/api/whatif", json={"protocol": "nope 1", "yaml": edited})
+    assert unknown.status_code == 404

@@ -77,6 +77,7 @@ def check_task(
     """Check one plan (runs in a worker). Never raises: an error becomes the outcome. With
     ``with_report``, the outcome carries the plan's HTML report."""
     from rtcheck.dicom.plan import load_plan
+    from rtcheck.dvh.compact import encode_dvh
     from rtcheck.evaluation.eligibility import evaluate
     from rtcheck.outputs.record import eligibility_record
 
@@ -101,6 +102,7 @@ def check_task(
                 "dose_coverage": dvh.dose_coverage,
                 "mean_gy": json_number(dvh.mean_gy, 6),
                 "max_gy": json_number(dvh.max_gy, 6),
+                "curve": encode_dvh(dvh),
             }
             for name, dose, dvh in evaluation.dvhs
         )

@@ -100,6 +100,8 @@ dvh_table = sa.Table(
     sa.Column("dose_coverage", sa.Float),
     sa.Column("mean_gy", sa.Float),
     sa.Column("max_gy", sa.Float),
+    #: The DVH itself, compactly (:mod:`rtcheck.dvh.compact`), for the dashboard's what-if.
+    sa.Column("curve", sa.LargeBinary),
 )
 
 errors_table = sa.Table(
@@ -194,11 +196,16 @@ def _text_columns(connection: sa.Connection) -> None:
 
 
 def _history(connection: sa.Connection) -> None:
-    """Version 2 → 3: the protocol's version beside its name, the dashboard's indexes, and the
-    checks table, started with each stored plan's last check."""
+    """Version 2 → 3: the protocol's version beside its name, the dashboard's indexes, the
+    DVH curves (none for plans checked before), and the checks table, started with each stored
+    plan's last check."""
     columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
     if "protocol_version" not in columns:
         connection.execute(sa.text("ALTER TABLE plans ADD COLUMN protocol_version TEXT"))
+    curves = {c["name"] for c in sa.inspect(connection).get_columns("dvh_summaries")}
+    if "curve" not in curves:
+        blob = sa.LargeBinary().compile(dialect=connection.dialect)
+        connection.execute(sa.text(f"ALTER TABLE dvh_summaries ADD COLUMN curve {blob}"))
     for index in plans_table.indexes:
         index.create(connection, checkfirst=True)
     rows = connection.execute(sa.select(plans_table.c.plan_key, plans_table.c.record)).all()

@@ -57,20 +57,24 @@ def evaluate(
     evaluator = LimitEvaluator(protocol, structures, doses)
     lesions = find_lesions(plan, lesion_map or {}, fractions)
     # A limit of another regime than the course (None) does not apply: no result.
-    whole_plan = [evaluator.oar_limit(limit, None) for limit in protocol.oar_limits]
-    results: list[LimitResult] = [r for r in whole_plan if r is not None]
+    results: list[LimitResult] = []
+    for i, limit in enumerate(protocol.oar_limits):
+        whole = evaluator.oar_limit(limit, None)
+        if whole is not None:
+            results.append(evaluator.with_origin(whole, "oar_limits", i, limit, None))
     for lesion in lesions:
-        for limit in protocol.lesion_coverage:
+        for i, limit in enumerate(protocol.lesion_coverage):
             result = evaluator.coverage_limit(limit, lesion)
             if result is not None:  # None: a stereotactic-only limit, a conventional lesion
-                results.append(result)
-        for limit in protocol.lesion_oar_limits:
+                results.append(evaluator.with_origin(result, "lesion_coverage", i, limit, lesion))
+        for i, limit in enumerate(protocol.lesion_oar_limits):
+            near: LimitResult | None = None
             if not limit.sites or lesion.site in limit.sites:
                 near = evaluator.oar_limit(limit, lesion)
-                if near is not None:
-                    results.append(near)
             elif lesion.site is None:
-                results.append(evaluator.site_unknown(limit, lesion))
+                near = evaluator.site_unknown(limit, lesion)
+            if near is not None:
+                results.append(evaluator.with_origin(near, "lesion_oar_limits", i, limit, lesion))
     warnings = _count_warnings(lesions, protocol)
     _primary_ptv_dvhs(plan, doses)
     if not primary_targets(plan) and not lesions:

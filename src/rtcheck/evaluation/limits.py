@@ -19,7 +19,7 @@ from rtcheck.errors import RtcheckError
 from rtcheck.evaluation.doses import PlanDoses
 from rtcheck.evaluation.fractionation import convert_limit, published_columns
 from rtcheck.evaluation.matching import StructureResolver, trusted
-from rtcheck.evaluation.results import MAJOR, MINOR, LimitResult, NotEvaluable
+from rtcheck.evaluation.results import MAJOR, MINOR, LimitOrigin, LimitResult, NotEvaluable
 from rtcheck.protocol.definition import Comparison, Limit, Protocol
 from rtcheck.protocol.lesions import Lesion
 
@@ -118,6 +118,31 @@ class LimitEvaluator:
         return judge(
             limit, metric, comparison, dvh, rois, lesion_name, conversion, None, acceptable
         )
+
+    def with_origin(
+        self, result: LimitResult, entry: str, index: int, limit: Limit, lesion: Lesion | None
+    ) -> LimitResult:
+        """``result`` with the evidence a what-if needs (see :class:`LimitOrigin`)."""
+        plan_fx: int | None = None
+        key: str | None = None
+        ptv_cc: float | None = None
+        if entry == "lesion_coverage" and lesion is not None:
+            plan_fx = lesion.fractions
+            for (name, dose), dvh in self.doses.dvhs.items():
+                if name == lesion.target_roi and dose.startswith("plan:"):
+                    key, ptv_cc = dose, dvh.volume_cc
+                    break
+        else:
+            try:
+                _, key, plan_fx = self.dose_for(limit, lesion)
+            except (NotEvaluable, RtcheckError):
+                key = None
+        wanted = lesion.fractions if lesion is not None else plan_fx
+        origin = LimitOrigin(
+            entry, index, wanted, plan_fx, key, ptv_cc,
+            lesion.prescription_gy if lesion is not None else None,
+        )  # fmt: skip
+        return replace(result, origin=origin)
 
     def site_unknown(self, limit: Limit, lesion: Lesion) -> LimitResult:
         """A near-lesion limit of a site the lesion may be in: not evaluated, stating the limit

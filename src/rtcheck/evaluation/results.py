@@ -30,6 +30,36 @@ class NotEvaluable(Exception):
 
 
 @dataclass(frozen=True)
+class LimitOrigin:
+    """Where a result comes from, enough to judge the same evidence against an edited
+    protocol (the dashboard's what-if) without the plan's files.
+
+    Attributes
+    ----------
+    entry, index
+        The protocol's list (``oar_limits``, ``lesion_coverage``, ``lesion_oar_limits``) and
+        the limit's position in it.
+    wanted_fractions, plan_fractions
+        The fractionation whose column was chosen (the lesion's, or the plan's) and that of
+        the dose compared (None: an EQD2 sum), as :func:`convert_limit` takes them.
+    dose
+        The key of the dose the DVH was computed on (``physical``, ``EQD2``, ``plan:LABEL``).
+    ptv_cc
+        The lesion's PTV volume (cc), for limits by PTV volume.
+    prescription_gy
+        The lesion's prescription (Gy), for metrics relative to it.
+    """
+
+    entry: str
+    index: int
+    wanted_fractions: int | None = None
+    plan_fractions: int | None = None
+    dose: str | None = None
+    ptv_cc: float | None = None
+    prescription_gy: float | None = None
+
+
+@dataclass(frozen=True)
 class LimitResult:
     """The evidence for one limit.
 
@@ -82,6 +112,7 @@ class LimitResult:
     optional: bool = False
     dose_coverage: float | None = None
     acceptable: str | None = None
+    origin: LimitOrigin | None = None
 
     @property
     def absent_optional(self) -> bool:

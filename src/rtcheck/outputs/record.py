@@ -11,10 +11,10 @@ from typing import Any
 
 from rtcheck import __version__
 from rtcheck.dvh.indices import ATTRIBUTION, INDICES
-from rtcheck.evaluation.results import Evaluation
+from rtcheck.evaluation.results import Evaluation, LimitOrigin
 from rtcheck.outputs.export import json_number
 
-RECORD_VERSION = "1.2"
+RECORD_VERSION = "1.3"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"
 
 
@@ -103,6 +103,7 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
                 "dose_coverage": json_number(r.dose_coverage, 6),
                 "acceptable": r.acceptable,
                 "source": r.source,
+                "origin": _origin(r.origin),
             }
             for r in evaluation.limits
         ],
@@ -116,3 +117,17 @@ def methods(evaluation: Evaluation) -> dict[str, Any]:
     if not any(r.metric in INDICES for r in evaluation.limits):
         return {}
     return {"methods": {"plan_quality_attribution": ATTRIBUTION}}
+
+
+def _origin(origin: LimitOrigin | None) -> dict[str, Any] | None:
+    if origin is None:
+        return None
+    return {
+        "entry": origin.entry,
+        "index": origin.index,
+        "wanted_fractions": origin.wanted_fractions,
+        "plan_fractions": origin.plan_fractions,
+        "dose": origin.dose,
+        "ptv_cc": json_number(origin.ptv_cc, 4),
+        "prescription_gy": json_number(origin.prescription_gy, 4),
+    }

@@ -9,13 +9,14 @@ that ``?token=TOKEN`` sets once for a browser.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
@@ -173,6 +174,42 @@ def create_app(settings: ServeSettings) -> FastAPI:
             failure_rate=failure_rate_svg(values.failure_rate_by_month()),
         )  # fmt: skip
 
+    @app.get("/whatif", response_class=HTMLResponse, include_in_schema=False)
+    def whatif_form(protocol: str = "") -> HTMLResponse:
+        names = Q.protocols(engine)
+        chosen = protocol if protocol in names else (names[-1] if names else "")
+        text = Q.protocol_text(engine, chosen) if chosen else None
+        note = None if text or not chosen else (
+            "The protocol file these plans were checked against is no longer where it was, or "
+            "has changed: upload it, or paste it here."
+        )  # fmt: skip
+        return page("whatif.html", "whatif", title="What-if", protocols=names, protocol=chosen,
+                    text=text, error=note, result=None)  # fmt: skip
+
+    @app.post("/whatif", response_class=HTMLResponse, include_in_schema=False)
+    async def whatif_page(
+        protocol: Annotated[str, Form()],
+        text: Annotated[str, Form()] = "",
+        upload: Annotated[UploadFile | None, File()] = None,
+    ) -> HTMLResponse:
+        from rtcheck.web.whatif import MAX_PROTOCOL_BYTES, archive_what_if, load_edited
+
+        names = Q.protocols(engine)
+        if upload is not None and upload.filename:
+            data = await upload.read(MAX_PROTOCOL_BYTES + 1)
+            text = data.decode("utf-8", errors="replace")
+        context: dict[str, Any] = {"protocols": names, "protocol": protocol, "text": text}
+        if protocol not in names:
+            return page("whatif.html", "whatif", 404, title="What-if", error="No plan was "
+                        "checked against that protocol.", result=None, **context)  # fmt: skip
+        try:
+            result = archive_what_if(engine, protocol, load_edited(text))
+        except RtcheckError as exc:
+            return page("whatif.html", "whatif", 400, title="What-if", error=str(exc),
+                        result=None, **context)  # fmt: skip
+        return page("whatif.html", "whatif", title="What-if", error=None, result=result,
+                    **context)  # fmt: skip
+
     # API --------------------------------------------------------------------------------------
 
     @app.get("/api/plans", tags=["plans"])
@@ -221,6 +258,33 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
         return JSONResponse(eligibility_record(evaluation))
 
+    @app.post("/api/whatif", tags=["what-if"])
+    def api_whatif(request: WhatIfRequest) -> dict[str, Any]:
+        """Judge every plan checked against ``protocol`` ("name version") again against the
+        edited protocol ``yaml``, from stored values and DVHs; the plans whose decision
+        changes, and why, and those that need a new check."""
+        from rtcheck.web.whatif import archive_what_if, load_edited
+
+        if request.protocol not in Q.protocols(engine):
+            raise HTTPException(404, "no plan was checked against that protocol")
+        try:
+            result = archive_what_if(engine, request.protocol, load_edited(request.yaml))
+        except RtcheckError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+        def plan(p: Any) -> dict[str, Any]:
+            changes = [asdict(c) for c in p.outcome.changes]
+            return {"plan_key": p.plan_key, "patient_id": p.patient_id,
+                    "before": p.outcome.before, "after": p.outcome.after, "changes": changes,
+                    "needs_check": p.outcome.needs_check}  # fmt: skip
+
+        return {
+            "protocol": result.protocol, "edited": result.edited, "judged": result.judged,
+            "seconds": round(result.seconds, 3),
+            "changed": [plan(p) for p in result.changed],
+            "needs_check": [plan(p) for p in result.needs_check],
+        }  # fmt: skip
+
     @app.get("/check", response_class=HTMLResponse, include_in_schema=False)
     def check_form() -> HTMLResponse:
         return page("check.html", "check", title="Check a plan", protocols=_bundled())
@@ -242,6 +306,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     app.state.engine = engine
     return app
+
+
+class WhatIfRequest(BaseModel):
+    """A what-if: the protocol plans were checked against, and the edited protocol's text."""
+
+    protocol: str
+    yaml: str
 
 
 def _bundled() -> list[str]:

@@ -5,13 +5,22 @@ and a limit's values across the archive. Every value from a request is a bound p
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from rtcheck.archive.store import checks_table, errors_table, limits_table, plans_table
+from rtcheck.archive.store import (
+    checks_table,
+    dvh_table,
+    errors_table,
+    limits_table,
+    plans_table,
+)
+from rtcheck.dvh.compact import decode_dvh
+from rtcheck.dvh.engine import DVH
 from rtcheck.evaluation.results import BROKEN
 
 SortKey = Literal["checked_at", "patient_id", "decision", "protocol", "lesion_count"]
@@ -205,3 +214,91 @@ def limit_values(engine: Engine, protocol: str, structure: str, metric: str) -> 
 def shown_decision(row: dict[str, Any]) -> str:
     """A plan's decision, or "error" for a plan whose check failed."""
     return "error" if row.get("status") == "error" else str(row.get("decision") or "-")
+
+
+class _StoredDVHs(Mapping[tuple[str, str], DVH]):
+    """A plan's stored DVHs by (structure, dose key), each read and decoded when asked for:
+    a what-if reads one only where an edit changed a metric."""
+
+    def __init__(self, engine: Engine, plan_id: int) -> None:
+        self.engine, self.plan_id = engine, plan_id
+        self._keys: list[tuple[str, str]] | None = None
+
+    def __getitem__(self, key: tuple[str, str]) -> DVH:
+        d = dvh_table.c
+        with self.engine.connect() as connection:
+            data = connection.execute(
+                sa.select(d.curve).where(
+                    d.plan_id == self.plan_id, d.structure == key[0], d.dose == key[1]
+                )  # fmt: skip
+            ).scalar()
+        if data is None:
+            raise KeyError(key)
+        return decode_dvh(key[0], bytes(data))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        if self._keys is None:
+            d = dvh_table.c
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    sa.select(d.structure, d.dose).where(
+                        d.plan_id == self.plan_id, d.curve.is_not(None)
+                    )  # fmt: skip
+                ).all()
+            self._keys = [(r.structure, r.dose) for r in rows]
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+@dataclass(frozen=True)
+class StoredEvidence:
+    """What a what-if needs of one stored plan."""
+
+    plan_key: str
+    patient_id: str | None
+    record: dict[str, Any]
+    dvhs: Mapping[tuple[str, str], DVH]
+
+
+def evidence(engine: Engine, protocol: str) -> Iterator[StoredEvidence]:
+    """Every plan checked against ``protocol`` ("name version") with a record."""
+    p = plans_table.c
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(p.id, p.plan_key, p.patient_id, p.record)
+            .where(p.protocol == protocol, p.record.is_not(None)).order_by(p.plan_key)
+        ).all()  # fmt: skip
+    for row in rows:
+        yield StoredEvidence(row.plan_key, row.patient_id, json.loads(row.record),
+                             _StoredDVHs(engine, int(row.id)))  # fmt: skip
+
+
+def protocol_text(engine: Engine, protocol: str) -> str | None:
+    """The text of the protocol file plans of ``protocol`` were checked against, where that
+    file (by the path a record gives, else the bundled one of its name) is unchanged."""
+    import hashlib
+
+    from rtcheck.errors import RtcheckError
+    from rtcheck.protocol.definition import find_protocol
+
+    with engine.connect() as connection:
+        text = connection.execute(
+            sa.select(plans_table.c.record)
+            .where(plans_table.c.protocol == protocol, plans_table.c.record.is_not(None))
+            .limit(1)
+        ).scalar()
+    if not text:
+        return None
+    stated = json.loads(text).get("protocol") or {}
+    for candidate in (stated.get("path"), stated.get("name")):
+        if not candidate:
+            continue
+        try:
+            data = find_protocol(str(candidate)).read_bytes()
+        except (RtcheckError, OSError):
+            continue
+        if hashlib.sha256(data).hexdigest() == stated.get("sha256"):
+            return data.decode("utf-8")
+    return None

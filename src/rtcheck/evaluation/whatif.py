@@ -1,0 +1,190 @@
+"""What-if: a stored plan's limits judged again against an edited protocol, from the evidence
+its record and stored DVHs hold (no DICOM file is read, no DVH computed).
+
+For each stored result, the limit at the same place in the edited protocol is chosen and
+converted to the plan's fractionation exactly as a check does (:func:`convert_limit`, the PTV
+volume table, the acceptable tier), then compared with the stored value where the metric is
+the same, or with the value read from the stored DVH where the edit changed the metric (a dose
+within 0.05 Gy of the full DVH's, see :mod:`rtcheck.dvh.compact`). Where neither can be had (a
+plan-quality index whose metric changed, a record without origins, a limit moved to another
+structure), the plan is said to need a new check, never judged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rtcheck.dvh.engine import DVH
+from rtcheck.dvh.metrics import Metric, evaluate_metric
+from rtcheck.errors import RtcheckError
+from rtcheck.evaluation.decision import decide
+from rtcheck.evaluation.fractionation import convert_limit
+from rtcheck.evaluation.limits import by_ptv_volume, graded
+from rtcheck.evaluation.results import LimitOrigin, LimitResult, NotEvaluable
+from rtcheck.protocol.definition import Comparison, Limit, Protocol
+
+
+class NeedsCheck(Exception):
+    """The stored evidence cannot answer for this limit; the message says why."""
+
+
+@dataclass(frozen=True)
+class LimitChange:
+    """A limit whose result the edit changes: what it was and what it would be."""
+
+    label: str
+    before: str
+    after: str
+    limit_before: str | None
+    limit_after: str | None
+    value: float | None
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """One plan under the edited protocol: its decision before and after, the limits whose
+    result changes, or why it needs a new check (``after`` is then None)."""
+
+    before: str
+    after: str | None
+    changes: tuple[LimitChange, ...] = ()
+    needs_check: str | None = None
+    results: tuple[LimitResult, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.after is not None and self.after != self.before
+
+
+def _result_of(row: Mapping[str, Any]) -> LimitResult:
+    return LimitResult(
+        structure=row["structure"], rois=tuple(row.get("roi") or ()), metric=row["metric"],
+        limit=row["limit"], value=row["value"], margin=row["margin"], result=row["result"],
+        priority=row["priority"], group=row["group"], lesion=row.get("lesion"),
+        reason=row.get("reason"), conversion=row.get("conversion"), source=row["source"],
+        optional=bool(row.get("optional")), dose_coverage=row.get("dose_coverage"),
+        acceptable=row.get("acceptable"),
+        origin=LimitOrigin(**row["origin"]) if row.get("origin") else None,
+    )  # fmt: skip
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    lesion = f" [{row['lesion']}]" if row.get("lesion") else ""
+    return f"{row['structure']}{lesion} {row['metric']}"
+
+
+def _applies(limit: Limit, origin: Mapping[str, Any], protocol: Protocol, lesion: bool) -> bool:
+    """As a check decides it: by the lesion's regime (applies when its fractions are unknown),
+    or by that of the dose compared (an EQD2 sum is conventional)."""
+    if limit.regime is None:
+        return True
+    wanted = origin.get("wanted_fractions")
+    if lesion:
+        return wanted is None or protocol.regime_of(wanted) == limit.regime
+    return protocol.regime_of(origin.get("plan_fractions")) == limit.regime
+
+
+def _applied(
+    limit: Limit, origin: Mapping[str, Any], protocol: Protocol
+) -> tuple[Metric, Comparison, Comparison | None, str | None]:
+    """The edited limit as it applies to this plan: metric, limit, acceptable tier, note."""
+    wanted, plan_fx = origin.get("wanted_fractions"), origin.get("plan_fractions")
+    if origin["entry"] == "lesion_coverage":
+        _, metric, comparison = limit.by_fractions[0]
+        acceptable = limit.acceptable[0][1] if limit.acceptable else None
+        note = None
+        if limit.by_ptv_cc:
+            ptv_cc = origin.get("ptv_cc")
+            if ptv_cc is None:
+                raise NeedsCheck("the lesion's PTV volume is not stored")
+            comparison, acceptable, note = by_ptv_volume(limit, float(ptv_cc))
+        return metric, comparison, acceptable, note
+    alpha_beta = protocol.alpha_beta(limit.structure)
+    metric, comparison, note = convert_limit(limit, wanted, plan_fx, alpha_beta, protocol.regime_of)
+    tier = None
+    if limit.acceptable:
+        looser = dict(limit.acceptable)
+        as_tier = replace(
+            limit, by_fractions=tuple((n, m, looser[n]) for n, m, _ in limit.by_fractions)
+        )
+        tier = convert_limit(as_tier, wanted, plan_fx, alpha_beta, protocol.regime_of)[1]
+    return metric, comparison, tier, note
+
+
+def _value(
+    row: Mapping[str, Any], metric: Metric, origin: Mapping[str, Any],
+    dvhs: Mapping[tuple[str, str], DVH],
+) -> float:  # fmt: skip
+    if metric.text == row["metric"] and row["value"] is not None:
+        return float(row["value"])
+    if metric.quantity == "Index":
+        raise NeedsCheck(f"{_label(row)}: a plan-quality index changed; it is not in a DVH")
+    dvh = dvhs.get((row["structure"], str(origin.get("dose"))))
+    if dvh is None:
+        raise NeedsCheck(f"{_label(row)}: the metric changed and the DVH is not stored")
+    value = evaluate_metric(metric, dvh, origin.get("prescription_gy"))
+    if math.isnan(value):
+        raise NeedsCheck(f"{_label(row)}: {metric.text} is undefined on the stored DVH")
+    return value
+
+
+def _judged(
+    row: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH]
+) -> LimitResult | None:
+    origin = row.get("origin")
+    if not origin:
+        raise NeedsCheck("the record is older than 1.3: its results carry no origin")
+    entries: Sequence[Limit] = getattr(protocol, str(origin["entry"]))
+    if origin["index"] >= len(entries):
+        return None  # the edit removed the limit
+    limit = entries[origin["index"]]
+    if origin["entry"] != "lesion_coverage" and limit.structure != row["structure"]:
+        raise NeedsCheck(
+            f"{_label(row)}: the edited protocol has {limit.structure} at its place; limits "
+            "may be changed, not moved"
+        )
+    base = replace(_result_of(row), priority=limit.priority, optional=limit.optional)
+    if not _applies(limit, origin, protocol, bool(row.get("lesion"))):
+        return None
+    if row["result"] == "not_evaluated":
+        return base  # not evaluated before: nothing stored to judge
+    try:
+        metric, comparison, acceptable, note = _applied(limit, origin, protocol)
+    except (NotEvaluable, RtcheckError) as exc:
+        return replace(base, value=None, margin=None, result="not_evaluated", reason=str(exc))
+    value = _value(row, metric, origin, dvhs)
+    return graded(replace(base, metric=metric.text, limit=str(comparison)), value, comparison,
+                  acceptable, note)  # fmt: skip
+
+
+def what_if(
+    record: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH]
+) -> WhatIf:
+    """The plan of ``record`` judged against ``protocol``; ``dvhs`` are its stored DVHs by
+    (structure, dose key)."""
+    before = str(record["criterion_19"]["decision"])
+    rows = record.get("limits", [])
+    results: list[LimitResult] = []
+    changes: list[LimitChange] = []
+    try:
+        for row in rows:
+            judged = _judged(row, protocol, dvhs)
+            if judged is None:
+                changes.append(LimitChange(_label(row), row["result"], "no longer applies",
+                                           row["limit"], None, None))  # fmt: skip
+                continue
+            results.append(judged)
+            if (judged.result, judged.priority, judged.limit) != (
+                row["result"], row["priority"], row["limit"],
+            ):  # fmt: skip
+                changes.append(LimitChange(
+                    _label(row), f"{row['result']} ({row['priority']})",
+                    f"{judged.result} ({judged.priority})", row["limit"], judged.limit,
+                    judged.value,
+                ))  # fmt: skip
+    except NeedsCheck as exc:
+        return WhatIf(before, None, needs_check=str(exc))
+    return WhatIf(before, decide(results).decision, tuple(changes), None, tuple(results))
