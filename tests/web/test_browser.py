@@ -1,0 +1,127 @@
+"""The dashboard in a real browser: `rtcheck serve` started on a free loopback port over a
+real results database, Debian's Chromium driven by Selenium through chromedriver. A user opens
+the plans, filters them, opens a plan, runs a what-if and uploads a plan."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.network.peers import free_port, require
+
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def server(archive_db, tmp_path_factory) -> Iterator[str]:
+    archive, db = archive_db
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rtcheck.cli", "serve", "--db", str(db), "--port", str(port)],
+        cwd=archive.parent, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    end = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/plans", timeout=5).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > end:
+                raise AssertionError(f"serve did not start: {log.read_text()}") from None
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require(CHROMEDRIVER, "chromium-driver")
+    require(CHROMIUM, "chromium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1280,1000"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+
+
+def rows(browser: Any, table: str) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [r.text for r in browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")]
+
+
+def test_filter_the_plans_and_open_one(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/")
+    assert browser.current_url.endswith("/plans")
+    assert len(rows(browser, "plans")) == 3
+    Select(browser.find_element(By.ID, "decision")).select_by_value("excluded")
+    browser.find_element(By.ID, "apply").click()
+    found = rows(browser, "plans")
+    assert len(found) == 1 and "excluded" in found[0]
+    assert '<script>alert("x")</script>' in found[0]  # shown as text, never run
+    browser.find_element(By.CSS_SELECTOR, "#plans tbody a").click()
+    assert browser.find_element(By.ID, "decision").text == "excluded"
+    assert len(rows(browser, "history")) == 1
+    assert any("SpinalCord" in r and "fail" in r for r in rows(browser, "limits"))
+    browser.find_element(By.ID, "report").click()
+    assert "EXCLUDED" in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.find_elements(By.CSS_SELECTOR, "figure.dvh svg")
+
+
+def test_run_a_what_if(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/whatif")
+    area = browser.find_element(By.ID, "text")
+    text = area.get_property("value")
+    old = 'metric: "D0.03cc[Gy]", limit: "<= 45"'
+    assert old in text
+    new = text.replace(old, 'metric: "D0.03cc[Gy]", limit: "<= 15"', 1)
+    browser.execute_script("arguments[0].value = arguments[1];", area, new)
+    browser.find_element(By.ID, "run").click()
+    summary = browser.find_element(By.ID, "summary").text
+    assert "3 plans judged" in summary and "1 change decision" in summary
+    changed = rows(browser, "changed")
+    assert len(changed) == 1 and "not_excluded" in changed[0] and "<= 15" in changed[0]
+
+
+def test_upload_a_plan(server, browser, archive_db):
+    from selenium.webdriver.common.by import By
+
+    archive, _ = archive_db
+    browser.get(server + "/check")
+    files = "\n".join(str(p) for p in sorted((archive / "p1").glob("*.dcm")))
+    browser.find_element(By.ID, "files").send_keys(files)
+    browser.find_element(By.ID, "submit").click()
+    assert "NOT EXCLUDED" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_a_limit_across_the_archive(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/limits")
+    browser.find_element(By.LINK_TEXT, "SpinalCord").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".figure svg")) == 2
+    assert rows(browser, "nearest")
