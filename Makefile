@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench phantom notebook clean
+.PHONY: demo test lint bench phantom notebook pages clean
 
 $(BIN)/rtcheck: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,12 +11,23 @@ $(BIN)/rtcheck: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The bundled plan checked, then a demo archive of four synthetic patients checked into
+# rtcheck.db, which `rtcheck serve` shows.
 demo: $(BIN)/rtcheck
 	$(BIN)/rtcheck check phantom_data/thorax
+	$(BIN)/rtcheck phantom demo_archive/demo-1 --patient-id DEMO-001 --seed demo-1 >/dev/null
+	$(BIN)/rtcheck phantom demo_archive/demo-2 --patient-id DEMO-002 --seed demo-2 \
+	    --no-primary --fractions 5 --prescription 35 --lesions 5 >/dev/null
+	$(BIN)/rtcheck phantom demo_archive/demo-3 --patient-id DEMO-003 --seed demo-3 \
+	    --no-primary --fractions 5 --prescription 35 --lesion-margin 9 >/dev/null
+	$(BIN)/rtcheck phantom demo_archive/demo-4 --patient-id DEMO-004 --seed demo-4 \
+	    --lesions 2 --lesion-plan 30/3 --lesion-plan 35/5 >/dev/null
+	$(BIN)/rtcheck batch demo_archive --db rtcheck.db --workers 2
+	@echo "Next: $(BIN)/rtcheck serve, then open http://127.0.0.1:8080 in a browser"
 
 test: $(BIN)/rtcheck
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest
 
@@ -30,6 +41,10 @@ notebook: $(BIN)/rtcheck
 
 phantom: $(BIN)/rtcheck
 	$(BIN)/rtcheck phantom phantom_data/thorax
+
+# Each dashboard page of the demo archive as a PNG in pages/ (headless Chromium).
+pages: $(BIN)/rtcheck
+	$(BIN)/python scripts/render_pages.py --db rtcheck.db --out pages
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,8 @@ def thresholds(limits: Sequence[str]) -> list[tuple[float, str]]:
 def distribution_svg(values: Sequence[float], limits: Sequence[str], label: str) -> str:
     """A histogram of a limit's values over the plans, each distinct threshold a red line."""
     figure = _figure()
+    from matplotlib.ticker import MaxNLocator
+
     axes = figure.add_subplot()  # type: ignore[attr-defined]
     if values:
         axes.hist(values, bins=min(40, max(5, len(values) // 3)), color="#0072B2")
@@ -52,6 +54,7 @@ def distribution_svg(values: Sequence[float], limits: Sequence[str], label: str)
         axes.legend(fontsize=7)
     axes.set_xlabel(label, fontsize=8, parse_math=False)
     axes.set_ylabel("Plans", fontsize=8)
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.tick_params(labelsize=7)
     return _svg(figure)
 
