@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 from rtcheck.archive.batch import check_task  # noqa: E402
 from rtcheck.archive.index import index_archive  # noqa: E402
@@ -38,14 +39,7 @@ from rtcheck.archive.store import open_store, save_outcome  # noqa: E402
 from rtcheck.phantom.thorax import ThoraxPhantom, write_thorax_phantom  # noqa: E402
 from rtcheck.protocol.definition import find_protocol, load_protocol  # noqa: E402
 from rtcheck.web.queries import PlanFilter, list_plans  # noqa: E402
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.network.peers import free_port  # noqa: E402
 
 
 def build(folder: Path, plans: int) -> tuple[str, float]:

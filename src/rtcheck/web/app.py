@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -26,6 +26,9 @@ from rtcheck.errors import RtcheckError
 from rtcheck.outputs.html_report import CSS
 from rtcheck.web import queries as Q
 from rtcheck.web.uploads import UploadLimits
+
+if TYPE_CHECKING:
+    from rtcheck.evaluation.results import Evaluation
 
 _COOKIE = "rtcheck_token"
 
@@ -94,6 +97,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     def message(title: str, text: str, status: int, section: str = "") -> HTMLResponse:
         return page("message.html", section, status, title=title, message=text, error=True)
+
+    async def checked(files: list[UploadFile], protocol: str | None) -> Evaluation:
+        from rtcheck.web.checking import check_upload
+
+        uploads = await _read(files, settings.upload)
+        return check_upload(uploads, protocol or settings.protocol, settings.upload)
 
     # Pages ------------------------------------------------------------------------------------
 
@@ -247,11 +256,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         protocol: Annotated[str | None, Form()] = None,
     ) -> JSONResponse:
         """Check an uploaded plan; its eligibility record. Nothing is stored."""
-        from rtcheck.web.checking import check_upload
-
         try:
-            evaluation = check_upload(await _read(files, settings.upload), protocol or
-                                      settings.protocol, settings.upload)  # fmt: skip
+            evaluation = await checked(files, protocol)
         except RtcheckError as exc:
             raise HTTPException(400, str(exc)) from None
         from rtcheck.outputs.record import eligibility_record
@@ -295,11 +301,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         protocol: Annotated[str | None, Form()] = None,
     ) -> HTMLResponse:
         from rtcheck.outputs.html_report import plan_report_html
-        from rtcheck.web.checking import check_upload
 
         try:
-            evaluation = check_upload(await _read(files, settings.upload), protocol or
-                                      settings.protocol, settings.upload)  # fmt: skip
+            evaluation = await checked(files, protocol)
         except RtcheckError as exc:
             return message("The plan could not be checked", str(exc), 400, "check")
         return HTMLResponse(plan_report_html(evaluation))
