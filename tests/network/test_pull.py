@@ -71,6 +71,12 @@ def test_pull_finds_retrieves_and_checks_every_plan_and_a_second_pull_fetches_no
     assert again.returncode == 0, again.stderr
     assert "0 objects retrieved, 6 already" in again.stdout
     assert "0 plans checked, 2 already stored" in again.stdout
+    # A file lost from storage is retrieved alone; the plan, unchanged, is not checked again.
+    next((tmp_path / "pulled" / "TRIAL-002").glob("RTDOSE_*.dcm")).unlink()
+    mended = pull(pacs, tmp_path)
+    assert mended.returncode == 0, mended.stderr
+    assert "1 objects retrieved, 5 already" in mended.stdout
+    assert "0 plans checked, 2 already stored" in mended.stdout
 
 
 def test_pull_by_patient_and_by_study_date(pacs, tmp_path):

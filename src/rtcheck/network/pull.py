@@ -224,15 +224,16 @@ def retrieve(
             written = store.put(patient, kind, str(event.request.AffectedSOPInstanceUID), data)
         except OSError:
             return 0xA700
-        if written:
+        if written:  # one already stored was counted when the series was queried
             summary.received += 1
-        else:
-            summary.already_stored += 1
         return 0x0000
 
     handlers = [(evt.EVT_C_STORE, received)]
     with _Association(ae, pacs, ext_neg=roles, evt_handlers=handlers) as assoc:
         for series in summary.series:
+            if not assoc.is_established:  # the PACS ended it: the rest cannot be retrieved
+                summary.failed.append((series.series_uid, "the association was lost"))
+                continue
             wanted = _instances(assoc, pacs, series)
             missing = [uid for uid in wanted if not store.holds(series.patient_id, uid)]
             summary.already_stored += len(wanted) - len(missing)
