@@ -199,6 +199,9 @@ def test_a_version_2_database_gains_the_history_of_its_plans(tmp_path, url):
         connection.execute(sa.text("DROP TABLE checks"))
         connection.execute(sa.text("ALTER TABLE plans DROP COLUMN protocol_version"))
         connection.execute(sa.text("ALTER TABLE dvh_summaries DROP COLUMN curve"))
+        connection.execute(sa.text("ALTER TABLE plans ADD COLUMN record TEXT"))
+        connection.execute(sa.text("UPDATE plans SET record = (SELECT record FROM records)"))
+        connection.execute(sa.text("DROP TABLE records"))
     engine.dispose()
     engine = open_store(db)
     with engine.connect() as connection:
@@ -208,6 +211,7 @@ def test_a_version_2_database_gains_the_history_of_its_plans(tmp_path, url):
         ("1.2.840.1", "excluded", "1.0.0")
     ]
     assert version == "1.0.0"
+    assert plan_record(engine, "1.2.840.1") == record  # moved to the records table
     save_outcome(engine, outcome, "eso-oligo-rt", "h" * 64)
     with engine.begin() as connection:
         assert (

@@ -45,6 +45,7 @@ def test_plans_are_filtered_sorted_and_paged(client):
     # Search: a user's '%' and '_' match themselves, not any text.
     assert client.get("/api/plans", params={"q": "%_"}).json()["total"] == 1
     assert client.get("/api/plans", params={"q": "PHANTOM-00"}).json()["total"] == 2
+    assert client.get("/api/plans", params={"q": "phantom-00"}).json()["total"] == 2  # any case
     assert client.get("/api/plans", params={"q": "nothing like it"}).json()["total"] == 0
     assert client.get("/api/plans", params={"sort": "evil; DROP"}).status_code == 422
 

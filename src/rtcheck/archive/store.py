@@ -48,13 +48,23 @@ plans_table = sa.Table(
     sa.Column("lesion_count", sa.Integer),
     sa.Column("failed_mandatory", sa.Text),
     sa.Column("files", sa.Text, nullable=False),
-    sa.Column("record", sa.Text),
     sa.Column("checked_at", sa.String(32), nullable=False),
     sa.Column("protocol_version", sa.Text),
     # Indexes for the dashboard's filters and sorts over many plans.
-    sa.Index("ix_plans_decision", "decision"),
+    sa.Index("ix_plans_decision_checked_at", "decision", "checked_at"),
     sa.Index("ix_plans_checked_at", "checked_at"),
     sa.Index("ix_plans_patient_id", "patient_id"),
+)
+
+#: Each plan's eligibility record (JSON), apart from its row: a record is tens of kB, and a
+#: plans row that held it made every scan of the plans (a text search, a count) read it.
+records_table = sa.Table(
+    "records",
+    metadata,
+    sa.Column(
+        "plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True
+    ),  # fmt: skip
+    sa.Column("record", sa.Text, nullable=False),
 )
 
 #: Every check of every plan, never deleted: a plan's history (the plans table keeps the last).
@@ -196,22 +206,28 @@ def _text_columns(connection: sa.Connection) -> None:
 
 
 def _history(connection: sa.Connection) -> None:
-    """Version 2 → 3: the protocol's version beside its name, the dashboard's indexes, the
-    DVH curves (none for plans checked before), and the checks table, started with each stored
-    plan's last check."""
+    """Version 2 → 3: records in their own table (the plans' column emptied), the protocol's
+    version beside its name, the dashboard's indexes, the DVH curves (none for plans checked
+    before), and the checks table, started with each stored plan's last check."""
     columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
     if "protocol_version" not in columns:
         connection.execute(sa.text("ALTER TABLE plans ADD COLUMN protocol_version TEXT"))
+    if "record" in columns:
+        connection.execute(sa.text(
+            "INSERT INTO records (plan_id, record) SELECT id, record FROM plans "
+            "WHERE record IS NOT NULL AND id NOT IN (SELECT plan_id FROM records)"
+        ))  # fmt: skip
+        connection.execute(sa.text("UPDATE plans SET record = NULL"))
     curves = {c["name"] for c in sa.inspect(connection).get_columns("dvh_summaries")}
     if "curve" not in curves:
         blob = sa.LargeBinary().compile(dialect=connection.dialect)
         connection.execute(sa.text(f"ALTER TABLE dvh_summaries ADD COLUMN curve {blob}"))
     for index in plans_table.indexes:
         index.create(connection, checkfirst=True)
-    rows = connection.execute(sa.select(plans_table.c.plan_key, plans_table.c.record)).all()
-    for key, text in rows:
-        version = (json.loads(text).get("protocol") or {}).get("version") if text else None
-        connection.execute(plans_table.update().where(plans_table.c.plan_key == key)
+    rows = connection.execute(sa.select(records_table)).all()
+    for plan_id, text in rows:
+        version = (json.loads(text).get("protocol") or {}).get("version")
+        connection.execute(plans_table.update().where(plans_table.c.id == plan_id)
                            .values(protocol_version=version))  # fmt: skip
     if connection.execute(sa.select(sa.func.count()).select_from(checks_table)).scalar() == 0:
         connection.execute(checks_table.insert().from_select(
@@ -314,13 +330,14 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
                 lesion_count=record["lesion_count"] if record else None,
                 failed_mandatory="; ".join(failed),
                 files=json.dumps(storable(list(outcome.files))),
-                record=json.dumps(record) if record else None,
                 checked_at=checked_at,
             )
         ).inserted_primary_key
         assert inserted is not None
         plan_id = inserted[0]
         if record:
+            stored = records_table.insert().values(plan_id=plan_id, record=json.dumps(record))
+            connection.execute(stored)
             rows = [
                 {
                     "plan_id": plan_id,
@@ -378,6 +395,8 @@ def plan_record(engine: Engine, key: str) -> dict[str, Any] | None:
     """The eligibility record stored for a plan, or None."""
     with engine.connect() as connection:
         text = connection.execute(
-            sa.select(plans_table.c.record).where(plans_table.c.plan_key == key)
+            sa.select(records_table.c.record)
+            .select_from(records_table.join(plans_table))
+            .where(plans_table.c.plan_key == key)
         ).scalar()
     return json.loads(text) if text else None
