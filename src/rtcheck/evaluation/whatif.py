@@ -59,16 +59,20 @@ class WhatIf:
         return self.after is not None and self.after != self.before
 
 
-def _result_of(row: Mapping[str, Any]) -> LimitResult:
-    return LimitResult(
-        structure=row["structure"], rois=tuple(row.get("roi") or ()), metric=row["metric"],
-        limit=row["limit"], value=row["value"], margin=row["margin"], result=row["result"],
-        priority=row["priority"], group=row["group"], lesion=row.get("lesion"),
-        reason=row.get("reason"), conversion=row.get("conversion"), source=row["source"],
-        optional=bool(row.get("optional")), dose_coverage=row.get("dose_coverage"),
-        acceptable=row.get("acceptable"),
-        origin=LimitOrigin(**row["origin"]) if row.get("origin") else None,
-    )  # fmt: skip
+def _result_of(row: Mapping[str, Any], rule: Limit, **changed: Any) -> LimitResult:
+    """The stored result, with the edited limit's priority and optionality (and ``changed``)."""
+    fields: dict[str, Any] = {
+        "structure": row["structure"], "rois": tuple(row.get("roi") or ()),
+        "metric": row["metric"], "limit": row["limit"], "value": row["value"],
+        "margin": row["margin"], "result": row["result"], "priority": rule.priority,
+        "group": row["group"], "lesion": row.get("lesion"), "reason": row.get("reason"),
+        "conversion": row.get("conversion"), "source": row["source"],
+        "optional": rule.optional, "dose_coverage": row.get("dose_coverage"),
+        "acceptable": row.get("acceptable"),
+        "origin": LimitOrigin(**row["origin"]) if row.get("origin") else None,
+    }  # fmt: skip
+    fields.update(changed)
+    return LimitResult(**fields)
 
 
 def _label(row: Mapping[str, Any]) -> str:
@@ -131,9 +135,17 @@ def _value(
     return value
 
 
+#: (entry, index, wanted fractions, plan fractions, PTV cc) → the limit as it applies, or the
+#: reason it cannot be evaluated: the same for every plan of that fractionation.
+AppliedCache = dict[
+    tuple[Any, ...], "tuple[Metric, Comparison, Comparison | None, str | None] | str"
+]
+
+
 def _judged(
-    row: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH]
-) -> LimitResult | None:
+    row: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH],
+    applied: AppliedCache,
+) -> LimitResult | None:  # fmt: skip
     origin = row.get("origin")
     if not origin:
         raise NeedsCheck("the record is older than 1.3: its results carry no origin")
@@ -146,32 +158,42 @@ def _judged(
             f"{_label(row)}: the edited protocol has {limit.structure} at its place; limits "
             "may be changed, not moved"
         )
-    base = replace(_result_of(row), priority=limit.priority, optional=limit.optional)
     if not _applies(limit, origin, protocol, bool(row.get("lesion"))):
         return None
     if row["result"] == "not_evaluated":
-        return base  # not evaluated before: nothing stored to judge
-    try:
-        metric, comparison, acceptable, note = _applied(limit, origin, protocol)
-    except (NotEvaluable, RtcheckError) as exc:
-        return replace(base, value=None, margin=None, result="not_evaluated", reason=str(exc))
+        return _result_of(row, limit)  # not evaluated before: nothing stored to judge
+    key = (origin["entry"], origin["index"], origin.get("wanted_fractions"),
+           origin.get("plan_fractions"), origin.get("ptv_cc"))  # fmt: skip
+    if key not in applied:
+        try:
+            applied[key] = _applied(limit, origin, protocol)
+        except (NotEvaluable, RtcheckError) as exc:
+            applied[key] = str(exc)
+    chosen = applied[key]
+    if isinstance(chosen, str):
+        return _result_of(row, limit, value=None, margin=None, result="not_evaluated",
+                          reason=chosen)  # fmt: skip
+    metric, comparison, acceptable, note = chosen
     value = _value(row, metric, origin, dvhs)
-    return graded(replace(base, metric=metric.text, limit=str(comparison)), value, comparison,
-                  acceptable, note)  # fmt: skip
+    base = _result_of(row, limit, metric=metric.text, limit=str(comparison))
+    return graded(base, value, comparison, acceptable, note)
 
 
 def what_if(
-    record: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH]
-) -> WhatIf:
+    record: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH],
+    applied: AppliedCache | None = None,
+) -> WhatIf:  # fmt: skip
     """The plan of ``record`` judged against ``protocol``; ``dvhs`` are its stored DVHs by
-    (structure, dose key)."""
+    (structure, dose key). ``applied``, shared by the calls for one protocol, keeps each limit
+    as it applies to a fractionation, which is the same for every plan."""
+    applied = {} if applied is None else applied
     before = str(record["criterion_19"]["decision"])
     rows = record.get("limits", [])
     results: list[LimitResult] = []
     changes: list[LimitChange] = []
     try:
         for row in rows:
-            judged = _judged(row, protocol, dvhs)
+            judged = _judged(row, protocol, dvhs, applied)
             if judged is None:
                 changes.append(LimitChange(_label(row), row["result"], "no longer applies",
                                            row["limit"], None, None))  # fmt: skip

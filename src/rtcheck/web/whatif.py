@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from rtcheck.evaluation.whatif import WhatIf, what_if
+from rtcheck.evaluation.whatif import AppliedCache, WhatIf, what_if
 from rtcheck.protocol.definition import Protocol, load_protocol
 from rtcheck.web.queries import evidence
 
@@ -66,8 +66,9 @@ def archive_what_if(engine: Engine, protocol: str, edited: Protocol) -> ArchiveW
     """Judge every stored plan of ``protocol`` against ``edited``."""
     start = time.perf_counter()
     changed, needs, judged = [], [], 0
+    applied: AppliedCache = {}
     for plan in evidence(engine, protocol):
-        outcome = what_if(plan.record, edited, plan.dvhs)
+        outcome = what_if(plan.record, edited, plan.dvhs, applied)
         judged += 1
         if outcome.needs_check is not None:
             needs.append(PlanWhatIf(plan.plan_key, plan.patient_id, outcome))
