@@ -92,6 +92,12 @@ def test_a_token_is_needed_when_set(archive_db):
     first = app.get(f"/plans?token={token}&decision=excluded", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/plans?decision=excluded"
     assert app.get("/plans").status_code == 200  # the cookie now carries it
+    app.cookies.clear()
+    elsewhere = app.get(f"http://testserver//evil.example/plans?token={token}",
+                        follow_redirects=False)  # fmt: skip
+    assert (
+        elsewhere.headers["location"].startswith("/") and "//" not in elsewhere.headers["location"]
+    )
 
 
 def plan_files(folder: Path) -> list[tuple[str, tuple[str, bytes]]]:

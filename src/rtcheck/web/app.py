@@ -63,7 +63,9 @@ class _TokenGate(BaseHTTPMiddleware):
             # A browser brings the token once; the cookie carries it from then on, and the
             # address bar loses it.
             kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + ("?" + urlencode(kept) if kept else "")
+            # A path of "//host" would send the browser to another site.
+            path = "/" + request.url.path.lstrip("/")
+            target = path + ("?" + urlencode(kept) if kept else "")
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(_COOKIE, offered or "", httponly=True, samesite="strict")
             return response
