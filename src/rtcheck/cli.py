@@ -271,6 +271,16 @@ def _parser() -> argparse.ArgumentParser:
         help="where retrieved objects are kept, as 'rtcheck listen' keeps them; a later pull "
         "only retrieves what is missing (default: rtcheck-pulled)",
     )  # fmt: skip
+    pull.add_argument(
+        "--move-port", type=int, metavar="PORT",
+        help="retrieve by C-MOVE to this node, received on PORT while the pull runs (for a "
+        "PACS without C-GET; it must know this AE title at that address and port)",
+    )  # fmt: skip
+    pull.add_argument(
+        "--move-host", default="127.0.0.1", metavar="ADDRESS",
+        help="address to receive C-MOVE on (default 127.0.0.1; only the PACS's AE title may "
+        "send)",
+    )  # fmt: skip
     _batch_options(pull)
 
     export = commands.add_parser(
@@ -657,7 +667,7 @@ def _run_listen(args: argparse.Namespace) -> int:
 def _run_pull(args: argparse.Namespace) -> int:
     import logging
 
-    from rtcheck.network.pull import Pacs, PullQuery, parse_since, pull
+    from rtcheck.network.pull import MoveReceiver, Pacs, PullQuery, parse_since, pull
     from rtcheck.network.storage import ObjectStore
 
     try:
@@ -667,13 +677,18 @@ def _run_pull(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not 0 < len(args.ae_title) <= 16:
         raise UsageError("--ae-title must be 1 to 16 characters")
+    move = None
+    if args.move_port is not None:
+        if not 0 < args.move_port < 65536:
+            raise UsageError("--move-port must be from 1 to 65535")
+        move = MoveReceiver(args.move_port, args.move_host)
     storage = Path(args.storage)
     if storage.exists() and not storage.is_dir():
         raise UsageError(f"--storage {args.storage}: not a folder")
     # pynetdicom logs a failed association at length; rtcheck says it in one line.
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     query = PullQuery(patient_id=args.patient, study_uid=args.study, since=since)
-    summary = pull(pacs, query, ObjectStore(storage), args.ae_title)
+    summary = pull(pacs, query, ObjectStore(storage), args.ae_title, move=move)
     print(
         f"{pacs}: {summary.studies} studies, {len(summary.series)} RT series; "
         f"{summary.received} objects retrieved, {summary.already_stored} already in {storage}"

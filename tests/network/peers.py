@@ -87,11 +87,13 @@ class Node:
 
 class Orthanc:
     """Orthanc on free loopback ports, its index and storage in ``folder``; the calling AE
-    titles in ``modalities`` may query and retrieve."""
+    titles in ``modalities`` (with the port a C-MOVE reaches them on) may query and
+    retrieve."""
 
     def __init__(
-        self, folder: Path, modalities: dict[str, str], env: dict[str, str] | None = None
-    ) -> None:
+        self, folder: Path, modalities: dict[str, str | tuple[str, int]],
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         assert ORTHANC is not None
         self.ae_title = "ORTHANC"
         self.dicom_port, self.http_port = free_port(), free_port()
@@ -102,9 +104,11 @@ class Orthanc:
             "DicomPort": self.dicom_port, "HttpPort": self.http_port,
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
             "DicomModalities": {
-                name: {"AET": aet, "Host": "127.0.0.1", "Port": 104,
+                name: {"AET": aet, "Host": "127.0.0.1", "Port": port,
                        "AllowFind": True, "AllowGet": True, "AllowMove": True}
-                for name, aet in modalities.items()
+                for name, (aet, port) in (
+                    (n, v if isinstance(v, tuple) else (v, 104)) for n, v in modalities.items()
+                )
             },
         }  # fmt: skip
         path = folder / "orthanc.json"

@@ -6,6 +6,7 @@ study with no RT series). Also Orthanc's "send to modality" delivering a plan to
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ from pydicom.data import get_testdata_file
 
 from rtcheck.archive.store import open_store, plan_rows
 from tests.network.peers import ORTHANC, Node, Orthanc, free_port, require
+
+#: Where `rtcheck pull --move-port` receives, as the PACS knows it.
+MOVE_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory, phantom_dir: Path) -> Iterato
         ds = pydicom.dcmread(path)
         ds.StudyDate = "20250601"
         ds.save_as(path)
-    server = Orthanc(folder / "orthanc", {"rtcheck": "RTCHECK"})
+    server = Orthanc(folder / "orthanc", {"rtcheck": ("RTCHECK", MOVE_PORT)})
     server.upload(*sorted(phantom_dir.glob("R*.dcm")), *sorted(older.glob("R*.dcm")))
     server.upload(Path(get_testdata_file("CT_small.dcm")))
     yield server
@@ -77,6 +81,23 @@ def test_pull_finds_retrieves_and_checks_every_plan_and_a_second_pull_fetches_no
     assert mended.returncode == 0, mended.stderr
     assert "1 objects retrieved, 5 already" in mended.stdout
     assert "0 plans checked, 2 already stored" in mended.stdout
+
+
+def test_pull_by_c_move_to_this_node(pacs, tmp_path):
+    """For a PACS without C-GET: the pull receives on --move-port while it runs, and only from
+    the PACS's AE title."""
+    moved = pull(pacs, tmp_path, "--move-port", str(MOVE_PORT))
+    assert moved.returncode == 0, moved.stderr
+    assert "6 objects retrieved, 0 already" in moved.stdout
+    assert decisions(tmp_path) == {"PHANTOM-001": "not_excluded", "TRIAL-002": "excluded"}
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        busy = pull(pacs, tmp_path / "busy", "--move-port", str(taken.getsockname()[1]))
+    finally:
+        taken.close()
+    assert busy.returncode == 2 and "cannot receive on 127.0.0.1:" in busy.stderr
 
 
 def test_pull_by_patient_and_by_study_date(pacs, tmp_path):

@@ -1,6 +1,6 @@
-"""``rtcheck pull``: find a PACS's RT plans by C-FIND and retrieve them by C-GET (pynetdicom),
-into the same storage layout as ``rtcheck listen``; the caller then checks the storage folder as
-``rtcheck batch`` does.
+"""``rtcheck pull``: find a PACS's RT plans by C-FIND and retrieve them by C-GET, or by C-MOVE
+to a Storage SCP this command runs for the while (pynetdicom), into the same storage layout as
+``rtcheck listen``; the caller then checks the storage folder as ``rtcheck batch`` does.
 
 Queries are Study Root: studies first (by patient, study UID and study date), then each study's
 series, of which those of modality RTSTRUCT, RTDOSE or RTPLAN are kept, then each series'
@@ -30,6 +30,7 @@ LOG = logging.getLogger("rtcheck.pull")
 RT_MODALITIES = frozenset({"RTSTRUCT", "RTDOSE", "RTPLAN"})
 _FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 _GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Model - GET
+_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve Information Model - MOVE
 _PENDING = frozenset({0xFF00, 0xFF01})
 _TIMEOUT_S = 60.0
 
@@ -78,6 +79,15 @@ class RtSeries:
     study_uid: str
     series_uid: str
     modality: str
+
+
+@dataclass(frozen=True)
+class MoveReceiver:
+    """Retrieve by C-MOVE: the address this command receives on while it pulls (the PACS must
+    know this node's AE title at that address and port)."""
+
+    port: int
+    host: str = "127.0.0.1"
 
 
 @dataclass
@@ -191,24 +201,28 @@ def retrieve(
     store: ObjectStore,
     calling_ae: str = "RTCHECK",
     progress: Callable[[RtSeries], None] | None = None,
+    move: MoveReceiver | None = None,
 ) -> PullSummary:
-    """C-GET every series of ``summary`` that has an instance not yet in ``store``; counts and
-    failures are added to ``summary``.
+    """Retrieve every series of ``summary`` that has an instance not yet in ``store``, by C-GET
+    or, with ``move``, by C-MOVE to this node; counts and failures are added to ``summary``.
 
     Raises
     ------
     PacsError
-        The PACS cannot be reached or refuses the association.
+        The PACS cannot be reached or refuses the association, or ``move``'s address cannot be
+        listened on.
     """
     from pynetdicom import build_role, evt
 
     store.prepare()
     ae = _application_entity(calling_ae)
     ae.add_requested_context(_FIND)
-    ae.add_requested_context(_GET)
-    for uid in RT_STORAGE:
-        ae.add_requested_context(uid, sorted(READABLE_SYNTAXES))
-    roles = [build_role(uid, scp_role=True) for uid in RT_STORAGE]
+    ae.add_requested_context(_MOVE if move else _GET)
+    roles = []
+    if move is None:
+        for uid in RT_STORAGE:
+            ae.add_requested_context(uid, sorted(READABLE_SYNTAXES))
+        roles = [build_role(uid, scp_role=True) for uid in RT_STORAGE]
 
     def received(event: Any) -> int:
         sop_class = str(event.request.AffectedSOPClassUID)
@@ -229,33 +243,69 @@ def retrieve(
         return 0x0000
 
     handlers = [(evt.EVT_C_STORE, received)]
-    with _Association(ae, pacs, ext_neg=roles, evt_handlers=handlers) as assoc:
-        for series in summary.series:
-            if not assoc.is_established:  # the PACS ended it: the rest cannot be retrieved
-                summary.failed.append((series.series_uid, "the association was lost"))
-                continue
-            wanted = _instances(assoc, pacs, series)
-            missing = [uid for uid in wanted if not store.holds(series.patient_id, uid)]
-            summary.already_stored += len(wanted) - len(missing)
-            if missing:
-                reason = _get(assoc, series)
-                if reason:
-                    summary.failed.append((series.series_uid, reason))
-                    LOG.warning("series %s (%s): %s", series.series_uid, series.modality, reason)
-            if progress is not None:
-                progress(series)
+    receiver = _receiver(calling_ae, pacs, move, handlers) if move else None
+    try:
+        with _Association(ae, pacs, ext_neg=roles, evt_handlers=handlers) as assoc:
+            _retrieve_each(assoc, pacs, summary, store, progress, calling_ae if move else None)
+    finally:
+        if receiver is not None:
+            receiver.shutdown()
     return summary
 
 
-def _get(assoc: Any, series: RtSeries) -> str | None:
-    """C-GET one series; the reason it failed, or None."""
+def _receiver(calling_ae: str, pacs: Pacs, move: MoveReceiver, handlers: list[Any]) -> Any:
+    """The Storage SCP a C-MOVE sends to, accepting only the PACS's AE title."""
+    from pynetdicom import evt
+
+    ae = _application_entity(calling_ae)
+    for uid in RT_STORAGE:
+        ae.add_supported_context(uid, sorted(READABLE_SYNTAXES))
+    ae.require_calling_aet = [pacs.ae_title]
+    try:
+        return ae.start_server((move.host, move.port), block=False, evt_handlers=[
+            *handlers, (evt.EVT_ACCEPTED, lambda event: without_nagle(event.assoc)),
+        ])  # fmt: skip
+    except OSError as exc:
+        raise PacsError(
+            f"cannot receive on {move.host}:{move.port}: {exc.strerror or exc}"
+        ) from None
+
+
+def _retrieve_each(
+    assoc: Any, pacs: Pacs, summary: PullSummary, store: ObjectStore,
+    progress: Callable[[RtSeries], None] | None, move_to: str | None,
+) -> None:  # fmt: skip
+    """Retrieve each series with an instance ``store`` lacks (C-MOVE to ``move_to``, else
+    C-GET), adding to ``summary``."""
+    for series in summary.series:
+        if not assoc.is_established:  # the PACS ended it: the rest cannot be retrieved
+            summary.failed.append((series.series_uid, "the association was lost"))
+            continue
+        wanted = _instances(assoc, pacs, series)
+        missing = [uid for uid in wanted if not store.holds(series.patient_id, uid)]
+        summary.already_stored += len(wanted) - len(missing)
+        if missing:
+            reason = _get(assoc, series, move_to)
+            if reason:
+                summary.failed.append((series.series_uid, reason))
+                LOG.warning("series %s (%s): %s", series.series_uid, series.modality, reason)
+        if progress is not None:
+            progress(series)
+
+
+def _get(assoc: Any, series: RtSeries, move_to: str | None = None) -> str | None:
+    """C-GET one series (or C-MOVE it to ``move_to``); the reason it failed, or None."""
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "SERIES"
     identifier.StudyInstanceUID = series.study_uid
     identifier.SeriesInstanceUID = series.series_uid
     last: int | None = None
     failed = 0
-    for status, _ in assoc.send_c_get(identifier, _GET):
+    responses = (
+        assoc.send_c_move(identifier, move_to, _MOVE) if move_to
+        else assoc.send_c_get(identifier, _GET)
+    )  # fmt: skip
+    for status, _ in responses:
         last = int(status.Status) if "Status" in status else None
         failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
     if last == 0x0000 and not failed:
@@ -271,12 +321,13 @@ def pull(
     store: ObjectStore,
     calling_ae: str = "RTCHECK",
     progress: Callable[[RtSeries], None] | None = None,
+    move: MoveReceiver | None = None,
 ) -> PullSummary:
     """Find the RT series matching ``query`` on ``pacs`` and retrieve into ``store`` those not
-    already there."""
+    already there (by C-GET, or by C-MOVE with ``move``)."""
     summary = find_rt_series(pacs, query, calling_ae)
     LOG.info("%d studies, %d RT series on %s", summary.studies, len(summary.series), pacs)
-    return retrieve(pacs, summary, store, calling_ae, progress)
+    return retrieve(pacs, summary, store, calling_ae, progress, move)
 
 
 def parse_since(text: str) -> date:
