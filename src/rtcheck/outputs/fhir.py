@@ -63,7 +63,8 @@ def _component(limit: Mapping[str, Any]) -> dict[str, Any]:
     else:
         component["valueQuantity"] = _quantity(limit["value"], unit)
     bound = _LIMIT.match(str(limit.get("limit") or ""))
-    reference: dict[str, Any] = {"text": f"limit {limit.get('limit')}"}
+    stated = limit.get("limit")
+    reference: dict[str, Any] = {"text": f"limit {stated}" if stated else "no limit stated"}
     if bound:
         upper = bound.group(1).startswith("<")
         reference["high" if upper else "low"] = _quantity(float(bound.group(2)), unit)
