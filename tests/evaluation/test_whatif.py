@@ -97,3 +97,17 @@ def test_a_record_without_origins_needs_a_new_check(plans, tmp_path):
     old = {**record, "limits": [{**x, "origin": None} for x in record["limits"]]}
     result = what_if(old, load_protocol(), dvhs)
     assert result.after is None and "older than 1.3" in (result.needs_check or "")
+
+
+def test_a_stored_dvh_that_cannot_be_read_needs_a_new_check(plans, tmp_path):
+    """A metric changed and the stored DVH it needs is damaged: the plan is not judged."""
+    from rtcheck.dvh.compact import StoredDVHError
+
+    class Damaged(dict):
+        def get(self, key, default=None):
+            raise StoredDVHError(f"stored DVH of {key[0]!r} cannot be read: truncated")
+
+    _, record, _ = plans[0]
+    protocol = load_protocol(str(edited(tmp_path, "lungs V20Gy<=25 -> V15Gy<=10")))
+    result = what_if(record, protocol, Damaged())
+    assert result.after is None and "cannot be read" in (result.needs_check or "")

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rtcheck.dvh.compact import StoredDVHError
 from rtcheck.dvh.engine import DVH
 from rtcheck.dvh.metrics import Metric, evaluate_metric
 from rtcheck.errors import RtcheckError
@@ -126,7 +127,10 @@ def _value(
         return float(row["value"])
     if metric.quantity == "Index":
         raise NeedsCheck(f"{_label(row)}: a plan-quality index changed; it is not in a DVH")
-    dvh = dvhs.get((row["structure"], str(origin.get("dose"))))
+    try:
+        dvh = dvhs.get((row["structure"], str(origin.get("dose"))))
+    except StoredDVHError as exc:
+        raise NeedsCheck(f"{_label(row)}: {exc}") from None
     if dvh is None:
         raise NeedsCheck(f"{_label(row)}: the metric changed and the DVH is not stored")
     value = evaluate_metric(metric, dvh, origin.get("prescription_gy"))
