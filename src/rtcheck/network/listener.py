@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from rtcheck.dicom.dose import READABLE_SYNTAXES
-from rtcheck.network.storage import IMAGE_STORAGE, RT_STORAGE, ObjectStore
+from rtcheck.network.storage import (
+    IMAGE_STORAGE,
+    RT_STORAGE,
+    ObjectStore,
+    UnreadableObjectError,
+)
 from rtcheck.network.transport import without_nagle
 
 LOG = logging.getLogger("rtcheck.listen")
@@ -164,13 +169,10 @@ class Listener:
         if kind in IMAGE_STORAGE.values() and not self.settings.store_images:
             return _SUCCESS  # accepted and not kept, as configured
         try:
-            patient = str(event.dataset.get("PatientID", "") or "unknown")
-        except Exception:  # a dataset pydicom cannot decode: not stored
+            written = self.store.put_received(event, str(kind))
+        except UnreadableObjectError:
             LOG.warning("object %s from %s@%s could not be read", sop_uid, ae_title, host)
             return 0xC000
-        data = bytes(event.encoded_dataset(include_meta=True))
-        try:
-            written = self.store.put(patient, str(kind), sop_uid, data)
         except OSError as exc:
             LOG.error("could not store %s: %s", sop_uid, exc.strerror or exc)
             return _OUT_OF_RESOURCES

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from rtcheck.dicom.dose import READABLE_SYNTAXES
 from rtcheck.errors import RtcheckError
-from rtcheck.network.storage import RT_STORAGE, ObjectStore
+from rtcheck.network.storage import RT_STORAGE, ObjectStore, UnreadableObjectError
 from rtcheck.network.transport import without_nagle
 
 LOG = logging.getLogger("rtcheck.pull")
@@ -230,12 +230,9 @@ def retrieve(
         if kind is None:
             return 0xA900  # not an RT object: refused
         try:
-            patient = str(event.dataset.get("PatientID", "") or "unknown")
-        except Exception:  # an object pydicom cannot decode is not stored
+            written = store.put_received(event, kind)
+        except UnreadableObjectError:
             return 0xC000
-        data = bytes(event.encoded_dataset(include_meta=True))
-        try:
-            written = store.put(patient, kind, str(event.request.AffectedSOPInstanceUID), data)
         except OSError:
             return 0xA700
         if written:  # one already stored was counted when the series was queried

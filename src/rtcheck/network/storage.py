@@ -12,9 +12,11 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rtcheck.archive.batch import safe_name
 from rtcheck.dicom.files import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT
+from rtcheck.errors import RtcheckError
 
 #: RT objects a plan is made of, by SOP class, with the kind that starts their file name.
 RT_STORAGE = {RTSTRUCT: "RTSTRUCT", RTDOSE: "RTDOSE", RTPLAN: "RTPLAN", RTION_PLAN: "RTIONPLAN"}
@@ -23,6 +25,10 @@ IMAGE_STORAGE = {
     "1.2.840.10008.5.1.4.1.1.2": "CT",
     "1.2.840.10008.5.1.4.1.1.4": "MR",
 }
+
+
+class UnreadableObjectError(RtcheckError):
+    """A received object pydicom cannot decode."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,24 @@ class ObjectStore:
         """Store one encoded object (file meta included); False when the same bytes are
         already stored."""
         return write_once(self.path_of(patient_id, kind, sop_instance_uid), data, self.staging)
+
+    def put_received(self, event: Any, kind: str) -> bool:
+        """Store the object of a pynetdicom C-STORE event (sent to ``listen``, or by a PACS
+        during a retrieval); False when the same bytes are already stored.
+
+        Raises
+        ------
+        UnreadableObjectError
+            pydicom cannot decode the dataset (it is not stored).
+        OSError
+            It cannot be written.
+        """
+        try:
+            patient = str(event.dataset.get("PatientID", "") or "unknown")
+        except Exception:  # whatever pydicom raises on a dataset it cannot decode
+            raise UnreadableObjectError("the object could not be read") from None
+        data = bytes(event.encoded_dataset(include_meta=True))
+        return self.put(patient, kind, str(event.request.AffectedSOPInstanceUID), data)
 
 
 def write_once(path: Path, data: bytes, staging: Path) -> bool:
