@@ -63,6 +63,21 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
+def follow(browser: Any, element: Any) -> None:
+    """Click what leads to another page, and wait until that page has replaced this one: a
+    click returns before a form's answer arrives."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 120).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 120).until(
+        lambda b: b.execute_script("return document.readyState") == "complete"
+    )
+
+
 def rows(browser: Any, table: str) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -77,15 +92,15 @@ def test_filter_the_plans_and_open_one(server, browser):
     assert browser.current_url.endswith("/plans")
     assert len(rows(browser, "plans")) == 3
     Select(browser.find_element(By.ID, "decision")).select_by_value("excluded")
-    browser.find_element(By.ID, "apply").click()
+    follow(browser, browser.find_element(By.ID, "apply"))
     found = rows(browser, "plans")
     assert len(found) == 1 and "excluded" in found[0]
     assert '<script>alert("x")</script>' in found[0]  # shown as text, never run
-    browser.find_element(By.CSS_SELECTOR, "#plans tbody a").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#plans tbody a"))
     assert browser.find_element(By.ID, "decision").text == "excluded"
     assert len(rows(browser, "history")) == 1
     assert any("SpinalCord" in r and "fail" in r for r in rows(browser, "limits"))
-    browser.find_element(By.ID, "report").click()
+    follow(browser, browser.find_element(By.ID, "report"))
     assert "EXCLUDED" in browser.find_element(By.TAG_NAME, "body").text
     assert browser.find_elements(By.CSS_SELECTOR, "figure.dvh svg")
 
@@ -100,7 +115,7 @@ def test_run_a_what_if(server, browser):
     assert old in text
     new = text.replace(old, 'metric: "D0.03cc[Gy]", limit: "<= 15"', 1)
     browser.execute_script("arguments[0].value = arguments[1];", area, new)
-    browser.find_element(By.ID, "run").click()
+    follow(browser, browser.find_element(By.ID, "run"))
     summary = browser.find_element(By.ID, "summary").text
     assert "3 plans judged" in summary and "1 change decision" in summary
     changed = rows(browser, "changed")
@@ -114,7 +129,7 @@ def test_upload_a_plan(server, browser, archive_db):
     browser.get(server + "/check")
     files = "\n".join(str(p) for p in sorted((archive / "p1").glob("*.dcm")))
     browser.find_element(By.ID, "files").send_keys(files)
-    browser.find_element(By.ID, "submit").click()
+    follow(browser, browser.find_element(By.ID, "submit"))
     assert "NOT EXCLUDED" in browser.find_element(By.TAG_NAME, "body").text
 
 
@@ -122,6 +137,6 @@ def test_a_limit_across_the_archive(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server + "/limits")
-    browser.find_element(By.LINK_TEXT, "SpinalCord").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "SpinalCord"))
     assert len(browser.find_elements(By.CSS_SELECTOR, ".figure svg")) == 2
     assert rows(browser, "nearest")
