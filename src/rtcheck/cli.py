@@ -754,7 +754,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     loopback = args.host in ("127.0.0.1", "::1", "localhost")
     token = None
     if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise UsageError(f"--token-file {args.token_file}: not UTF-8 text") from None
         if len(token) < 16:
             raise UsageError(f"--token-file {args.token_file}: a token of 16 characters or more")
     elif not loopback:

@@ -163,6 +163,15 @@ def test_serve_refuses_another_address_without_a_token(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2 and "needs --token-file" in done.stderr
     assert done.stderr.count("\n") == 1
+    binary = tmp_path / "token.bin"
+    binary.write_bytes(b"\xff\xfe" + b"\x00" * 20)
+    for token_file, said in ((binary, "not UTF-8 text"), (tmp_path, "Is a directory")):
+        refused = subprocess.run(
+            [sys.executable, "-m", "rtcheck.cli", "serve", "--token-file", str(token_file),
+             "--db", str(tmp_path / "x.db")], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1
 
 
 def test_a_limit_across_the_archive(client):
