@@ -12,7 +12,7 @@ PACS's status and the others go on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -200,7 +200,6 @@ def retrieve(
     summary: PullSummary,
     store: ObjectStore,
     calling_ae: str = "RTCHECK",
-    progress: Callable[[RtSeries], None] | None = None,
     move: MoveReceiver | None = None,
 ) -> PullSummary:
     """Retrieve every series of ``summary`` that has an instance not yet in ``store``, by C-GET
@@ -243,7 +242,7 @@ def retrieve(
     receiver = _receiver(calling_ae, pacs, move, handlers) if move else None
     try:
         with _Association(ae, pacs, ext_neg=roles, evt_handlers=handlers) as assoc:
-            _retrieve_each(assoc, pacs, summary, store, progress, calling_ae if move else None)
+            _retrieve_each(assoc, pacs, summary, store, calling_ae if move else None)
     finally:
         if receiver is not None:
             receiver.shutdown()
@@ -270,7 +269,7 @@ def _receiver(calling_ae: str, pacs: Pacs, move: MoveReceiver, handlers: list[An
 
 def _retrieve_each(
     assoc: Any, pacs: Pacs, summary: PullSummary, store: ObjectStore,
-    progress: Callable[[RtSeries], None] | None, move_to: str | None,
+    move_to: str | None,
 ) -> None:  # fmt: skip
     """Retrieve each series with an instance ``store`` lacks (C-MOVE to ``move_to``, else
     C-GET), adding to ``summary``."""
@@ -286,8 +285,6 @@ def _retrieve_each(
             if reason:
                 summary.failed.append((series.series_uid, reason))
                 LOG.warning("series %s (%s): %s", series.series_uid, series.modality, reason)
-        if progress is not None:
-            progress(series)
 
 
 def _get(assoc: Any, series: RtSeries, move_to: str | None = None) -> str | None:
@@ -317,14 +314,13 @@ def pull(
     query: PullQuery,
     store: ObjectStore,
     calling_ae: str = "RTCHECK",
-    progress: Callable[[RtSeries], None] | None = None,
     move: MoveReceiver | None = None,
 ) -> PullSummary:
     """Find the RT series matching ``query`` on ``pacs`` and retrieve into ``store`` those not
     already there (by C-GET, or by C-MOVE with ``move``)."""
     summary = find_rt_series(pacs, query, calling_ae)
     LOG.info("%d studies, %d RT series on %s", summary.studies, len(summary.series), pacs)
-    return retrieve(pacs, summary, store, calling_ae, progress, move)
+    return retrieve(pacs, summary, store, calling_ae, move)
 
 
 def parse_since(text: str) -> date:
