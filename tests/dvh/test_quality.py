@@ -173,7 +173,78 @@ def test_an_isodose_reaching_beyond_the_neighbourhood_is_not_attributed():
     assert not math.isnan(q.value("HI_ICRU83"))  # the PTV's own figures stay defined
 
 
+def test_an_isodose_reaching_the_end_of_the_body_outline_is_not_attributed():
+    # The body is contoured only 10 mm either side of the lesion's centre: its 18 mm 50 %
+    # isodose runs on beyond, where there is tissue but no outline to measure it in.
+    m1 = sphere("PTV_M1", (0.0, 0.0, 0.0))
+    grid = grid_for([(0.0, 0.0, 0.0)], (-70.0, 70.0))
+    square = np.array([[-150.0, -150.0], [150.0, -150.0], [150.0, 150.0], [-150.0, 150.0]])
+    short = Structure(99, "BODY", "EXTERNAL", tuple(
+        ContourPlane(float(z), (square,), z - 1.0, z + 1.0) for z in np.arange(-9.0, 10.0, 2.0)
+    ), ())  # fmt: skip
+    q = lesion_quality(m1, compute_dvh(m1, grid), [], short, grid, RX)
+    assert math.isnan(q.value("R50%"))
+    assert "end of the body outline (z -10 to 10 mm)" in (q.undefined("R50%") or "")
+    assert "reaches 35 mm" not in (q.undefined("R50%") or "")
+
+
 def test_index_names():
     assert set(INDICES) == {"R100%", "R50%", "CI_Paddick", "GI_Paddick", "D2cm[%]", "HI_ICRU83"}
     assert parse_index("D2cm[%]").result_unit == "%"  # type: ignore[union-attr]
     assert parse_index("V20Gy[%]") is None
+
+
+# Two equal stereotactic lesions (PTV radius 12 mm) at a range of distances, each with a dose
+# whose isodoses are spheres about its centre, the plan's dose being the higher of the two:
+# within a lesion's half (nearer its own centre) the dose is its own, so its isodose volume is
+# the sphere of that isodose cut at the mid-plane, and D2cm is its own dose 32 mm from its centre.
+PAIR_PTV_MM = 12.0
+PLANS = {  # radius of the 100 % and the 50 % isodose (mm)
+    "conformal": (12.5, 19.5),  # 50 % isodose 7.5 mm outside the PTV
+    "poorly conformal": (14.0, 27.0),  # 15 mm outside
+}
+
+
+def radial_dose(r100: float, r50: float) -> tuple[float, float]:
+    """(A, σ²) of the dose Rx·A·exp(−ρ²/σ²) whose 100 % and 50 % isodoses have those radii."""
+    sigma2 = (r50**2 - r100**2) / math.log(2)
+    return math.exp(r100**2 / sigma2), sigma2
+
+
+def half_sphere_cc(radius: float, half_distance: float) -> float:
+    """The volume (cc) of a sphere on the near side of a plane ``half_distance`` from its
+    centre: the whole sphere less the cap beyond the plane."""
+    whole = 4 / 3 * math.pi * radius**3
+    cap = radius - half_distance
+    if cap > 0:
+        whole -= math.pi * cap**2 * (3 * radius - cap) / 3
+    return whole / 1000
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+@pytest.mark.parametrize("apart_mm", [40.0, 50.0, 60.0, 70.0, 80.0, 120.0])
+def test_two_equal_lesions_at_any_distance_are_judged_by_hand(apart_mm: float, plan: str):
+    r100, r50 = PLANS[plan]
+    a, sigma2 = radial_dose(r100, r50)
+    centres = [(-apart_mm / 2, 0.0, 0.0), (apart_mm / 2, 0.0, 0.0)]
+    x = np.arange(-apart_mm / 2 - 60, apart_mm / 2 + 60.1, 1.0)
+    y = z = np.arange(-60.0, 60.1, 1.0)
+    dose = np.zeros((len(z), len(y), len(x)))
+    for cx, _, _ in centres:
+        r2 = z[:, None, None] ** 2 + y[None, :, None] ** 2 + (x[None, None, :] - cx) ** 2
+        dose = np.maximum(dose, RX * a * np.exp(-r2 / sigma2))
+    grid = DoseGrid(x, y, z, dose.astype(np.float32), "1.2.3", "PLAN")
+    m1, m2 = (sphere(f"PTV_M{i}", c, PAIR_PTV_MM) for i, c in enumerate(centres, start=1))
+    for target, other in ((m1, m2), (m2, m1)):
+        q = quality(target, [other], grid)
+        assert not q.unattributed, (target.name, q.unattributed)
+        assert q.piv_cc == pytest.approx(half_sphere_cc(r100, apart_mm / 2), rel=0.01)
+        assert q.v50_cc == pytest.approx(half_sphere_cc(r50, apart_mm / 2), rel=0.01)
+        # D2cm is found on the PTV grown by 2 cm, whose arcs are chords (0.04 mm inside at
+        # 32 mm): compared as the distance from the centre at which the dose has that value,
+        # within 0.1 mm (1-3 % of the dose, by the fall-off).
+        assert q.d2cm_pct is not None
+        found_mm = math.sqrt(-sigma2 * math.log(q.d2cm_pct / 100 / a))
+        assert found_mm == pytest.approx(PAIR_PTV_MM + 20, abs=0.1)
+        r50_by_hand = half_sphere_cc(r50, apart_mm / 2) / q.ptv_cc
+        assert q.value("R50%") == pytest.approx(r50_by_hand, rel=0.01)

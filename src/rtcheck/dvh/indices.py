@@ -23,7 +23,8 @@ ATTRIBUTION = (
     "attributed to the nearest target (every PTV of the plan) by its distance to the target's "
     "surface, and a lesion's isodose volumes are taken in its own part; D2cm is the highest "
     "dose in its part 2 cm or more from its PTV and from every other target; not attributed "
-    "where the 50 % isodose reaches 35 mm from the PTV"
+    "where the 50 % isodose attributed to the lesion reaches 35 mm from its PTV or the end of "
+    "the body outline, or where the dose grid does not cover the body within 35 mm of it"
 )
 
 

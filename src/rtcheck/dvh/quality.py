@@ -8,9 +8,11 @@ point of the body is attributed to the nearest target (every PTV of the plan: th
 the primary's), by its distance to the target's surface; a lesion's isodose volumes and its
 D2cm are taken in its own part only, and within :data:`NEIGHBOURHOOD_MM` of its PTV. So a
 neighbouring lesion's own high dose is never counted for another, and dose between two lesions
-is split at the surface equidistant from both. Where a lesion's 50 % isodose reaches the edge of
-its neighbourhood, the isodose volumes are not attributed (the index is undefined, with the
-reason), rather than cut.
+is split at the surface equidistant from both; a target beyond the neighbourhood still takes
+the points nearer to it. Where the 50 % isodose attributed to a lesion reaches the edge of its
+neighbourhood or the end of the body outline, or the dose grid does not cover the body there,
+the isodose volumes are not attributed (the index is undefined, with the reason naming the
+edge), rather than cut.
 
 **How it is measured.** The neighbourhood is sampled on a regular grid (1.5 mm, coarser only
 for very large ones, see :data:`MAX_POINTS`); each sample carries the fraction of its cell
@@ -139,24 +141,15 @@ def lesion_quality(
     def fraction(structure: Structure) -> NDArray[np.float64]:
         return _sampled(structure, pixels, centres[2], end_caps)
 
-    # Every target's samples labelled (this lesion's last, so that it wins where they
-    # overlap); one distance transform then gives each sample its nearest target and the
-    # distance to it.
-    labels = np.zeros((len(centres[2]), len(centres[1]), len(centres[0])), dtype=np.int16)
-    # Only the targets near enough to matter (within the box) are sampled.
-    others = [o for o in others if _overlaps(o, low, high, end_caps)]
-    for number, other in enumerate(others, start=2):
-        labels[fraction(other) >= 0.5] = number
-    inside_target = fraction(target) >= 0.5
-    if not inside_target.any():
-        inside_target = _nearest_sample(target, centres)
-    labels[inside_target] = 1
-    distance, nearest = ndimage.distance_transform_edt(
-        labels == 0, sampling=step, return_indices=True
-    )
-    cell = labels[tuple(nearest)] == 1
-    own = np.where(cell, distance, np.inf)
-    cell &= own <= NEIGHBOURHOOD_MM
+    # A target outside the box can still be nearer than this lesion to a sample inside it:
+    # every target within NEIGHBOURHOOD_MM of the box is labelled, on the box grown towards it.
+    others = [
+        o for o in others
+        if _overlaps(o, low - NEIGHBOURHOOD_MM, high + NEIGHBOURHOOD_MM, end_caps)
+    ]  # fmt: skip
+    distance, nearest_is_own = _attribution(target, others, low, step, counts, end_caps)
+    own = np.where(nearest_is_own, distance, np.inf)
+    cell = nearest_is_own & (own <= NEIGHBOURHOOD_MM)
     weight = fraction(body) * cell
     dose, known = _trilinear(grid, centres)
     slope = np.sqrt(sum(g**2 for g in np.gradient(dose, step)))
@@ -168,10 +161,18 @@ def lesion_quality(
             f"the dose grid does not cover the body within {NEIGHBOURHOOD_MM:g} mm of "
             f"{target.name!r}"
         )
-    if np.any((weight > 0) & (dose >= half) & _on_edge(distance)):
+    isodose = cell & known & (dose >= half)
+    if np.any(isodose & (weight > 0) & _on_edge(distance)):
         unattributed.append(
-            f"the 50 % isodose of {target.name!r} reaches {NEIGHBOURHOOD_MM:g} mm from it "
-            "(or the edge of the sampled region)"
+            f"the 50 % isodose attributed to {target.name!r} reaches {NEIGHBOURHOOD_MM:g} mm "
+            "from it, the edge of the region its dose is attributed in"
+        )
+    body_bottom, body_top = _z_extent(body, end_caps)
+    beyond = (centres[2] < body_bottom) | (centres[2] >= body_top)
+    if np.any(isodose & beyond[:, None, None]):
+        unattributed.append(
+            f"the 50 % isodose attributed to {target.name!r} reaches the end of the body "
+            f"outline (z {body_bottom:g} to {body_top:g} mm), beyond which it is not contoured"
         )
     d2cm = _d2cm(target, others, body, grid, cell, dose, known, pixels, centres, end_caps)
     d2cm = None if d2cm is None else d2cm / prescription_gy * 100
@@ -188,6 +189,55 @@ def lesion_quality(
         d50_gy=evaluate_metric("D50%[Gy]", target_dvh),
         unattributed=tuple(unattributed),
     )
+
+
+def _attribution(
+    target: Structure,
+    others: Sequence[Structure],
+    low: NDArray[np.float64],
+    step: float,
+    counts: NDArray[np.int_],
+    end_caps: EndCaps,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """For every sample of the box (``counts`` samples of ``step`` mm from ``low``, mm): the
+    distance (mm) to the nearest target's samples, and whether that target is this lesion.
+
+    The targets are sampled on the box grown, on the same lattice, as far as the others reach
+    (at most :data:`NEIGHBOURHOOD_MM`: a target farther than that from a sample cannot take it
+    from a lesion whose neighbourhood holds it); one distance transform over it then gives
+    each sample its nearest target. This lesion is labelled last, so that it wins where
+    targets overlap."""
+    high = low + counts * step
+    wide_low, wide_high = low.copy(), high.copy()
+    for other in others:
+        o_low, o_high = _bounds(other, end_caps)
+        wide_low = np.minimum(wide_low, np.maximum(o_low, low - NEIGHBOURHOOD_MM))
+        wide_high = np.maximum(wide_high, np.minimum(o_high, high + NEIGHBOURHOOD_MM))
+    before = np.ceil((low - wide_low) / step - 1e-9).astype(int)
+    after = np.ceil((wide_high - high) / step - 1e-9).astype(int)
+    start = low - before * step
+    total = counts + before + after
+    centres = [start[a] + (np.arange(total[a]) + 0.5) * step for a in range(3)]
+    pixels = PixelGrid(float(start[0]), float(start[1]), step, int(total[0]), int(total[1]))
+    labels = np.zeros((len(centres[2]), len(centres[1]), len(centres[0])), dtype=np.int16)
+    for number, other in enumerate(others, start=2):
+        labels[_sampled(other, pixels, centres[2], end_caps) >= 0.5] = number
+    inside_target = _sampled(target, pixels, centres[2], end_caps) >= 0.5
+    if not inside_target.any():
+        inside_target = _nearest_sample(target, centres)
+    labels[inside_target] = 1
+    distance, nearest = ndimage.distance_transform_edt(
+        labels == 0, sampling=step, return_indices=True
+    )
+    own = labels[tuple(nearest)] == 1
+    box = tuple(slice(before[a], before[a] + counts[a]) for a in (2, 1, 0))
+    return distance[box], own[box]
+
+
+def _z_extent(structure: Structure, end_caps: EndCaps) -> tuple[float, float]:
+    """The lowest and highest z (mm) a structure's slabs reach."""
+    bottom, top = structure.slabs(end_caps)
+    return float(bottom[0]), float(top[-1])
 
 
 def _d2cm(
