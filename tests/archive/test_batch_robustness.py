@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pydicom
 import pytest
 import sqlalchemy as sa
 
@@ -300,3 +301,20 @@ def test_results_of_a_database_that_does_not_exist_is_an_error(tmp_path):
     result = rtcheck("results", "--db", str(tmp_path / "typo.db"))
     assert result.returncode == 2 and "no results database" in result.stderr
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_plan_assembled_from_two_patients_is_an_error_row(tmp_path, bases):
+    # PAT-1's RTDOSE carries another patient's ID (still linked to PAT-1's plan by UID): the
+    # plan is an error naming the two IDs masked; the other plan is checked as usual.
+    root = tmp_path / "export"
+    for i in range(2):
+        clone_plan(bases["pass"], root / f"PAT-{i}", f"mixed-{i}", f"PAT-{i}", f"Doe^J{i}")
+    dose_file = root / "PAT-1" / "RD.dcm"
+    dose = pydicom.dcmread(dose_file)
+    dose.PatientID = "PAT-7"
+    dose.save_as(dose_file)
+    summary = run_batch(root, db_url=f"sqlite:///{tmp_path / 'r.db'}", workers=1)
+    assert summary.checked == 2 and len(summary.errors) == 1
+    assert "two patients" in summary.errors[0][1] and "…AT-7" in summary.errors[0][1]
+    rows = {r["patient_id"]: r for r in plan_rows(open_store(f"sqlite:///{tmp_path / 'r.db'}"))}
+    assert rows["PAT-1"]["status"] == "error" and rows["PAT-0"]["status"] == "ok"

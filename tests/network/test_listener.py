@@ -158,3 +158,19 @@ def test_a_transfer_dropped_half_way_leaves_nothing_half_written(node, tmp_path)
     # The listener still takes the next plan.
     assert node.send(big).returncode == 0
     node.wait_for("RTDOSE")
+
+
+def test_a_plan_assembled_from_two_patients_is_an_error_not_a_decision(node, phantom_dir, tmp_path):
+    # The RTDOSE names another patient but still references the plan by UID: the listener
+    # records the plan as an error (the two IDs masked) and decides nothing.
+    import pydicom
+
+    files = plan_files(phantom_dir)
+    dose = pydicom.dcmread(files["RD"])
+    dose.PatientID = "PHANTOM-932"
+    dose.save_as(tmp_path / "RD.other.dcm")
+    assert node.send(files["RS"], files["RP"], tmp_path / "RD.other.dcm").returncode == 0
+    node.wait_for("two patients")
+    line = next(x for x in node.text().splitlines() if "two patients" in x)
+    assert "error:" in line and "is of patient '…-932'" in line
+    assert node.decisions() == ["None"]

@@ -171,3 +171,22 @@ def test_limit_points(limit, metric, total, prescription, expected):
         assert point is None
     else:
         assert point == pytest.approx(expected)
+
+
+def test_every_lesion_ptv_is_drawn_also_when_its_prescription_is_unknown(tmp_path):
+    # Without the RTPLAN (the fractions given as --fractions would), the lesions' prescriptions
+    # are unknown: their coverage is not evaluated, but their PTVs' DVHs are still drawn, in
+    # physical dose and without coverage points.
+    write_thorax_phantom(tmp_path, ThoraxPhantom(prescription_gy=32.0, fractions=4, seed="norx"))
+    for plan_file in tmp_path.glob("RP*"):
+        plan_file.unlink()
+    evaluation = evaluate(load_plan([tmp_path]), load_protocol(), fractions=4)
+    unknown = [lesion for lesion in evaluation.lesions if lesion.prescription_gy is None]
+    assert unknown
+    page = plan_report_html(evaluation)
+    for lesion in unknown:
+        figure = page.split(f'data-structure="{lesion.target_roi}" data-kind="', 1)[1]
+        figure = figure.split("</figure>", 1)[0]
+        assert figure.startswith("target")
+        assert "prescription" not in figure.split("<figcaption>", 1)[1]
+        assert "V100%[%]" not in figure  # no coverage point without a prescription

@@ -216,6 +216,11 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
 
     used = {structure_set.sop_instance_uid} | {p.sop_instance_uid for p in plans}
     used |= {uid for d in dose_sets for uid in d.source_uids}
+    linked = [("RTPLAN", path, ds) for path, ds in plan_files]
+    linked += [("RTDOSE", path, ds) for path, ds in doses]
+    _refuse_other_patients(
+        struct_path, struct_ds, [o for o in linked if str(o[2].SOPInstanceUID) in used]
+    )
     files = tuple(
         SourceFile(path, str(ds.Modality), str(ds.SOPInstanceUID), hashes[path])
         for path, ds in datasets
@@ -317,6 +322,54 @@ def _read_file(path: str, explicit: bool) -> tuple[Dataset, str, str | None] | N
     except Exception as exc:  # pydicom raises many kinds on damaged files
         raise InvalidInputError(f"{path}: unreadable or truncated DICOM file ({exc})") from exc
     return ds, "", note
+
+
+def _refuse_other_patients(
+    struct_path: str, struct_ds: Dataset, others: list[tuple[str, str, Dataset]]
+) -> None:
+    """Refuse a plan whose objects belong to two patients: every object must carry the
+    RTSTRUCT's PatientID and (where both state one) PatientBirthDate. An RTDOSE that references
+    neither an RTPLAN nor the RTSTRUCT, tied to the plan by its frame of reference alone, must
+    also be of the RTSTRUCT's study. The IDs are shown by their last characters and a hash,
+    never whole."""
+    patient = str(struct_ds.get("PatientID", "")).strip()
+    born = str(struct_ds.get("PatientBirthDate", "")).strip()
+    study = str(struct_ds.get("StudyInstanceUID", "")).strip()
+    for kind, path, ds in others:
+        other = str(ds.get("PatientID", "")).strip()
+        if other != patient:
+            raise PlanLinkError(
+                f"{path}: the {kind} is of patient {_masked(other)}, the RTSTRUCT "
+                f"({struct_path}) of patient {_masked(patient)}: a plan assembled from two "
+                "patients is refused"
+            )
+        other_born = str(ds.get("PatientBirthDate", "")).strip()
+        if born and other_born and other_born != born:
+            raise PlanLinkError(
+                f"{path}: the {kind}'s PatientBirthDate differs from the RTSTRUCT's "
+                f"({struct_path}) for the same PatientID {_masked(patient)}: a plan assembled "
+                "from two patients is refused"
+            )
+        linked = referenced_uid(ds, "ReferencedRTPlanSequence") or referenced_uid(
+            ds, "ReferencedStructureSetSequence"
+        )
+        other_study = str(ds.get("StudyInstanceUID", "")).strip()
+        if kind == "RTDOSE" and not linked and study and other_study != study:
+            raise PlanLinkError(
+                f"{path}: the RTDOSE references no RTPLAN or RTSTRUCT and is of study "
+                f"{_masked(other_study)}, the RTSTRUCT ({struct_path}) of study "
+                f"{_masked(study)}: nothing shows it is this patient's plan's dose"
+            )
+
+
+def _masked(identifier: str) -> str:
+    """An identifier as an error message shows it: its last 4 characters and the first 8 hex
+    digits of its SHA-256 (a PatientID is never printed whole)."""
+    if not identifier:
+        return "(none)"
+    digest = hashlib.sha256(identifier.encode("utf-8", "replace")).hexdigest()[:8]
+    tail = "".join(c if c.isprintable() else "?" for c in identifier[-4:])
+    return f"'…{tail}' (sha256 {digest})"
 
 
 def _refuse_duplicate_uids(datasets: list[tuple[str, Dataset]]) -> None:

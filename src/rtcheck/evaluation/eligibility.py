@@ -77,6 +77,7 @@ def evaluate(
                 results.append(evaluator.with_origin(near, "lesion_oar_limits", i, limit, lesion))
     warnings = _count_warnings(lesions, protocol)
     _primary_ptv_dvhs(plan, doses)
+    _lesion_ptv_dvhs(plan, lesions, doses)
     if not primary_targets(plan) and not lesions:
         warnings.append("no target ROI (PTV/GTV/CTV/ITV) found in the structure set")
     return Evaluation(
@@ -104,6 +105,26 @@ def _primary_ptv_dvhs(plan: Plan, doses: PlanDoses) -> None:
         if not target.name.strip().upper().startswith("PTV") or target.is_empty:
             continue
         if target.defects:
+            continue
+        try:
+            doses.dvh(Region.of(target), dose.grid, f"plan:{dose.label}")
+        except RtcheckError:  # e.g. wholly outside the dose grid: no figure, no finding
+            continue
+
+
+def _lesion_ptv_dvhs(plan: Plan, lesions: list[Lesion], doses: PlanDoses) -> None:
+    """The DVH of every lesion's PTV on the dose of its own plan, for the report, also where
+    no limit read it (an unknown prescription): in physical dose, where that dose is known
+    (the lesion's plan, or the only one) and is the whole course's."""
+    drawn = {name for name, key in doses.dvhs if key.startswith("plan:")}
+    by_name = {s.name: s for s in plan.structure_set.structures}
+    for lesion in lesions:
+        target = by_name.get(lesion.target_roi)
+        if lesion.target_roi in drawn or target is None or target.is_empty or target.defects:
+            continue
+        own = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]
+        dose = own[0] if own else plan.doses[0] if len(plan.doses) == 1 else None
+        if dose is None or dose.per_fraction:
             continue
         try:
             doses.dvh(Region.of(target), dose.grid, f"plan:{dose.label}")
