@@ -346,6 +346,16 @@ def _parser() -> argparse.ArgumentParser:
         "--max-upload-mb", type=int, default=512, metavar="MB",
         help="largest plan upload, uncompressed (default 512)",
     )  # fmt: skip
+    serve.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="another host name the server is reached by (a DNS name or proxy's); requests "
+        "naming any other host are refused",
+    )  # fmt: skip
+    serve.add_argument(
+        "--check-workers", type=int, default=1, metavar="N",
+        help="processes checking uploaded plans at once (default 1); 4 more wait, beyond "
+        "that a check is refused with 503",
+    )  # fmt: skip
     return parser
 
 
@@ -512,7 +522,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     counts.append(f"{len(summary.errors)} errors")
     print(
         f"{summary.checked} plans checked, {summary.skipped} already stored: "
-        f"{', '.join(counts)}; results in {url}"
+        f"{', '.join(counts)}; results in {_shown_url(url)}"
     )
     _print_some(f"orphan {o.modality}: {o.path}: {o.reason}" for o in index.orphans)
     _print_some(f"unreadable: {path}: {reason}" for path, reason in index.unreadable)
@@ -754,12 +764,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     loopback = args.host in ("127.0.0.1", "::1", "localhost")
     token = None
     if args.token_file:
-        try:
-            token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        except UnicodeDecodeError:
-            raise UsageError(f"--token-file {args.token_file}: not UTF-8 text") from None
-        if len(token) < 16:
-            raise UsageError(f"--token-file {args.token_file}: a token of 16 characters or more")
+        token = _read_token(args.token_file)
     elif not loopback:
         raise UsageError(f"serving on {args.host} needs --token-file (who may see the results)")
     if not 0 < args.port < 65536:
@@ -770,15 +775,57 @@ def _run_serve(args: argparse.Namespace) -> int:
     database = Path(url.removeprefix("sqlite:///"))
     if url.startswith("sqlite:///") and not database.is_file():
         raise UsageError(f"no results database at {database} (rtcheck batch makes one)")
-    settings = ServeSettings(url, token, UploadLimits(max_bytes=args.max_upload_mb * 2**20))
+    if not 1 <= args.check_workers <= 64:
+        raise UsageError("--check-workers must be from 1 to 64")
+    for name in args.allowed_host:
+        if not name or any(c in name for c in "/@ \t\r\n"):
+            raise UsageError(f"--allowed-host {name!r}: give a host name, without port or path")
+    from rtcheck.web.guard import GuardSettings
+
+    settings = ServeSettings(
+        url, token, UploadLimits(max_bytes=args.max_upload_mb * 2**20),
+        allowed_hosts=GuardSettings.hosts_for(args.host, args.allowed_host),
+        check_workers=args.check_workers,
+    )  # fmt: skip
     app = create_app(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    print(f"rtcheck serve: http://{args.host}:{args.port}/ over {url}", file=sys.stderr)
+    print(f"rtcheck serve: http://{args.host}:{args.port}/ over {_shown_url(url)}",
+          file=sys.stderr)  # fmt: skip
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     except SystemExit:  # uvicorn exits when the address is taken; it has said why
         raise UsageError(f"cannot serve on {args.host}:{args.port}") from None
     return EXIT_OK
+
+
+def _read_token(token_file: str) -> str:
+    """The token in ``token_file``: a file only its owner may read (as ssh requires of a
+    private key), of UTF-8 text, 16 characters or more."""
+    path = Path(token_file)
+    mode = path.stat().st_mode
+    if path.is_file() and mode & 0o077:
+        raise UsageError(
+            f"--token-file {token_file}: readable by other users (mode {mode & 0o777:o}); "
+            f"run: chmod 600 {token_file}"
+        )
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(f"--token-file {token_file}: not UTF-8 text") from None
+    if len(token) < 16:
+        raise UsageError(f"--token-file {token_file}: a token of 16 characters or more")
+    return token
+
+
+def _shown_url(url: str) -> str:
+    """A database URL as printed: its password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def _run_phantom(args: argparse.Namespace) -> int:

@@ -29,3 +29,37 @@ def archive_db(tmp_path_factory: pytest.TempPathFactory, phantom_dir: Path) -> t
     summary = run_batch(archive, None, f"sqlite:///{db}", workers=1)
     assert summary.checked == 3 and not summary.errors
     return archive, db
+
+
+class Served:
+    """`rtcheck serve` running on a free loopback port over ``db``, with ``extra`` options."""
+
+    def __init__(self, db: Path, log: Path, *extra: str) -> None:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        from tests.network.peers import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rtcheck.cli", "serve", "--db", str(db), "--port",
+             str(self.port), *extra],
+            stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        )  # fmt: skip
+        end = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/api/plans", timeout=5).read()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > end:
+                    raise AssertionError(f"serve did not start: {log.read_text()}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)

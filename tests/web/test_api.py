@@ -22,7 +22,7 @@ from tests.web.conftest import HOSTILE_ID
 @pytest.fixture(scope="module")
 def client(archive_db) -> TestClient:
     archive, db = archive_db
-    return TestClient(create_app(ServeSettings(f"sqlite:///{db}")))
+    return TestClient(create_app(ServeSettings(f"sqlite:///{db}")), base_url="http://127.0.0.1")
 
 
 def test_plans_are_filtered_sorted_and_paged(client):
@@ -84,7 +84,9 @@ def test_the_openapi_description_lists_the_api(client):
 def test_a_token_is_needed_when_set(archive_db):
     _, db = archive_db
     token = "t" * 32
-    app = TestClient(create_app(ServeSettings(f"sqlite:///{db}", token=token)))
+    app = TestClient(
+        create_app(ServeSettings(f"sqlite:///{db}", token=token)), base_url="http://127.0.0.1"
+    )
     assert app.get("/api/plans").status_code == 401
     assert app.get("/plans").status_code == 401
     assert app.get("/api/plans", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -93,7 +95,7 @@ def test_a_token_is_needed_when_set(archive_db):
     assert first.status_code == 303 and first.headers["location"] == "/plans?decision=excluded"
     assert app.get("/plans").status_code == 200  # the cookie now carries it
     app.cookies.clear()
-    elsewhere = app.get(f"http://testserver//evil.example/plans?token={token}",
+    elsewhere = app.get(f"http://127.0.0.1//evil.example/plans?token={token}",
                         follow_redirects=False)  # fmt: skip
     assert (
         elsewhere.headers["location"].startswith("/") and "//" not in elsewhere.headers["location"]
@@ -134,9 +136,11 @@ def test_zip_entries_cannot_leave_the_temporary_folder(client, archive_db, tmp_p
 def test_uploads_beyond_the_limits_are_refused(archive_db):
     archive, db = archive_db
     limits = UploadLimits(max_bytes=20_000)
-    small = TestClient(create_app(ServeSettings(f"sqlite:///{db}", upload=limits)))
+    small = TestClient(
+        create_app(ServeSettings(f"sqlite:///{db}", upload=limits)), base_url="http://127.0.0.1"
+    )
     refused = small.post("/api/check", files=plan_files(archive / "p1"))
-    assert refused.status_code == 400 and "larger than" in refused.json()["detail"]
+    assert refused.status_code == 413 and "larger than" in refused.json()["detail"]
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("zeros.dcm", b"\0" * 5_000_000)
@@ -165,6 +169,7 @@ def test_serve_refuses_another_address_without_a_token(tmp_path):
     assert done.stderr.count("\n") == 1
     binary = tmp_path / "token.bin"
     binary.write_bytes(b"\xff\xfe" + b"\x00" * 20)
+    binary.chmod(0o600)
     for token_file, said in ((binary, "not UTF-8 text"), (tmp_path, "Is a directory")):
         refused = subprocess.run(
             [sys.executable, "-m", "rtcheck.cli", "serve", "--token-file", str(token_file),
@@ -216,7 +221,7 @@ def test_what_if_over_the_archive(client, archive_db):
     assert page.status_code == 200 and "1 change decision" in page.text
     broken = client.post("/api/whatif", json={"protocol": "eso-oligo-rt 1.1.0",
                                               "yaml": "oar_limits: [oops"})  # fmt: skip
-    assert broken.status_code == 400 and "\n" not in broken.json()["detail"]
+    assert broken.status_code == 422 and "\n" not in broken.json()["detail"]
     assert "rtcheck-whatif-" not in broken.json()["detail"]  # no temporary path
     unknown = client.post("/api/whatif", json={"protocol": "nope 1", "yaml": edited})
     assert unknown.status_code == 404

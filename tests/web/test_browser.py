@@ -5,16 +5,13 @@ the plans, filters them, opens a plan, runs a what-if and uploads a plan."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.network.peers import free_port, require
+from tests.network.peers import require
+from tests.web.conftest import Served
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,26 +19,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def server(archive_db, tmp_path_factory) -> Iterator[str]:
-    archive, db = archive_db
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rtcheck.cli", "serve", "--db", str(db), "--port", str(port)],
-        cwd=archive.parent, stdout=subprocess.DEVNULL, stderr=log.open("w"),
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/plans", timeout=5).read()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > end:
-                raise AssertionError(f"serve did not start: {log.read_text()}") from None
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    _, db = archive_db
+    served = Served(db, tmp_path_factory.mktemp("serve") / "serve.log")
+    yield served.url
+    served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,12 @@ def records_from_files(paths: Iterable[str]) -> list[SourcedRecord]:
             record = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RecordFileError(f"{path}: not a readable JSON file ({exc})") from None
-        error = next(iter(validator.iter_errors(record)), None)
+        except RecursionError:
+            raise RecordFileError(f"{path}: JSON nested too deeply to be a record") from None
+        try:
+            error = next(iter(validator.iter_errors(record)), None)
+        except RecursionError:
+            raise RecordFileError(f"{path}: JSON nested too deeply to be a record") from None
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "the top level"
             raise RecordFileError(f"{path}: not an rtcheck eligibility record (at {where}: "

@@ -22,10 +22,29 @@ class YamlFileError(ValueError):
     """A YAML file cannot be read; the message says why (the caller names the file)."""
 
 
+#: The deepest nesting of lists and mappings accepted: a protocol needs about 6; PyYAML
+#: recurses once per level, and a few thousand exhaust Python's stack.
+MAX_NESTING = 50
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing anchors and aliases."""
+    """PyYAML's safe loader, refusing anchors, aliases and deep nesting."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_NESTING} levels deep", mark
+                )
+            return self._compose(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _compose(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
@@ -72,6 +91,8 @@ def parse_yaml(data: bytes | str) -> Any:
     """The document of YAML text (see :func:`read_yaml`)."""
     try:
         return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a safe loader's subclass
+    except RecursionError:  # flow-style nesting ("[[[[...") recurses in the parser itself
+        raise YamlFileError(f"nested more than {MAX_NESTING} levels deep") from None
     except yaml.YAMLError as exc:
         # PyYAML's messages span lines; rtcheck's errors are one line.
         raise YamlFileError(f"not valid YAML ({' '.join(str(exc).split())})") from None

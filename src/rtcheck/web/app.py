@@ -9,8 +9,13 @@ that ``?token=TOKEN`` sets once for a browser.
 from __future__ import annotations
 
 import hmac
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -18,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from rtcheck import __version__
@@ -25,12 +31,14 @@ from rtcheck.archive.store import open_store
 from rtcheck.errors import RtcheckError
 from rtcheck.outputs.html_report import CSS
 from rtcheck.web import queries as Q
+from rtcheck.web.guard import Guard, GuardSettings
+from rtcheck.web.pool import CheckPool, PoolBusyError, WorkerLostError
 from rtcheck.web.uploads import UploadLimits
 
-if TYPE_CHECKING:
-    from rtcheck.evaluation.results import Evaluation
-
 _COOKIE = "rtcheck_token"
+#: The most pages a listing may be asked for, and the most plans on one page.
+MAX_PAGE = 1_000_000
+MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,9 @@ class ServeSettings:
     token: str | None = None
     upload: UploadLimits = UploadLimits()
     protocol: str | None = None
+    allowed_hosts: frozenset[str] = GuardSettings.hosts_for("127.0.0.1")
+    check_workers: int = 1
+    check_queue: int = 4
 
 
 class _TokenGate(BaseHTTPMiddleware):
@@ -76,9 +87,30 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def _day(value: str | None, name: str) -> str | None:
+    """An ISO date (or date and time) filter as given, or None; 422 for anything else."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            date.fromisoformat(value)
+        else:
+            datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(422, f"{name}: {value[:40]!r} is not a date (YYYY-MM-DD)") from None
+    return value
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """The application over ``settings.db_url``."""
     engine: Engine = open_store(settings.db_url)
+    pool = CheckPool(settings.check_workers, settings.check_queue)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(pool.shutdown)
+
     templates = Environment(
         loader=PackageLoader("rtcheck.web", "templates"), autoescape=select_autoescape(["html"])
     )
@@ -86,9 +118,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
         title="rtcheck", version=__version__, docs_url=None, redoc_url=None,
         description="Plans checked against a trial's dose limits (exclusion criterion 19): "
         "list and filter them, read a record, check a plan, run a protocol what-if.",
+        lifespan=lifespan,
     )  # fmt: skip
     if settings.token:
         app.add_middleware(_TokenGate, token=settings.token)
+    # Outermost (added last): nothing is read before the host, origin and size are checked.
+    # An upload's multipart framing adds a little to the files' own bytes.
+    guard = GuardSettings(settings.allowed_hosts, settings.upload.max_bytes + 2**20)
+    app.add_middleware(Guard, settings=guard)
 
     def page(name: str, section: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = templates.get_template(name).render(
@@ -100,11 +137,23 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def message(title: str, text: str, status: int, section: str = "") -> HTMLResponse:
         return page("message.html", section, status, title=title, message=text, error=True)
 
-    async def checked(files: list[UploadFile], protocol: str | None) -> Evaluation:
-        from rtcheck.web.checking import check_upload
+    async def checked(files: list[UploadFile], protocol: str | None, answer: str) -> str:
+        """An uploaded plan checked in a worker process: its record (JSON) or report."""
+        from rtcheck.web.checking import check_unpacked
+        from rtcheck.web.uploads import unpack
 
         uploads = await _read(files, settings.upload)
-        return check_upload(uploads, protocol or settings.protocol, settings.upload)
+        folder = tempfile.TemporaryDirectory(prefix="rtcheck-upload-")
+        try:
+            names = await run_in_threadpool(unpack, uploads, Path(folder.name), settings.upload)
+            return await pool.run(
+                check_unpacked, folder.name, names, protocol or settings.protocol, answer
+            )
+        finally:
+            await run_in_threadpool(folder.cleanup)
+
+    def busy(exc: PoolBusyError | WorkerLostError) -> HTTPException:
+        return HTTPException(503, str(exc), headers={"Retry-After": "10"})
 
     # Pages ------------------------------------------------------------------------------------
 
@@ -116,11 +165,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def plans_page(
         decision: str = "", protocol: str = "", since: str = "", until: str = "", q: str = "",
         sort: str = "checked_at", desc: int = 1,
-        page_number: Annotated[int, Query(alias="page")] = 1,
+        page_number: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGE)] = 1,
     ) -> HTMLResponse:  # fmt: skip
         f = Q.PlanFilter(
-            decision or None, protocol or None, since or None, until or None, q or None
-        )
+            decision or None, protocol or None, _day(since, "since"), _day(until, "until"),
+            q or None,
+        )  # fmt: skip
         key = sort if sort in Q.SORT_KEYS else "checked_at"
         found = Q.list_plans(engine, f, key, bool(desc), page_number)
         state = {"decision": decision, "protocol": protocol, "since": since, "until": until,
@@ -140,14 +190,16 @@ def create_app(settings: ServeSettings) -> FastAPI:
         )  # fmt: skip
 
     @app.get("/plans/{key:path}/report", response_class=HTMLResponse, include_in_schema=False)
-    def report_page(key: str) -> HTMLResponse:
-        plan = Q.stored_plan(engine, key)
+    async def report_page(key: str) -> HTMLResponse:
+        plan = await run_in_threadpool(Q.stored_plan, engine, key)
         if plan is None:
             return message("No such plan", "No plan is stored under that key.", 404, "plans")
-        try:
-            from rtcheck.web.checking import report_again
+        from rtcheck.web.checking import report_again
 
-            return HTMLResponse(report_again(plan))
+        try:
+            return HTMLResponse(await pool.run(report_again, plan))
+        except (PoolBusyError, WorkerLostError) as exc:
+            return message("Report not available now", str(exc), 503, "plans")
         except RtcheckError as exc:
             return message("Report not available", str(exc), 409, "plans")
 
@@ -214,9 +266,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return page("whatif.html", "whatif", 404, title="What-if", error="No plan was "
                         "checked against that protocol.", result=None, **context)  # fmt: skip
         try:
-            result = archive_what_if(engine, protocol, load_edited(text))
+            edited = await run_in_threadpool(load_edited, text)
+            result = await run_in_threadpool(archive_what_if, engine, protocol, edited)
         except RtcheckError as exc:
-            return page("whatif.html", "whatif", 400, title="What-if", error=str(exc),
+            return page("whatif.html", "whatif", 422, title="What-if", error=str(exc),
                         result=None, **context)  # fmt: skip
         return page("whatif.html", "whatif", title="What-if", error=None, result=result,
                     **context)  # fmt: skip
@@ -227,11 +280,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def api_plans(
         decision: str | None = None, protocol: str | None = None, since: str | None = None,
         until: str | None = None, q: str | None = None, sort: Q.SortKey = "checked_at",
-        desc: bool = True, page: int = 1, size: int = 50,
+        desc: bool = True, page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+        size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     ) -> dict[str, Any]:  # fmt: skip
         """Stored plans matching the filters, one page of them."""
-        found = Q.list_plans(engine, Q.PlanFilter(decision, protocol, since, until, q), sort,
-                             desc, page, size)  # fmt: skip
+        f = Q.PlanFilter(decision, protocol, _day(since, "since"), _day(until, "until"), q)
+        found = Q.list_plans(engine, f, sort, desc, page, size)
         plans = [{k: v for k, v in r.items() if k != "id"} for r in found.rows]
         return {"total": found.total, "page": found.page, "size": found.size, "plans": plans}
 
@@ -256,15 +310,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def api_check(
         files: Annotated[list[UploadFile], File(description="a plan's DICOM files or a zip")],
         protocol: Annotated[str | None, Form()] = None,
-    ) -> JSONResponse:
+    ) -> Response:
         """Check an uploaded plan; its eligibility record. Nothing is stored."""
         try:
-            evaluation = await checked(files, protocol)
+            record = await checked(files, protocol, "record")
+        except (PoolBusyError, WorkerLostError) as exc:
+            raise busy(exc) from None
         except RtcheckError as exc:
             raise HTTPException(400, str(exc)) from None
-        from rtcheck.outputs.record import eligibility_record
-
-        return JSONResponse(eligibility_record(evaluation))
+        return Response(record, media_type="application/json")
 
     @app.post("/api/whatif", tags=["what-if"])
     def api_whatif(request: WhatIfRequest) -> dict[str, Any]:
@@ -278,7 +332,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         try:
             result = archive_what_if(engine, request.protocol, load_edited(request.yaml))
         except RtcheckError as exc:
-            raise HTTPException(400, str(exc)) from None
+            raise HTTPException(422, str(exc)) from None
 
         def plan(p: Any) -> dict[str, Any]:
             changes = [asdict(c) for c in p.outcome.changes]
@@ -302,15 +356,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
         files: Annotated[list[UploadFile], File()],
         protocol: Annotated[str | None, Form()] = None,
     ) -> HTMLResponse:
-        from rtcheck.outputs.html_report import plan_report_html
-
         try:
-            evaluation = await checked(files, protocol)
+            return HTMLResponse(await checked(files, protocol, "report"))
+        except (PoolBusyError, WorkerLostError) as exc:
+            return message("The plan could not be checked now", str(exc), 503, "check")
         except RtcheckError as exc:
             return message("The plan could not be checked", str(exc), 400, "check")
-        return HTMLResponse(plan_report_html(evaluation))
 
     app.state.engine = engine
+    app.state.pool = pool
     return app
 
 

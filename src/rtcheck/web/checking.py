@@ -1,34 +1,63 @@
 """The dashboard's checks: a plan uploaded by a user (checked in a temporary folder that is
-removed afterwards) and a stored plan's report made again from its files."""
+removed afterwards) and a stored plan's report made again from its files. Each returns the
+text to send (a record as JSON, a report as HTML), so that it can run in a worker process.
+
+What a user sees of an upload names the user's own files: the server's temporary folder, the
+names the files were stored under in it, and where rtcheck is installed are replaced, in the
+answer and in an error's message.
+"""
 
 from __future__ import annotations
 
+import html
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from rtcheck.errors import RtcheckError
-from rtcheck.evaluation.results import Evaluation
 from rtcheck.web.queries import StoredPlan
 from rtcheck.web.uploads import UploadLimits, unpack
+
+#: What an uploaded plan's check answers with.
+Answer = Literal["record", "report"]
 
 
 class ReportUnavailableError(RtcheckError):
     """A stored plan's report cannot be made again (its files or protocol have changed)."""
 
 
+class UploadCheckError(RtcheckError):
+    """An uploaded plan is refused; the message names the user's files."""
+
+
 def check_upload(
-    uploads: Sequence[tuple[str, bytes]], protocol: str | None, limits: UploadLimits
-) -> Evaluation:
+    uploads: Sequence[tuple[str, bytes]],
+    protocol: str | None,
+    limits: UploadLimits,
+    answer: Answer = "record",
+) -> str:
     """Check the uploaded files of one plan against ``protocol`` (a bundled name; default the
-    trial's).
+    trial's): its eligibility record as JSON, or its report as HTML.
 
     Raises
     ------
     RtcheckError
-        The upload or the plan is refused, with the same message the command line gives.
+        The upload or the plan is refused, with the message the command line gives (the
+        user's file names in it).
     """
+    with tempfile.TemporaryDirectory(prefix="rtcheck-upload-") as folder:
+        names = unpack(uploads, Path(folder), limits)
+        return check_unpacked(folder, names, protocol, answer)
+
+
+def check_unpacked(
+    folder: str, names: Mapping[str, str], protocol: str | None, answer: Answer
+) -> str:
+    """:func:`check_upload` on files already unpacked into ``folder``; ``names`` maps each
+    stored file's name to the name the user gave it."""
     from rtcheck.dicom.plan import load_plan
     from rtcheck.evaluation.eligibility import evaluate
     from rtcheck.protocol.definition import bundled_protocols, load_protocol
@@ -36,9 +65,30 @@ def check_upload(
     if protocol and protocol not in {p.stem for p in bundled_protocols()}:
         raise RtcheckError(f"no bundled protocol named {protocol!r}")
     rules = load_protocol(protocol)
-    with tempfile.TemporaryDirectory(prefix="rtcheck-upload-") as folder:
-        unpack(uploads, Path(folder), limits)
-        return evaluate(load_plan([folder]), rules)
+    # A bundled protocol is named by its file, not by where rtcheck is installed.
+    rules = replace(rules, path=Path(rules.path).name)
+    try:
+        evaluation = evaluate(load_plan([folder]), rules)
+    except RtcheckError as exc:
+        raise UploadCheckError(_users_names(str(exc), folder, names, str)) from None
+    if answer == "record":
+        from rtcheck.outputs.record import eligibility_record
+
+        text = json.dumps(eligibility_record(evaluation))
+        return _users_names(text, folder, names, lambda s: json.dumps(s)[1:-1])
+    from rtcheck.outputs.html_report import plan_report_html
+
+    return _users_names(plan_report_html(evaluation), folder, names, html.escape)
+
+
+def _users_names(
+    text: str, folder: str, names: Mapping[str, str], escape: Callable[[str], str]
+) -> str:
+    """``text`` with each stored file's path replaced by the user's name for it (escaped for
+    the text's format), and any other mention of the temporary folder by ``upload``."""
+    for stored, given in sorted(names.items(), key=lambda item: -len(item[0])):
+        text = text.replace(f"{folder}/{stored}", escape(given))
+    return text.replace(folder, "upload")
 
 
 def report_again(plan: StoredPlan) -> str:

@@ -38,15 +38,22 @@ def size_text(size: int) -> str:
     return f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size / 1024:.0f} kB"
 
 
-def _unique(folder: Path, name: str, number: int) -> Path:
+def _unique(name: str, number: int) -> str:
     # The number keeps two entries of the same name (in different zip folders) apart.
-    return folder / f"{number:05d}_{safe_name(Path(name.replace(chr(92), '/')).name, 120)}"
+    return f"{number:05d}_{safe_name(_base_name(name), 120)}"
+
+
+def _base_name(name: str) -> str:
+    """The last part of an uploaded file's or zip entry's name (either separator)."""
+    return Path(name.replace(chr(92), "/")).name
 
 
 def unpack(
     uploads: Iterable[tuple[str, bytes]], folder: Path, limits: UploadLimits = UploadLimits()
-) -> int:
-    """Write uploaded files into ``folder``, expanding zip files; the number written.
+) -> dict[str, str]:
+    """Write uploaded files into ``folder``, expanding zip files; for each file written, the
+    name it was written under and the user's name for it (``plan.zip: RS.dcm`` for an entry),
+    made printable.
 
     Raises
     ------
@@ -54,8 +61,9 @@ def unpack(
         More than the limits allow, nothing at all, or a zip that cannot be read.
     """
     written = total = 0
+    names: dict[str, str] = {}
 
-    def put(name: str, data: bytes) -> None:
+    def put(name: str, data: bytes, shown: str) -> None:
         nonlocal written, total
         written += 1
         total += len(data)
@@ -63,7 +71,9 @@ def unpack(
             raise UploadError(f"more than {limits.max_files} files in one upload")
         if total > limits.max_bytes:
             raise UploadError(f"the upload is larger than {size_text(limits.max_bytes)}")
-        _unique(folder, name, written).write_bytes(data)
+        stored = _unique(name, written)
+        (folder / stored).write_bytes(data)
+        names[stored] = "".join(c if c.isprintable() else "?" for c in shown)[:200]
 
     for name, data in uploads:
         if data[:4] == b"PK\x03\x04":
@@ -80,11 +90,12 @@ def unpack(
                 )
             for entry in entries:
                 try:
-                    put(entry.filename, archive.read(entry))
+                    shown = f"{_base_name(name)}: {entry.filename}"
+                    put(entry.filename, archive.read(entry), shown)
                 except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
                     raise UploadError(f"{safe_name(name)}: cannot read an entry ({exc})") from None
         else:
-            put(name, data)
+            put(name, data, _base_name(name))
     if written == 0:
         raise UploadError("no file was uploaded")
-    return written
+    return names
