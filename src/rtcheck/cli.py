@@ -31,6 +31,20 @@ class UsageError(RtcheckError):
     """The command line itself is wrong."""
 
 
+def _ae_title(text: str) -> str:
+    """An AE title as argparse's ``type``: 1 to 16 characters of printable ASCII without a
+    backslash (PS3.5's AE value representation)."""
+    if not 0 < len(text.strip()) <= 16 or not all(" " <= c <= "~" and c != "\\" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: an AE title is 1 to 16 printable ASCII characters, without a backslash"
+        )
+    return text.strip()
+
+
+class NoPlanFoundError(UsageError):
+    """A folder to check holds no plan (almost always the wrong folder)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -228,7 +242,9 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; another needs --allow)",
     )  # fmt: skip
-    listen.add_argument("--ae-title", default="RTCHECK", help="this node's AE title (RTCHECK)")
+    listen.add_argument(
+        "--ae-title", default="RTCHECK", type=_ae_title, help="this node's AE title (RTCHECK)"
+    )
     listen.add_argument(
         "--allow", action="append", metavar="AE[@HOST]", default=[],
         help="a calling AE title (and host) allowed to send; repeat for more (default: any, "
@@ -244,6 +260,15 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--store-images", action="store_true", help="keep CT/MR images too (default: not kept)"
     )
+    listen.add_argument(
+        "--max-associations", type=int, default=32, metavar="N",
+        help="associations at once (default 32); a connection that asks for none within 5 s "
+        "is dropped",
+    )  # fmt: skip
+    listen.add_argument(
+        "--idle-timeout", type=float, default=30.0, metavar="S",
+        help="seconds an association may stay silent before it is ended (default 30)",
+    )  # fmt: skip
 
     pull = commands.add_parser(
         "pull",
@@ -262,7 +287,9 @@ def _parser() -> argparse.ArgumentParser:
         "checked, 2 bad input or the PACS unreachable.",
     )
     pull.add_argument("--pacs", metavar="AE@HOST:PORT", required=True, help="the PACS to query")
-    pull.add_argument("--ae-title", default="RTCHECK", help="this node's AE title (RTCHECK)")
+    pull.add_argument(
+        "--ae-title", default="RTCHECK", type=_ae_title, help="this node's AE title (RTCHECK)"
+    )
     pull.add_argument("--patient", metavar="ID", help="only this PatientID (wildcards * and ?)")
     pull.add_argument("--study", metavar="UID", help="only this StudyInstanceUID")
     pull.add_argument("--since", metavar="DATE", help="only studies of this date or later")
@@ -529,7 +556,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     _print_some(f"error: plan {key}: {message}" for key, message in summary.errors)
     if summary.plans_found == 0:
         # Almost always a wrong path: say so, and do not pretend all went well.
-        raise UsageError(
+        raise NoPlanFoundError(
             f"no plan found under {args.archive} (an RTSTRUCT with an RTDOSE of its frame of "
             "reference): is it the right folder?"
         )
@@ -633,9 +660,14 @@ def _run_listen(args: argparse.Namespace) -> int:
         allow = tuple(Peer.parse(text) for text in args.allow)
     except ValueError as exc:
         raise UsageError(f"--allow {exc}") from None
+    if not 1 <= args.max_associations <= 1000:
+        raise UsageError("--max-associations must be from 1 to 1000")
+    if not 1 <= args.idle_timeout <= 3600:
+        raise UsageError("--idle-timeout must be from 1 to 3600 seconds")
     url = _db_url(args.db)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its own line per message
+    from rtcheck import logs
+
+    logs.configure()
     log = logging.getLogger("rtcheck.listen")
 
     def check(storage: Path) -> None:
@@ -660,6 +692,7 @@ def _run_listen(args: argparse.Namespace) -> int:
         ListenerSettings(
             storage=Path(args.storage), port=args.port, host=args.host, ae_title=args.ae_title,
             allow=allow, settle_s=args.settle, store_images=args.store_images, check=check,
+            max_associations=args.max_associations, idle_timeout_s=args.idle_timeout,
         )
     )  # fmt: skip
     stop = threading.Event()
@@ -685,8 +718,6 @@ def _run_pull(args: argparse.Namespace) -> int:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if not 0 < len(args.ae_title) <= 16:
-        raise UsageError("--ae-title must be 1 to 16 characters")
     move = None
     if args.move_port is not None:
         if not 0 < args.move_port < 65536:
@@ -695,6 +726,9 @@ def _run_pull(args: argparse.Namespace) -> int:
     storage = Path(args.storage)
     if storage.exists() and not storage.is_dir():
         raise UsageError(f"--storage {args.storage}: not a folder")
+    from rtcheck import logs
+
+    logs.configure(level=logging.WARNING)
     # pynetdicom logs a failed association at length; rtcheck says it in one line.
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     query = PullQuery(patient_id=args.patient, study_uid=args.study, since=since)
@@ -708,7 +742,14 @@ def _run_pull(args: argparse.Namespace) -> int:
     if not summary.series:
         raise UsageError(f"no RTSTRUCT, RTDOSE or RTPLAN series on {pacs} matches the query")
     args.archive = str(storage)
-    status = _run_batch(args)
+    try:
+        status = _run_batch(args)
+    except NoPlanFoundError:
+        if not summary.failed:
+            raise
+        # The series that failed are the reason: they are listed above.
+        print("rtcheck: no complete plan was retrieved", file=sys.stderr)
+        return EXIT_PLAN_ERRORS
     return EXIT_PLAN_ERRORS if summary.failed else status
 
 
@@ -751,7 +792,6 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    import logging
 
     try:
         import uvicorn
@@ -788,7 +828,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         check_workers=args.check_workers,
     )  # fmt: skip
     app = create_app(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    from rtcheck import logs
+
+    logs.configure()
     print(f"rtcheck serve: http://{args.host}:{args.port}/ over {_shown_url(url)}",
           file=sys.stderr)  # fmt: skip
     try:

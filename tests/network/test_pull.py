@@ -147,3 +147,72 @@ def test_orthanc_send_to_modality_delivers_a_plan_to_rtcheck_listen(pacs, tmp_pa
         assert "association from ORTHANC@127.0.0.1 accepted" in node.text()
     finally:
         assert node.stop() == 0
+
+
+class AbortingPacs:
+    """A Query/Retrieve SCP (pynetdicom, on loopback) holding one plan, which answers every
+    C-FIND and aborts the association in the middle of the first C-GET, after one object."""
+
+    def __init__(self, plan: Path) -> None:
+        from pynetdicom import AE, StoragePresentationContexts, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+
+        self.objects = [pydicom.dcmread(p) for p in sorted(plan.glob("R*.dcm"))]
+        ae = AE(ae_title="ABORTER")
+        ae.add_supported_context(FIND)
+        ae.add_supported_context(GET)
+        for context in StoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, scu_role=True, scp_role=True)
+        self.port = free_port()
+        self.address = f"ABORTER@127.0.0.1:{self.port}"
+        handlers = [(evt.EVT_C_FIND, self._find), (evt.EVT_C_GET, self._get)]
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=handlers)  # fmt: skip
+
+    def _find(self, event):  # type: ignore[no-untyped-def]
+        level = event.identifier.QueryRetrieveLevel
+        seen = set()
+        for ds in self.objects:
+            answer = pydicom.Dataset()
+            answer.QueryRetrieveLevel = level
+            answer.PatientID = ds.PatientID
+            answer.StudyInstanceUID = ds.StudyInstanceUID
+            if level in ("SERIES", "IMAGE"):
+                answer.SeriesInstanceUID = ds.SeriesInstanceUID
+                answer.Modality = ds.Modality
+            if level == "IMAGE":
+                if ds.SeriesInstanceUID != event.identifier.SeriesInstanceUID:
+                    continue
+                answer.SOPInstanceUID = ds.SOPInstanceUID
+            key = (answer.get("StudyInstanceUID"), answer.get("SeriesInstanceUID"))
+            if level != "IMAGE" and key in seen:
+                continue
+            seen.add(key)
+            yield 0xFF00, answer
+
+    def _get(self, event):  # type: ignore[no-untyped-def]
+        yield len(self.objects)
+        yield 0xFF00, self.objects[0]
+        event.assoc.abort()  # the PACS goes away in the middle of the retrieval
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_pacs_that_aborts_mid_retrieval_gives_the_failed_series_and_exit_4(phantom_dir, tmp_path):
+    aborting = AbortingPacs(phantom_dir)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "rtcheck.cli", "pull", "--pacs", aborting.address,
+             "--storage", str(tmp_path / "pulled"), "--db", str(tmp_path / "results.db"),
+             "--workers", "1"],
+            capture_output=True, text=True, timeout=45,  # not the 60 s of a DIMSE time-out
+        )  # fmt: skip
+    finally:
+        aborting.stop()
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "3 series failed" in done.stdout or "series failed" in done.stdout, done.stdout
+    assert "not retrieved" in done.stdout
+    assert "AE title" not in done.stdout + done.stderr  # not the set-up's fault
+    assert "Traceback" not in done.stderr

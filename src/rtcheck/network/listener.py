@@ -10,7 +10,13 @@ outcome is stored in the database (with its report, when asked). The same happen
 complete plans received before a stop are checked.
 
 Only calling AE titles (and hosts) on the allow list are accepted; every association and every
-decision is logged in one line, without patient names.
+decision is logged in one line, without patient names. An object that cannot be decoded, or is
+not what it was sent as, is refused with a failure status and a log line, never kept unread.
+
+The network is bounded: at most ``max_associations`` at once; a connection that has not asked
+for an association within :data:`ASSOCIATE_TIMEOUT_S` is dropped (so idle connections cannot
+hold every slot for long), and an association silent for ``idle_timeout_s`` is ended. A stop
+lets transfers in progress finish for :data:`STOP_GRACE_S`, then aborts what is still open.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ LOG = logging.getLogger("rtcheck.listen")
 
 _SUCCESS, _NOT_AUTHORISED, _OUT_OF_RESOURCES = 0x0000, 0x0124, 0xA700
 _VERIFICATION = "1.2.840.10008.1.1"
+#: Seconds a connection may stay open without asking for an association (the ARTIM timer).
+ASSOCIATE_TIMEOUT_S = 5.0
+#: Seconds a stop waits for transfers in progress before it aborts them.
+STOP_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class ListenerSettings:
     settle_s: float = 5.0
     store_images: bool = False
     check: Callable[[Path], None] | None = None
+    max_associations: int = 32
+    idle_timeout_s: float = 30.0
 
 
 @dataclass
@@ -88,6 +100,7 @@ class Listener:
         self._stop = threading.Event()
         self._checker = threading.Thread(target=self._check_loop, name="rtcheck-check", daemon=True)
         self.store = ObjectStore(settings.storage)
+        self._stopping = False
 
     def start(self) -> None:
         """Start listening (returns at once)."""
@@ -100,6 +113,10 @@ class Listener:
         for uid in (*RT_STORAGE, *IMAGE_STORAGE):
             ae.add_supported_context(uid, sorted(READABLE_SYNTAXES))
         ae.maximum_pdu_size = 0
+        ae.maximum_associations = settings.max_associations
+        ae.acse_timeout = ASSOCIATE_TIMEOUT_S
+        ae.dimse_timeout = settings.idle_timeout_s
+        ae.network_timeout = settings.idle_timeout_s
         handlers: list[Any] = [
             (evt.EVT_ACCEPTED, self._accepted),
             (evt.EVT_REJECTED, self._rejected),
@@ -120,9 +137,19 @@ class Listener:
         )  # fmt: skip
 
     def stop(self) -> None:
-        """Stop accepting, let transfers in progress finish, then stop the checker."""
-        if self._server is not None:
-            self._server.shutdown()
+        """Stop accepting, let transfers in progress finish for :data:`STOP_GRACE_S`, abort
+        what is still open, then stop the checker (after the check in progress)."""
+        server, self._stopping = self._server, True
+        if server is not None:
+            end = time.monotonic() + STOP_GRACE_S
+            while server.active_associations and time.monotonic() < end:
+                time.sleep(0.05)
+            for assoc in server.active_associations:
+                ae_title, host = self._peer_of(assoc)
+                LOG.warning("association from %s@%s aborted: rtcheck is stopping",
+                            ae_title, host)  # fmt: skip
+                assoc.abort()
+            server.shutdown()
         self._stop.set()
         if self._checker.is_alive():
             self._checker.join(timeout=60)
@@ -131,11 +158,19 @@ class Listener:
     # Association events -------------------------------------------------------------------
 
     def _peer(self, event: Any) -> tuple[str, str]:
-        requestor = event.assoc.requestor
+        return self._peer_of(event.assoc)
+
+    @staticmethod
+    def _peer_of(assoc: Any) -> tuple[str, str]:
+        requestor = assoc.requestor
         return str(requestor.ae_title).strip(), str(requestor.address)
 
     def _accepted(self, event: Any) -> None:
         ae_title, host = self._peer(event)
+        if self._stopping:
+            LOG.info("association from %s@%s refused: rtcheck is stopping", ae_title, host)
+            event.assoc.abort()
+            return
         allowed = self.settings.allow
         if allowed and not any(p.admits(ae_title, host) for p in allowed):
             LOG.warning("association from %s@%s refused: not on the allow list", ae_title, host)
@@ -170,9 +205,10 @@ class Listener:
             return _SUCCESS  # accepted and not kept, as configured
         try:
             written = self.store.put_received(event, str(kind))
-        except UnreadableObjectError:
-            LOG.warning("object %s from %s@%s could not be read", sop_uid, ae_title, host)
-            return 0xC000
+        except UnreadableObjectError as exc:
+            LOG.warning("%s %s from %s@%s refused: %s", kind or "object", sop_uid, ae_title,
+                        host, exc)  # fmt: skip
+            return exc.status
         except OSError as exc:
             LOG.error("could not store %s: %s", sop_uid, exc.strerror or exc)
             return _OUT_OF_RESOURCES

@@ -33,6 +33,7 @@ _GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve Information Mo
 _MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve Information Model - MOVE
 _PENDING = frozenset({0xFF00, 0xFF01})
 _TIMEOUT_S = 60.0
+_ENDED = "the retrieval ended without a status (association lost or timed out)"
 
 
 class PacsError(RtcheckError):
@@ -128,11 +129,17 @@ def _application_entity(calling_ae: str) -> Any:
     return ae
 
 
-def _find(assoc: Any, pacs: Pacs, identifier: Dataset) -> Iterator[Dataset]:
+def _find(assoc: Any, pacs: Pacs, identifier: Dataset, first: bool = False) -> Iterator[Dataset]:
+    """The matches of a C-FIND; ``first`` for the association's first query, whose end
+    without a status is what a PACS does to a calling AE title it does not know."""
     for status, found in assoc.send_c_find(identifier, _FIND):
         code = int(status.Status) if "Status" in status else None
         if code in _PENDING and found is not None:
             yield found
+        elif code is None and not first:
+            raise PacsError(
+                f"{pacs} ended the association during a {identifier.QueryRetrieveLevel} query"
+            )
         elif code is None:
             # What a PACS does to a calling AE title it does not know (Orthanc does so).
             raise PacsError(
@@ -167,7 +174,8 @@ def find_rt_series(pacs: Pacs, query: PullQuery, calling_ae: str = "RTCHECK") ->
         studies.StudyInstanceUID = query.study_uid or ""
         studies.StudyDate = f"{query.since:%Y%m%d}-" if query.since else ""
         found = [(str(s.get("PatientID", "")), str(s.StudyInstanceUID))
-                 for s in _find(assoc, pacs, studies) if s.get("StudyInstanceUID")]  # fmt: skip
+                 for s in _find(assoc, pacs, studies, first=True)
+                 if s.get("StudyInstanceUID")]  # fmt: skip
         summary.studies = len(found)
         for patient_id, study_uid in found:
             series = Dataset()
@@ -230,8 +238,10 @@ def retrieve(
             return 0xA900  # not an RT object: refused
         try:
             written = store.put_received(event, kind)
-        except UnreadableObjectError:
-            return 0xC000
+        except UnreadableObjectError as exc:
+            LOG.warning("%s %s from %s refused: %s", kind, event.request.AffectedSOPInstanceUID,
+                        pacs, exc)  # fmt: skip
+            return exc.status
         except OSError:
             return 0xA700
         if written:  # one already stored was counted when the series was queried
@@ -273,11 +283,16 @@ def _retrieve_each(
 ) -> None:  # fmt: skip
     """Retrieve each series with an instance ``store`` lacks (C-MOVE to ``move_to``, else
     C-GET), adding to ``summary``."""
+    lost = False
     for series in summary.series:
-        if not assoc.is_established:  # the PACS ended it: the rest cannot be retrieved
+        if lost or not assoc.is_established:  # the PACS ended it: the rest cannot be retrieved
             summary.failed.append((series.series_uid, "the association was lost"))
             continue
-        wanted = _instances(assoc, pacs, series)
+        try:
+            wanted = _instances(assoc, pacs, series)
+        except PacsError as exc:  # the PACS went away mid-pull: this series and the rest fail
+            summary.failed.append((series.series_uid, str(exc)))
+            continue
         missing = [uid for uid in wanted if not store.holds(series.patient_id, uid)]
         summary.already_stored += len(wanted) - len(missing)
         if missing:
@@ -285,6 +300,11 @@ def _retrieve_each(
             if reason:
                 summary.failed.append((series.series_uid, reason))
                 LOG.warning("series %s (%s): %s", series.series_uid, series.modality, reason)
+            if reason == _ENDED:
+                # pynetdicom may not have seen the abort yet: a query sent now would wait for
+                # the whole DIMSE time-out. The association is given up at once.
+                lost = True
+                assoc.abort()
 
 
 def _get(assoc: Any, series: RtSeries, move_to: str | None = None) -> str | None:
@@ -305,7 +325,7 @@ def _get(assoc: Any, series: RtSeries, move_to: str | None = None) -> str | None
     if last == 0x0000 and not failed:
         return None
     if last is None:
-        return "the retrieval ended without a status (association lost or timed out)"
+        return _ENDED
     return f"retrieval status {_hex(last)}, {failed} objects not received"
 
 

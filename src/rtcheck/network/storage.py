@@ -28,7 +28,42 @@ IMAGE_STORAGE = {
 
 
 class UnreadableObjectError(RtcheckError):
-    """A received object pydicom cannot decode."""
+    """A received object that cannot be kept: pydicom cannot decode it, or it is not the
+    object it was sent as. ``status`` is the C-STORE failure status to answer with."""
+
+    def __init__(self, message: str, status: int = 0xC000) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: C-STORE failure statuses (PS3.4 Annex B.2.3): the dataset does not match its SOP class;
+#: the object cannot be understood.
+DOES_NOT_MATCH, CANNOT_UNDERSTAND = 0xA900, 0xC000
+
+
+def received_problem(ds: Any, sop_class: str, sop_instance: str) -> UnreadableObjectError | None:
+    """Why a received object cannot be kept, or None: each of its elements is decoded, and it
+    must be the instance and class it was sent as; an RT object must name its frame of
+    reference (without one it could join no plan, and would lie in storage unchecked)."""
+    try:
+        for element in ds.iterall():
+            _ = element.value  # decodes the element (numbers, dates, sequences)
+    except Exception as exc:  # whatever pydicom raises on a value it cannot decode
+        return UnreadableObjectError(f"cannot be decoded ({type(exc).__name__})")
+    if str(ds.get("SOPInstanceUID", "")) != sop_instance:
+        return UnreadableObjectError(
+            "its SOP Instance UID is not the one it was sent under", DOES_NOT_MATCH
+        )
+    if str(ds.get("SOPClassUID", "")) != sop_class:
+        return UnreadableObjectError("its SOP Class is not the one it was sent as", DOES_NOT_MATCH)
+    if sop_class in RT_STORAGE:
+        frames = ds.get("ReferencedFrameOfReferenceSequence") or ()
+        frame = str(ds.get("FrameOfReferenceUID", "")) or any(
+            str(item.get("FrameOfReferenceUID", "")) for item in frames
+        )
+        if not frame:
+            return UnreadableObjectError("names no Frame of Reference UID", DOES_NOT_MATCH)
+    return None
 
 
 @dataclass(frozen=True)
@@ -74,9 +109,16 @@ class ObjectStore:
             It cannot be written.
         """
         try:
-            patient = str(event.dataset.get("PatientID", "") or "unknown")
+            ds = event.dataset
+            patient = str(ds.get("PatientID", "") or "unknown")
         except Exception:  # whatever pydicom raises on a dataset it cannot decode
-            raise UnreadableObjectError("the object could not be read") from None
+            raise UnreadableObjectError("cannot be decoded") from None
+        request = event.request
+        problem = received_problem(
+            ds, str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)
+        )
+        if problem is not None:
+            raise problem
         data = bytes(event.encoded_dataset(include_meta=True))
         return self.put(patient, kind, str(event.request.AffectedSOPInstanceUID), data)
 
