@@ -511,7 +511,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    _refuse_writing_over_inputs([args.out, args.html], [args.archive])
+    _refuse_writing_over_inputs([args.out, args.html], [args.archive], _db_url(args.db))
     bar = tqdm(total=0, unit="plan", file=sys.stderr, disable=None, dynamic_ncols=True)
 
     def progress(summary: object, total: int) -> None:
@@ -713,6 +713,7 @@ def _run_pull(args: argparse.Namespace) -> int:
     from rtcheck.network.pull import MoveReceiver, Pacs, PullQuery, parse_since, pull
     from rtcheck.network.storage import ObjectStore
 
+    _refuse_writing_over_inputs([args.out, args.html], [], _db_url(args.db))
     try:
         pacs = Pacs.parse(args.pacs)
         since = parse_since(args.since) if args.since else None
@@ -766,7 +767,10 @@ def _run_export(args: argparse.Namespace) -> int:
             "--map-subjects FILE is needed: a trial's data system takes its subject keys, "
             "never a hospital's PatientID (a CSV file with the header patient_id,subject_key)"
         )
-    _refuse_writing_over_inputs([args.out, args.dictionary], [*args.records, args.map_subjects])
+    _refuse_writing_over_inputs(
+        [args.out, args.dictionary], [*args.records, args.map_subjects],
+        None if args.records else _db_url(args.db),
+    )  # fmt: skip
     subjects = read_subject_map(args.map_subjects)
     if args.records:
         records = records_from_files(args.records)
@@ -926,16 +930,36 @@ def _run_phantom(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refuse_writing_over_inputs(outputs: Iterable[str | None], inputs: Iterable[str]) -> None:
-    """Refuse, before any work, an output path that is one of the input files (or the same file
-    by another name): rtcheck only ever reads its inputs."""
+def _refuse_writing_over_inputs(
+    outputs: Iterable[str | None], inputs: Iterable[str], database_url: str | None = None
+) -> None:
+    """Refuse, before any work, an output path that is one of the input files (or the same
+    file by another name), the results database, or another output: rtcheck only ever reads
+    its inputs, and one typo must not cost the QA history."""
+    named = [out for out in outputs if out and out != "-"]
+    seen: dict[str, str] = {}
+    for out in named:
+        real = os.path.realpath(out)
+        if real in seen:
+            raise UsageError(f"{seen[real]} and {out} are the same file: give each output its own")
+        seen[real] = out
+    database = _sqlite_file(database_url) if database_url else None
+    if database is not None:
+        for out in named:
+            if os.path.realpath(out) == os.path.realpath(database):
+                raise UsageError(f"{out} is the results database: rtcheck never writes over it")
     existing = {}
-    for out in outputs:
-        if out and out != "-" and os.path.exists(out):
+    for out in named:
+        if os.path.exists(out):
             info = os.stat(out)
             existing[(info.st_dev, info.st_ino)] = out
     if not existing:
         return
+    if database is not None and database.exists():
+        info = database.stat()
+        same = existing.get((info.st_dev, info.st_ino))
+        if same is not None:
+            raise UsageError(f"{same} is the results database: rtcheck never writes over it")
     for name in inputs:
         path = Path(name)
         files = (p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -944,11 +968,16 @@ def _refuse_writing_over_inputs(outputs: Iterable[str | None], inputs: Iterable[
                 info = file.stat()
             except OSError:
                 continue
-            out = existing.get((info.st_dev, info.st_ino))
-            if out is not None:
+            clash = existing.get((info.st_dev, info.st_ino))
+            if clash is not None:
                 raise UsageError(
-                    f"{out} is an input ({file}): rtcheck never writes over its inputs"
+                    f"{clash} is an input ({file}): rtcheck never writes over its inputs"
                 )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL, or None for another database."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
 def _write_text(path: str, text: str) -> None:

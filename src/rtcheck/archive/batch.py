@@ -38,6 +38,7 @@ from rtcheck.archive.store import (
 )
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.errors import RtcheckError
+from rtcheck.outputs import cells
 from rtcheck.outputs.export import json_number
 from rtcheck.protocol.definition import Protocol, load_protocol
 from rtcheck.runtime import keep_freed_memory
@@ -340,7 +341,7 @@ def results_csv(engine: Engine) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in plan_rows(engine):
-        writer.writerow({k: row.get(k) for k in CSV_COLUMNS})
+        writer.writerow(cells.mapping({k: row.get(k) for k in CSV_COLUMNS}))
     return out.getvalue()
 
 

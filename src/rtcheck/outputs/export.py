@@ -12,6 +12,7 @@ from rtcheck import __version__
 from rtcheck.dicom.plan import Plan
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dvh.plandvh import StructureDVH
+from rtcheck.outputs import cells
 
 
 def json_number(value: float | None, digits: int = 4) -> float | None:
@@ -74,16 +75,18 @@ def dvh_csv(results: Sequence[StructureDVH]) -> str:
     for r in results:
         dvh = r.dvh
         writer.writerow(
-            [
-                r.structure.name,
-                r.dose.label,
-                "" if dvh is None else f"{dvh.volume_cc:.4f}",
-                "" if dvh is None else f"{dvh.dose_coverage:.6f}",
-                *(
-                    "" if not math.isfinite(r.metrics[m]) else f"{r.metrics[m]:.4f}"
-                    for m in metric_names
-                ),
-            ]
+            cells.row(
+                [
+                    r.structure.name,
+                    r.dose.label,
+                    "" if dvh is None else f"{dvh.volume_cc:.4f}",
+                    "" if dvh is None else f"{dvh.dose_coverage:.6f}",
+                    *(
+                        "" if not math.isfinite(r.metrics[m]) else f"{r.metrics[m]:.4f}"
+                        for m in metric_names
+                    ),
+                ]
+            )
         )
     return out.getvalue()
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rtcheck.outputs import cells
 from rtcheck.outputs.trial_fields import FIELDS, FORM, FORM_LABEL, TrialField, field_values
 
 #: The column headers of a REDCap data dictionary, in REDCap's order.
@@ -86,7 +87,7 @@ def import_csv(rows: list[dict[str, str]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(cells.mapping(r) for r in rows)
     return out.getvalue()
 
 
