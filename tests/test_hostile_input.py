@@ -556,3 +556,53 @@ def test_a_map_target_must_be_a_tg263_name(tmp_path, capsys):
     derived = write_map(tmp_path, "'Lungs minus PTVs': Lungs-PTVs\n")
     code, _, err = run(capsys, "check", str(PHANTOM), "--map", derived)
     assert code == 0, err  # a structure derived in the protocol is a valid target
+
+
+def test_a_dose_grid_finer_than_any_calculation_is_refused_up_front(tmp_path, capsys):
+    folder = edit(copy_phantom(tmp_path), RD, lambda ds: setattr(ds, "PixelSpacing", [0.01, 0.01]))
+    code, _, err = run(capsys, "check", str(folder))
+    assert code == 2 and "PixelSpacing [0.01, 0.01] mm is finer than 0.1 mm" in err
+
+
+def test_the_finest_accepted_dose_grid_bounds_each_dvh_not_the_machine(tmp_path, capsys):
+    # 0.1 mm is accepted; the large ROIs would need hundreds of millions of samples: each is
+    # refused by the per-ROI limit (not evaluated, named), at once.
+    folder = edit(copy_phantom(tmp_path), RD, lambda ds: setattr(ds, "PixelSpacing", [0.1, 0.1]))
+    code, out, _ = run(capsys, "check", str(folder))
+    assert code == 3 and "RTCHECK_MAX_SAMPLES_PER_ROI" in out
+
+
+def _with_lesion_targets(ds: pydicom.Dataset, count: int) -> None:
+    """``count`` more PTV ROIs named PTV_M1...: one small square contour each."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    frame = ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID
+    for i in range(1, count + 1):
+        number = 5000 + i
+        roi, observation, contour, item = Dataset(), Dataset(), Dataset(), Dataset()
+        roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, frame
+        roi.ROIName, roi.ROIGenerationAlgorithm = f"PTV_M{i}", "MANUAL"
+        observation.ObservationNumber = observation.ReferencedROINumber = number
+        observation.RTROIInterpretedType, observation.ROIInterpreter = "PTV", ""
+        x, y = -80.0 + i % 20, 10.0 + (i // 20) % 20
+        item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", 4
+        item.ContourData = [x, y, 85.0, x + 0.5, y, 85.0, x + 0.5, y + 0.5, 85.0, x, y + 0.5, 85.0]
+        contour.ReferencedROINumber, contour.ContourSequence = number, Sequence([item])
+        ds.StructureSetROISequence.append(roi)
+        ds.RTROIObservationsSequence.append(observation)
+        ds.ROIContourSequence.append(contour)
+
+
+def test_thousands_of_lesion_targets_are_refused_before_any_work_per_lesion(tmp_path, capsys):
+    folder = copy_phantom(tmp_path)
+    ds = pydicom.dcmread(folder / RS)
+    for item in list(ds.StructureSetROISequence):  # the phantom's own lesions go first
+        if "M" in item.ROIName.upper() and "PTV" in item.ROIName.upper():
+            item.ROIName = f"ptv old {item.ROINumber}"
+    _with_lesion_targets(ds, 10_000)
+    ds.save_as(folder / RS)
+    code, _, err = run(capsys, "check", str(folder))
+    assert code == 2
+    assert "10,000 numbered lesion targets (PTV_M1...), more than the limit of 50" in err
+    assert "RTCHECK_MAX_LESIONS" in err

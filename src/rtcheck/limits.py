@@ -71,5 +71,10 @@ CONTOUR_POINTS = Limit("RTCHECK_MAX_CONTOUR_POINTS", 10_000_000, "contour points
 POINTS_PER_CONTOUR = Limit("RTCHECK_MAX_POINTS_PER_CONTOUR", 200_000, "points in one contour")
 #: Pixels of one plane of an ROI's sampling grid.
 SAMPLING_PIXELS = Limit("RTCHECK_MAX_SAMPLING_PIXELS", 16_000_000, "sampling pixels per plane")
+#: Samples of one ROI's DVH, over all its planes (a clinical body outline takes about 10
+#: million on a 1.5 mm dose grid, 30 million on a 1 mm one).
+SAMPLES_PER_ROI = Limit("RTCHECK_MAX_SAMPLES_PER_ROI", 200_000_000, "samples for its DVH")
+#: ROIs of one structure set that rtcheck takes as metastatic lesions (the trial allows 5).
+LESIONS = Limit("RTCHECK_MAX_LESIONS", 50, "numbered lesion targets (PTV_M1...)")
 #: Bytes of a protocol or map file (YAML).
 YAML_BYTES = Limit("RTCHECK_MAX_YAML_BYTES", 1_000_000, "bytes of YAML")

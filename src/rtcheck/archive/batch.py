@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -192,6 +192,24 @@ def run_batch(
         else _run_local(todo, protocol.path, workers, with_report, end_caps)
     )
     label = f"{protocol.name} {protocol.version}"
+    # Closed here, whatever happens: its pool is shut down now, in order, not at the
+    # interpreter's exit (where its wake-up pipe may already be gone).
+    with contextlib.closing(outcomes):
+        _store_all(outcomes, engine, label, settings, reports, summary, progress, len(todo))
+    return summary
+
+
+def _store_all(
+    outcomes: Iterator[PlanOutcome],
+    engine: Engine,
+    label: str,
+    settings: str,
+    reports: Path | None,
+    summary: BatchSummary,
+    progress: Callable[[BatchSummary, int], None] | None,
+    total: int,
+) -> None:
+    """Store each outcome as it comes, with its report, and count it in ``summary``."""
     for outcome in outcomes:
         outcome = _stored(engine, outcome, label, settings)
         if reports is not None and outcome.report_html:
@@ -203,8 +221,7 @@ def run_batch(
         elif outcome.record:
             summary.decisions[outcome.record["criterion_19"]["decision"]] += 1
         if progress:
-            progress(summary, len(todo))
-    return summary
+            progress(summary, total)
 
 
 def _stored(engine: Engine, outcome: PlanOutcome, protocol: str, settings: str) -> PlanOutcome:
@@ -236,7 +253,7 @@ def _run_local(
     workers: int | None,
     with_report: bool,
     end_caps: EndCaps,
-) -> Iterator[PlanOutcome]:
+) -> Generator[PlanOutcome, None, None]:
     """Check the tasks on a local process pool, yielding outcomes as they come.
 
     A worker that dies (killed by the system, out of memory) breaks the pool. The tasks that
@@ -272,7 +289,10 @@ def _run_local(
                     yield _alone(task, arguments)
                 pool = _pool(count)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Waited for, so that the pool's manager thread has ended before the interpreter
+        # does: shut down without waiting, it could still write to its wake-up pipe as Python
+        # closes it ("OSError: [Errno 9] Bad file descriptor" at exit).
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -305,7 +325,7 @@ def _run_dask(
     scheduler: str,
     with_report: bool,
     end_caps: EndCaps,
-) -> Iterator[PlanOutcome]:
+) -> Generator[PlanOutcome, None, None]:
     if not tasks:
         return
     from distributed import Client

@@ -29,6 +29,9 @@ _DIRECTION_TOLERANCE = 1e-4
 POSITION_LIMIT_MM = 1e5
 #: Doses (Gy) beyond this are a wrong DoseGridScaling or corrupt pixel data, not a plan.
 MAX_DOSE_GY = 10_000.0
+#: The finest in-plane dose grid spacing accepted (mm): calculation grids are 1 to 5 mm, and
+#: small-field ones 0.5 mm; finer is a typo, which would make every DVH enormous.
+MIN_SPACING_MM = 0.1
 
 FloatArray = NDArray[np.float64]
 _Fail = Callable[[str], InvalidDoseError]
@@ -205,6 +208,12 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
     frames = integer(ds, "NumberOfFrames", fail, smallest=1, largest=65535, default=1)
     DOSE_VOXELS.check(frames * rows * cols, f"{source}: the RTDOSE grid of {frames}x{rows}x{cols}")
     spacing = numbers(ds, "PixelSpacing", 2, fail, positive=True, largest=1000.0)
+    if min(spacing) < MIN_SPACING_MM:
+        shown = ", ".join(f"{v:g}" for v in spacing)
+        raise fail(
+            f"PixelSpacing [{shown}] mm is finer than {MIN_SPACING_MM:g} mm, which no dose "
+            "calculation uses (a typo?); every DVH would need millions of samples per plane"
+        )
     position = numbers(ds, "ImagePositionPatient", 3, fail, largest=POSITION_LIMIT_MM)
     orientation = np.array(numbers(ds, "ImageOrientationPatient", 6, fail, largest=1.5))
     # Rows and columns along the patient's x and y axes, in any order and sense (supine,

@@ -34,7 +34,7 @@ from rtcheck.dvh.histogram import HistogramTally
 from rtcheck.dvh.occupancy import CoveredPixels, PixelGrid
 from rtcheck.dvh.regions import Region
 from rtcheck.errors import InvalidStructureError
-from rtcheck.limits import SAMPLING_PIXELS
+from rtcheck.limits import SAMPLES_PER_ROI, SAMPLING_PIXELS
 
 #: Width of the differential histogram bins (Gy); D-metrics interpolate inside a bin.
 BIN_WIDTH_GY = 0.005
@@ -214,6 +214,10 @@ def compute_dvh(
     tally = HistogramTally(BIN_WIDTH_GY)
     volume_mm3 = 0.0
     slabs = region.slabs(end_caps)
+    SAMPLES_PER_ROI.check(
+        npix * len(slabs),
+        f"ROI {region.name!r}, {len(slabs)} planes sampled every {s:.3g} mm in-plane, needs",
+    )
     chunk = max(1, CHUNK_PIXELS // npix)
     if chunk < MIN_BATCH_PLANES and npix * MIN_BATCH_PLANES <= MAX_BATCH_PIXELS:
         chunk = MIN_BATCH_PLANES

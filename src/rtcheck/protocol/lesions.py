@@ -23,6 +23,7 @@ import numpy as np
 
 from rtcheck.dicom.plan import Plan, PlanInfo
 from rtcheck.dicom.structures import Structure
+from rtcheck.limits import LESIONS
 from rtcheck.protocol.names import is_target, standard_name, words
 
 _LESION_ID = re.compile(r"^(?:m|met|mets|meta|metastasis|les|lesion|oligo)(\d+)$")
@@ -116,6 +117,9 @@ def find_lesions(
             number = lesion_number(s.name)
             if number is not None:
                 groups[number].append(s)
+    # Counted by name before any work per lesion: a structure set of thousands of lesion
+    # targets is refused at once, not worked through.
+    LESIONS.check(len(groups), "the structure set")
     organs = [s for s in structures if not is_target(s) and not s.is_external and not s.is_empty]
     lesions = []
     for number in sorted(groups):
