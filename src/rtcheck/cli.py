@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from rtcheck import __version__
 from rtcheck.errors import RtcheckError
+from rtcheck.logs import one_line
 from rtcheck.runtime import keep_freed_memory
 
 EXIT_OK = 0
@@ -435,7 +436,7 @@ def _run_dvh(args: argparse.Namespace) -> int:
     results = structure_dvhs(plan, structures, metrics, args.prescription, end_caps)
 
     for warning in [*plan.warnings, *(w for r in results for w in r.warnings)]:
-        print(f"rtcheck: warning: {warning}", file=sys.stderr)
+        print(f"rtcheck: warning: {one_line(warning)}", file=sys.stderr)
     if args.json == "-":
         json.dump(dvh_document(plan, results, end_caps), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
@@ -586,7 +587,7 @@ def _print_some(lines: Iterable[str], limit: int = 20) -> None:
     can be listed again)."""
     items = list(lines)
     for line in items[:limit]:
-        print(line)
+        print(one_line(line))  # a value from a DICOM file cannot start a line of its own
     if len(items) > limit:
         print(f"... and {len(items) - limit} more")
 
@@ -1024,7 +1025,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_serve(args)
         raise UsageError(f"unknown command {args.command}")
     except RtcheckError as exc:
-        print(f"rtcheck: error: {exc}", file=sys.stderr)
+        print(f"rtcheck: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # the reader (e.g. head) has gone; nothing left to say
         return EXIT_OK
@@ -1038,7 +1039,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("RTCHECK_DEBUG"):
             traceback.print_exc()
         print(
-            f"rtcheck: internal error: {type(exc).__name__}: {exc} "
+            f"rtcheck: internal error: {type(exc).__name__}: {one_line(exc)} "
             "(set RTCHECK_DEBUG=1 for details and please report it)",
             file=sys.stderr,
         )

@@ -329,3 +329,19 @@ def test_a_batch_ends_without_a_traceback_run_after_run(small_archive, tmp_path)
                        "--workers", "2")  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert done.stderr.strip() == "", done.stderr[-2000:]
+
+
+def test_text_from_a_file_cannot_forge_a_line_of_the_batchs_output(tmp_path, bases):
+    root = tmp_path / "export"
+    clone_plan(bases["pass"], root / "PAT-0", "forge-0", "PAT-0", "Doe^J")
+    # An orphan dose (of a frame no structure set has) under a file name that says more than
+    # it should.
+    dose = pydicom.dcmread(root / "PAT-0" / "RD.dcm")
+    dose.SOPInstanceUID = dose.file_meta.MediaStorageSOPInstanceUID = "1.2.3.999"
+    dose.FrameOfReferenceUID = "1.2.3.998"
+    del dose.ReferencedRTPlanSequence
+    dose.save_as(root / "stray\nerror: plan 1.2.3 of patient VIP: excluded.dcm")
+    done = rtcheck("batch", str(root), "--db", str(tmp_path / "r.db"), "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert "orphan RTDOSE" in done.stdout
+    assert not [line for line in done.stdout.splitlines() if line.startswith("error: plan 1.2.3")]
