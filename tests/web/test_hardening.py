@@ -294,7 +294,7 @@ def test_a_token_file_others_can_read_is_refused(tmp_path):
 
 
 def test_a_database_password_is_never_printed(tmp_path):
-    from rtcheck.cli import _shown_url
+    from rtcheck.cli import shown_url as _shown_url
 
     url = "postgresql+psycopg://qa:s3cret-pw@127.0.0.1:1/rtcheck"
     assert _shown_url(url) == "postgresql+psycopg://qa:***@127.0.0.1:1/rtcheck"

@@ -1,0 +1,7 @@
+"""``python -m rtcheck.cli``: the command line."""
+
+import sys
+
+from rtcheck.cli import main
+
+sys.exit(main())

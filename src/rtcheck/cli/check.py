@@ -1,0 +1,95 @@
+"""``rtcheck check``: a plan against a protocol, and exclusion criterion 19 decided."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rtcheck.cli._common import (
+    EXIT_EXCLUDED,
+    EXIT_INDETERMINATE,
+    EXIT_OK,
+    Commands,
+    UsageError,
+    end_caps_option,
+    refuse_writing_over_inputs,
+    write_text,
+)
+
+
+def add_parser(commands: Commands) -> None:
+    """Add the command's parser to ``commands``."""
+    parser = commands.add_parser(
+        "check",
+        epilog=(
+            "examples:\n"
+            "  rtcheck check plan/\n"
+            "  rtcheck check plan/ --map names.yaml --json record.json --html report.html"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="evaluate a protocol's dose limits and decide exclusion criterion 19",
+        description="Evaluate every limit of a protocol on a plan and decide criterion 19. "
+        "Exit status: 0 not_excluded, 1 excluded, 3 indeterminate, 2 bad input.",
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="DICOM files or folders of one plan"
+    )
+    parser.add_argument(
+        "--protocol",
+        metavar="NAME|FILE",
+        help="bundled protocol name or YAML file (default: eso-oligo-rt)",
+    )
+    parser.add_argument(
+        "--fractions", type=int, metavar="N", help="number of fractions where no RTPLAN says"
+    )
+    parser.add_argument("--map", metavar="FILE", help="YAML map of ROI names to TG-263 names")
+    parser.add_argument("--json", metavar="FILE", help="write the eligibility record ('-': stdout)")
+    parser.add_argument("--html", metavar="FILE", help="write the plan report (one HTML file)")
+    end_caps_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rtcheck check``; its exit status."""
+    from rtcheck.dicom.plan import load_plan
+    from rtcheck.dicom.slabs import EndCaps
+    from rtcheck.evaluation.eligibility import evaluate
+    from rtcheck.evaluation.results import EXCLUDED, INDETERMINATE
+    from rtcheck.outputs.record import eligibility_record
+    from rtcheck.outputs.table import check_table
+    from rtcheck.protocol.definition import load_protocol
+    from rtcheck.protocol.lesions import KNOWN_SITES
+    from rtcheck.protocol.names import read_lesion_map, read_map_file
+
+    if args.fractions is not None and args.fractions < 1:
+        raise UsageError("--fractions must be a positive number of fractions")
+    inputs = [*args.paths, *(f for f in (args.map, args.protocol) if f and os.path.isfile(f))]
+    refuse_writing_over_inputs([args.json, args.html], inputs)
+    protocol = load_protocol(args.protocol)
+    mapping = read_map_file(args.map, protocol.derived) if args.map else {}
+    known_sites = KNOWN_SITES | protocol.lesion_sites
+    lesion_map = read_lesion_map(args.map, known_sites) if args.map else {}
+    plan = load_plan(args.paths)
+    evaluation = evaluate(
+        plan, protocol, mapping, lesion_map, args.fractions, EndCaps(args.end_caps)
+    )
+    record = eligibility_record(evaluation)
+    if args.json == "-":
+        json.dump(record, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(check_table(evaluation))
+        if args.json:
+            write_text(args.json, json.dumps(record, indent=2, allow_nan=False))
+    if args.html:
+        from rtcheck.outputs.html_report import plan_report_html
+
+        write_text(args.html, plan_report_html(evaluation))
+    decision = evaluation.decision.decision
+    if decision == EXCLUDED:
+        return EXIT_EXCLUDED
+    if decision == INDETERMINATE:
+        return EXIT_INDETERMINATE
+    return EXIT_OK
