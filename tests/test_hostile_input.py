@@ -429,7 +429,7 @@ def test_yaml_bombs_and_oversized_files_are_refused(tmp_path, capsys, text, frag
 
 
 def test_plan_file_names_never_collide():
-    from rtcheck.archive.batch import plan_file_name
+    from rtcheck.outputs.filenames import plan_file_name
 
     long_a, long_b = "1.2." + "3" * 80 + "1", "1.2." + "3" * 80 + "2"
     pairs = [

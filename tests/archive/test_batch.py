@@ -21,9 +21,10 @@ import jsonschema
 import pytest
 import sqlalchemy as sa
 
-from rtcheck.archive.batch import run_batch, safe_name
+from rtcheck.archive.batch import run_batch
 from rtcheck.archive.store import open_store, plan_record, plan_rows, plans_table
 from rtcheck.dicom.slabs import EndCaps
+from rtcheck.outputs.filenames import safe_name
 from rtcheck.outputs.record import SCHEMA_RESOURCE
 from rtcheck.protocol.definition import load_protocol
 from tests.archive_factory import build_archive, clone_plan

@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import re
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -40,6 +39,7 @@ from rtcheck.dicom.slabs import EndCaps
 from rtcheck.errors import RtcheckError
 from rtcheck.outputs import cells
 from rtcheck.outputs.export import json_number
+from rtcheck.outputs.filenames import plan_file_name, report_name
 from rtcheck.protocol.definition import Protocol, load_protocol
 from rtcheck.runtime import keep_freed_memory
 
@@ -368,29 +368,6 @@ def results_csv(engine: Engine) -> str:
 def results_json(engine: Engine) -> str:
     """Stored plans as a JSON array, one object per plan."""
     return json.dumps(list(plan_rows(engine)), indent=2)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(text: str, limit: int = 64) -> str:
-    """A file-name part made from an identifier: no separators, no '..', no leading dot."""
-    cleaned = _UNSAFE.sub("_", text).strip("._") or "unknown"
-    cleaned = cleaned.replace("..", "_")
-    return cleaned[:limit]
-
-
-def plan_file_name(patient_id: str | None, key: str, suffix: str) -> str:
-    """File name for a plan's record or report: sanitised identifiers (never a raw PatientID),
-    then 10 hex digits of a hash of both as given, so that two plans never share a name however
-    alike their sanitised, shortened identifiers are."""
-    digest = hashlib.sha256(f"{patient_id or ''}\x00{key}".encode()).hexdigest()[:10]
-    return f"{safe_name(patient_id or 'unknown', 40)}_{safe_name(key)}_{digest}{suffix}"
-
-
-def report_name(patient_id: str | None, key: str) -> str:
-    """File name of a plan's HTML report."""
-    return plan_file_name(patient_id, key, ".html")
 
 
 def write_records(engine: Engine, folder: str | Path, keys: Iterable[str] | None = None) -> int:

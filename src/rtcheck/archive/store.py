@@ -13,12 +13,16 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from rtcheck.errors import RtcheckError
+
+if TYPE_CHECKING:
+    from rtcheck.outputs.html_summary import FailingLimit
+    from rtcheck.outputs.trial_export import SourcedRecord
 
 SCHEMA_VERSION = 3
 #: Tries at creating or migrating the schema, for batches that start at the same moment.
@@ -400,3 +404,33 @@ def plan_record(engine: Engine, key: str) -> dict[str, Any] | None:
             .where(plans_table.c.plan_key == key)
         ).scalar()
     return json.loads(text) if text else None
+
+
+def failing_limits(engine: Engine, count: int = 15) -> list[FailingLimit]:
+    """The ``count`` limits that fail (or deviate) in the most stored plans, most first."""
+    from rtcheck.evaluation.results import BROKEN
+    from rtcheck.outputs.html_summary import FailingLimit
+
+    c = limits_table.c
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.select(c.structure, c.metric, c.priority,
+                      sa.func.count(sa.distinct(c.plan_id)).label("plans"))
+            .where(c.result.in_(BROKEN))
+            .group_by(c.structure, c.metric, c.priority)
+            .order_by(sa.desc("plans"))
+            .limit(count)
+        ).all()  # fmt: skip
+    return [FailingLimit(str(f.structure), str(f.metric), str(f.priority), int(f.plans))
+            for f in found]  # fmt: skip
+
+
+def stored_records(engine: Engine) -> Iterator[SourcedRecord]:
+    """The record of every stored plan (plans whose check failed have none and are left
+    out), named by its plan key."""
+    from rtcheck.outputs.trial_export import SourcedRecord
+
+    for row in plan_rows(engine):
+        record = plan_record(engine, row["plan_key"])
+        if record is not None:
+            yield SourcedRecord(f"plan {row['plan_key']}", record)

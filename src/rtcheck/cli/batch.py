@@ -105,10 +105,14 @@ def run(args: argparse.Namespace) -> int:
     if args.records:
         write_records(engine, args.records)
     if args.html:
+        from rtcheck.archive.store import failing_limits, plan_rows
         from rtcheck.outputs.html_summary import archive_summary_html
 
         page = Path(args.html)
-        write_text(args.html, archive_summary_html(engine, page, _reports_beside(args.html)))
+        summary_page = archive_summary_html(
+            plan_rows(engine), failing_limits(engine), page, _reports_beside(args.html)
+        )
+        write_text(args.html, summary_page)
     return EXIT_PLAN_ERRORS if summary.errors else EXIT_OK
 
 

@@ -60,7 +60,7 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``rtcheck export``; its exit status."""
     from rtcheck.outputs.subjects import read_subject_map
-    from rtcheck.outputs.trial_export import export_text, records_from_database, records_from_files
+    from rtcheck.outputs.trial_export import export_text, records_from_files
 
     if args.records and args.db:
         raise UsageError("give record files or --db, not both")
@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         records = records_from_files(args.records)
     else:
         url = existing_database(db_url(args.db))
-        records = list(records_from_database(url))
+        from rtcheck.archive.store import open_store, stored_records
+
+        records = list(stored_records(open_store(url)))
     if not records:
         raise UsageError("no eligibility record to export")
     text = export_text(records, args.format, subjects, args.study_oid, args.subject_system)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtcheck.archive.batch import safe_name
 from rtcheck.dicom.files import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT
 from rtcheck.errors import RtcheckError
+from rtcheck.outputs.filenames import safe_name
 
 #: RT objects a plan is made of, by SOP class, with the kind that starts their file name.
 RT_STORAGE = {RTSTRUCT: "RTSTRUCT", RTDOSE: "RTDOSE", RTPLAN: "RTPLAN", RTION_PLAN: "RTIONPLAN"}

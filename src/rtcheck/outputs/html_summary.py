@@ -1,4 +1,5 @@
-"""The archive summary: one HTML page for a batch, from the results database.
+"""The archive summary: one HTML page for a batch, from the stored plans' rows and the limits
+that fail most often (read from the results database by :mod:`rtcheck.archive.store`).
 
 Counts by decision, the protocols and when the page was made, a table of plans by patient
 (sortable by clicking a column heading; the decision coloured as in the counts) with links to
@@ -9,16 +10,14 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from typing import Any
 
 from rtcheck import __version__
-from rtcheck.archive.batch import report_name
-from rtcheck.archive.store import limits_table, plan_rows, plans_table
-from rtcheck.evaluation.results import BROKEN
+from rtcheck.outputs.filenames import report_name
 from rtcheck.outputs.html_report import COLOURS, CSS, DECISIONS
 
 _SORT_SCRIPT = """
@@ -45,30 +44,32 @@ def _e(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def archive_summary_html(engine: Engine, page: Path, report_dir: Path | None) -> str:
-    """The summary page; links point to reports in ``report_dir`` (relative to ``page``)."""
+@dataclass(frozen=True)
+class FailingLimit:
+    """A limit and the number of stored plans in which it fails (or is a deviation)."""
+
+    structure: str
+    metric: str
+    priority: str
+    plans: int
+
+
+def archive_summary_html(
+    plan_rows: Iterable[Mapping[str, Any]],
+    failing: Sequence[FailingLimit],
+    page: Path,
+    report_dir: Path | None,
+) -> str:
+    """The summary page of the stored plans (``plan_rows``, one per plan, as the store lists
+    them) and the limits that fail most often; links point to reports in ``report_dir``
+    (relative to ``page``)."""
     # By patient, each patient's plans in the order they were checked.
-    rows = sorted(
-        plan_rows(engine), key=lambda r: (str(r["patient_id"] or ""), str(r["checked_at"]))
-    )
+    rows = sorted(plan_rows, key=lambda r: (str(r["patient_id"] or ""), str(r["checked_at"])))
     protocols = Counter(str(r["protocol"]) for r in rows if r["protocol"])
     patients = len({r["patient_id"] for r in rows})
     made = datetime.now(UTC).isoformat(" ", "seconds").replace("+00:00", " UTC")
     counts = Counter(r["decision"] or r["status"] for r in rows)
-    with engine.connect() as connection:
-        failing = connection.execute(
-            sa.select(
-                limits_table.c.structure,
-                limits_table.c.metric,
-                limits_table.c.priority,
-                sa.func.count(sa.distinct(limits_table.c.plan_id)).label("plans"),
-            )
-            .where(limits_table.c.result.in_(BROKEN))
-            .group_by(limits_table.c.structure, limits_table.c.metric, limits_table.c.priority)
-            .order_by(sa.desc("plans"))
-            .limit(15)
-        ).all()
-        total = connection.execute(sa.select(sa.func.count()).select_from(plans_table)).scalar()
+    total = len(rows)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>rtcheck archive summary</title>',

@@ -9,7 +9,7 @@ record whose patient is not in it, so that no hospital PatientID reaches the tri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -77,18 +77,6 @@ def records_from_files(paths: Iterable[str]) -> list[SourcedRecord]:
                                   f"{error.message[:120]})")  # fmt: skip
         found.append(SourcedRecord(str(path), record))
     return found
-
-
-def records_from_database(url: str) -> Iterator[SourcedRecord]:
-    """The record of every plan stored in the results database (plans whose check failed have
-    none and are left out)."""
-    from rtcheck.archive.store import open_store, plan_record, plan_rows
-
-    engine = open_store(url)
-    for row in plan_rows(engine):
-        record = plan_record(engine, row["plan_key"])
-        if record is not None:
-            yield SourcedRecord(f"plan {row['plan_key']}", record)
 
 
 def export_text(

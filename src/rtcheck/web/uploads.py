@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtcheck.archive.batch import safe_name
 from rtcheck.errors import RtcheckError
+from rtcheck.outputs.filenames import safe_name
 
 #: Defaults: a clinical plan (CT left out) is well under 200 MB and a few hundred files.
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
