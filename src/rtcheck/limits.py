@@ -12,11 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from rtcheck.errors import RtcheckError
-
-
-class LimitExceededError(RtcheckError):
-    """An input is larger than a limit rtcheck enforces."""
+from rtcheck.errors import LimitExceededError
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,13 @@ from rtcheck.archive.index import ArchiveIndex, PlanTask, index_archive
 from rtcheck.archive.store import (
     DEFAULT_URL,
     PlanOutcome,
-    StoreError,
     open_store,
     plan_rows,
     save_outcome,
     stored_hashes,
 )
 from rtcheck.dicom.slabs import EndCaps
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import RtcheckError, StoreError
 from rtcheck.outputs import cells
 from rtcheck.outputs.export import json_number
 from rtcheck.outputs.filenames import plan_file_name, report_name

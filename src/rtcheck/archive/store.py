@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import StoreError
 
 if TYPE_CHECKING:
     from rtcheck.outputs.html_summary import FailingLimit
@@ -125,10 +125,6 @@ errors_table = sa.Table(
     sa.Column("plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), index=True),
     sa.Column("message", sa.Text, nullable=False),
 )
-
-
-class StoreError(RtcheckError):
-    """The results database cannot be opened or is of an unknown schema."""
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,9 @@ from rtcheck.cli._common import (
     EXIT_PLAN_ERRORS,
     EXIT_USAGE,
     Parser,
-    UsageError,
     shown_url,
 )
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import RtcheckError, UsageError
 from rtcheck.logs import one_line
 from rtcheck.runtime import keep_freed_memory
 

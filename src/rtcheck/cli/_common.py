@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn, TypeAlias
 
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import UsageError
 from rtcheck.logs import one_line
 
 EXIT_OK = 0
@@ -18,10 +18,6 @@ EXIT_USAGE = 2
 EXIT_INDETERMINATE = 3
 EXIT_PLAN_ERRORS = 4
 EXIT_INTERNAL = 70
-
-
-class UsageError(RtcheckError):
-    """The command line itself is wrong."""
 
 
 def ae_title(text: str) -> str:
@@ -48,10 +44,6 @@ def existing_database(url: str) -> str:
     if database is not None and str(database) != ":memory:" and not database.is_file():
         raise UsageError(f"no results database at {database} (rtcheck batch --db makes one)")
     return url
-
-
-class NoPlanFoundError(UsageError):
-    """A folder to check holds no plan (almost always the wrong folder)."""
 
 
 class Parser(argparse.ArgumentParser):

@@ -10,8 +10,6 @@ from rtcheck.cli._common import (
     EXIT_OK,
     EXIT_PLAN_ERRORS,
     Commands,
-    NoPlanFoundError,
-    UsageError,
     batch_options,
     db_url,
     print_some,
@@ -19,6 +17,7 @@ from rtcheck.cli._common import (
     shown_url,
     write_text,
 )
+from rtcheck.errors import NoPlanFoundError, UsageError
 
 
 def add_parser(commands: Commands) -> None:

@@ -12,11 +12,11 @@ from rtcheck.cli._common import (
     EXIT_INDETERMINATE,
     EXIT_OK,
     Commands,
-    UsageError,
     end_caps_option,
     refuse_writing_over_inputs,
     write_text,
 )
+from rtcheck.errors import UsageError
 
 
 def add_parser(commands: Commands) -> None:

@@ -9,11 +9,11 @@ import sys
 from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
-    UsageError,
     end_caps_option,
     refuse_writing_over_inputs,
     write_text,
 )
+from rtcheck.errors import UsageError
 from rtcheck.logs import one_line
 
 

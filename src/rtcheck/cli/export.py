@@ -8,12 +8,12 @@ import sys
 from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
-    UsageError,
     db_url,
     existing_database,
     refuse_writing_over_inputs,
     write_text,
 )
+from rtcheck.errors import UsageError
 
 
 def add_parser(commands: Commands) -> None:

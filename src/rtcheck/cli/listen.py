@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rtcheck.cli._common import (
-    EXIT_OK,
-    Commands,
-    UsageError,
-    ae_title,
-    db_url,
-    port,
-)
+from rtcheck.cli._common import EXIT_OK, Commands, ae_title, db_url, port
+from rtcheck.errors import UsageError
 
 
 def add_parser(commands: Commands) -> None:

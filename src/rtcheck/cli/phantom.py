@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from rtcheck.cli._common import (
-    EXIT_OK,
-    Commands,
-    UsageError,
-)
+from rtcheck.cli._common import EXIT_OK, Commands
+from rtcheck.errors import UsageError
 
 
 def add_parser(commands: Commands) -> None:

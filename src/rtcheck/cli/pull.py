@@ -9,8 +9,6 @@ from pathlib import Path
 from rtcheck.cli._common import (
     EXIT_PLAN_ERRORS,
     Commands,
-    NoPlanFoundError,
-    UsageError,
     ae_title,
     batch_options,
     db_url,
@@ -18,6 +16,7 @@ from rtcheck.cli._common import (
     print_some,
     refuse_writing_over_inputs,
 )
+from rtcheck.errors import NoPlanFoundError, UsageError
 
 
 def add_parser(commands: Commands) -> None:

@@ -6,15 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rtcheck.cli._common import (
-    EXIT_OK,
-    Commands,
-    UsageError,
-    db_url,
-    existing_database,
-    port,
-    shown_url,
-)
+from rtcheck.cli._common import EXIT_OK, Commands, db_url, existing_database, port, shown_url
+from rtcheck.errors import UsageError
 
 
 def add_parser(commands: Commands) -> None:

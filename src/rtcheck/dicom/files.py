@@ -19,7 +19,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
-from rtcheck.limits import INFLATED_BYTES, LimitExceededError
+from rtcheck.errors import LimitExceededError
+from rtcheck.limits import INFLATED_BYTES
 
 RTDOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 RTSTRUCT = "1.2.840.10008.5.1.4.1.1.481.3"

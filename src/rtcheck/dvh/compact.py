@@ -15,16 +15,12 @@ import zlib
 import numpy as np
 
 from rtcheck.dvh.engine import DVH
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import StoredDVHError
 
 #: Bin width of stored DVHs (Gy).
 STORED_BIN_GY = 0.05
 _MAGIC = b"RTD1"
 _HEADER = struct.Struct("<4s6dII")
-
-
-class StoredDVHError(RtcheckError):
-    """Bytes that are not a stored DVH."""
 
 
 def encode_dvh(dvh: DVH, bin_gy: float = STORED_BIN_GY) -> bytes:

@@ -17,10 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rtcheck.dvh.compact import StoredDVHError
 from rtcheck.dvh.engine import DVH
 from rtcheck.dvh.metrics import Metric, evaluate_metric
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import RtcheckError, StoredDVHError
 from rtcheck.evaluation.decision import decide
 from rtcheck.evaluation.fractionation import convert_limit
 from rtcheck.evaluation.limits import by_ptv_volume, graded

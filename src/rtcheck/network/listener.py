@@ -30,12 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from rtcheck.dicom.dose import READABLE_SYNTAXES
-from rtcheck.network.storage import (
-    IMAGE_STORAGE,
-    RT_STORAGE,
-    ObjectStore,
-    UnreadableObjectError,
-)
+from rtcheck.errors import UnreadableObjectError
+from rtcheck.network.storage import IMAGE_STORAGE, RT_STORAGE, ObjectStore
 from rtcheck.network.transport import without_nagle
 
 LOG = logging.getLogger("rtcheck.listen")

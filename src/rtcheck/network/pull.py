@@ -20,8 +20,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from rtcheck.dicom.dose import READABLE_SYNTAXES
-from rtcheck.errors import RtcheckError
-from rtcheck.network.storage import RT_STORAGE, ObjectStore, UnreadableObjectError
+from rtcheck.errors import PacsError, UnreadableObjectError
+from rtcheck.network.storage import RT_STORAGE, ObjectStore
 from rtcheck.network.transport import without_nagle
 
 LOG = logging.getLogger("rtcheck.pull")
@@ -34,10 +34,6 @@ _MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve Information M
 _PENDING = frozenset({0xFF00, 0xFF01})
 _TIMEOUT_S = 60.0
 _ENDED = "the retrieval ended without a status (association lost or timed out)"
-
-
-class PacsError(RtcheckError):
-    """The PACS cannot be reached, refuses the association, or fails a query."""
 
 
 @dataclass(frozen=True)

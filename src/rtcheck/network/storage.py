@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcheck.dicom.files import RTDOSE, RTION_PLAN, RTPLAN, RTSTRUCT
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import UnreadableObjectError
 from rtcheck.outputs.filenames import safe_name
 
 #: RT objects a plan is made of, by SOP class, with the kind that starts their file name.
@@ -25,15 +25,6 @@ IMAGE_STORAGE = {
     "1.2.840.10008.5.1.4.1.1.2": "CT",
     "1.2.840.10008.5.1.4.1.1.4": "MR",
 }
-
-
-class UnreadableObjectError(RtcheckError):
-    """A received object that cannot be kept: pydicom cannot decode it, or it is not the
-    object it was sent as. ``status`` is the C-STORE failure status to answer with."""
-
-    def __init__(self, message: str, status: int = 0xC000) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 #: C-STORE failure statuses (PS3.4 Annex B.2.3): the dataset does not match its SOP class;

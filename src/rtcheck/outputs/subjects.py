@@ -10,11 +10,7 @@ import csv
 from collections.abc import Mapping
 from pathlib import Path
 
-from rtcheck.errors import RtcheckError
-
-
-class SubjectMapError(RtcheckError):
-    """The subject map cannot be read, or a record's patient is not in it."""
+from rtcheck.errors import SubjectMapError
 
 
 def read_subject_map(path: str | Path) -> dict[str, str]:

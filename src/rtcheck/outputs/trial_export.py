@@ -14,15 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import RecordFileError
 from rtcheck.outputs.subjects import subject_key
 
 ExportFormat = Literal["fhir", "redcap", "redcap-json", "odm"]
 FORMATS: tuple[ExportFormat, ...] = ("fhir", "redcap", "redcap-json", "odm")
-
-
-class RecordFileError(RtcheckError):
-    """A file given as an eligibility record is not one."""
 
 
 @dataclass(frozen=True)

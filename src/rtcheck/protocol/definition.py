@@ -18,10 +18,10 @@ from typing import Any
 from rtcheck.dvh.indices import INDICES, parse_index
 from rtcheck.dvh.margins import DIRECTIONS, Margin
 from rtcheck.dvh.metrics import Metric, parse_metric
-from rtcheck.errors import InvalidStructureError, MetricSyntaxError, RtcheckError
+from rtcheck.errors import InvalidStructureError, MetricSyntaxError, ProtocolError, YamlFileError
 from rtcheck.protocol.lesions import KNOWN_SITES
 from rtcheck.protocol.names import is_tg263_name, suggestion
-from rtcheck.protocol.yamlfile import YamlFileError, read_yaml
+from rtcheck.protocol.yamlfile import read_yaml
 
 #: ``Name + 5`` or ``Name - 3``: a structure grown or shrunk by a margin (mm); spaces around
 #: the sign, as TG-263 names hold hyphens (``Lungs-PTVs``).
@@ -38,10 +38,6 @@ REGIMES = ("stereotactic", "conventional")
 PRIORITIES = ("mandatory", "optimal")
 _COMPARISON = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
 SPECIAL_STRUCTURES = ("PTVs",)
-
-
-class ProtocolError(RtcheckError):
-    """A protocol file is missing or wrong."""
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,13 @@ from pathlib import Path
 import yaml
 
 from rtcheck.dicom.structures import Structure
-from rtcheck.errors import RtcheckError
-from rtcheck.protocol.yamlfile import YamlFileError, read_yaml
+from rtcheck.errors import MapFileError, YamlFileError
+from rtcheck.protocol.yamlfile import read_yaml
 
 LEFT = frozenset({"l", "lt", "left"})
 RIGHT = frozenset({"r", "rt", "right"})
 TARGET_TYPES = frozenset({"PTV", "GTV", "CTV", "ITV"})
 _TARGET_WORDS = frozenset({"ptv", "gtv", "ctv", "itv"})
-
-
-class MapFileError(RtcheckError):
-    """A structure map file cannot be used."""
 
 
 def words(name: str) -> list[str]:

@@ -15,12 +15,8 @@ from typing import Any
 import yaml
 
 from rtcheck.dicom.files import is_regular_file
+from rtcheck.errors import YamlFileError
 from rtcheck.limits import YAML_BYTES
-
-
-class YamlFileError(ValueError):
-    """A YAML file cannot be read; the message says why (the caller names the file)."""
-
 
 #: The deepest nesting of lists and mappings accepted: a protocol needs about 6; PyYAML
 #: recurses once per level, and a few thousand exhaust Python's stack.

@@ -28,11 +28,11 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from rtcheck import __version__
 from rtcheck.archive.store import open_store
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import PoolBusyError, RtcheckError, WorkerLostError
 from rtcheck.outputs.html_report import CSS
 from rtcheck.web import queries as Q
 from rtcheck.web.guard import Guard, GuardSettings
-from rtcheck.web.pool import CheckPool, PoolBusyError, WorkerLostError
+from rtcheck.web.pool import CheckPool
 from rtcheck.web.uploads import UploadLimits
 
 _COOKIE = "rtcheck_token"
@@ -383,7 +383,8 @@ def _bundled() -> list[str]:
 
 async def _read(files: list[UploadFile], limits: UploadLimits) -> list[tuple[str, bytes]]:
     """The uploaded files' names and bytes, refusing more than the limits as they arrive."""
-    from rtcheck.web.uploads import UploadError, size_text
+    from rtcheck.errors import UploadError
+    from rtcheck.web.uploads import size_text
 
     read: list[tuple[str, bytes]] = []
     total = 0

@@ -17,20 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import ReportUnavailableError, RtcheckError, UploadCheckError
 from rtcheck.web.queries import StoredPlan
 from rtcheck.web.uploads import UploadLimits, unpack
 
 #: What an uploaded plan's check answers with.
 Answer = Literal["record", "report"]
-
-
-class ReportUnavailableError(RtcheckError):
-    """A stored plan's report cannot be made again (its files or protocol have changed)."""
-
-
-class UploadCheckError(RtcheckError):
-    """An uploaded plan is refused; the message names the user's files."""
 
 
 def check_upload(

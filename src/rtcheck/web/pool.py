@@ -11,17 +11,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import PoolBusyError, WorkerLostError
 
 T = TypeVar("T")
-
-
-class PoolBusyError(RtcheckError):
-    """Every worker is busy and the queue of waiting checks is full."""
-
-
-class WorkerLostError(RtcheckError):
-    """The worker process checking a plan died (killed by the system, out of memory?)."""
 
 
 class CheckPool:

@@ -13,16 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtcheck.errors import RtcheckError
+from rtcheck.errors import UploadError
 from rtcheck.outputs.filenames import safe_name
 
 #: Defaults: a clinical plan (CT left out) is well under 200 MB and a few hundred files.
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 MAX_FILES = 2000
-
-
-class UploadError(RtcheckError):
-    """An upload that is too large, empty, or a zip that cannot be read."""
 
 
 @dataclass(frozen=True)

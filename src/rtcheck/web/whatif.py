@@ -48,7 +48,7 @@ def load_edited(text: str) -> Protocol:
     ProtocolError
         The text is not a valid protocol (the message says where).
     """
-    from rtcheck.protocol.definition import ProtocolError
+    from rtcheck.errors import ProtocolError
 
     if len(text.encode()) > MAX_PROTOCOL_BYTES:
         raise ProtocolError(f"the protocol is larger than {MAX_PROTOCOL_BYTES // 1000} kB")
