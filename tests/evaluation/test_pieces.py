@@ -15,7 +15,7 @@ from rtcheck.evaluation.decision import decide
 from rtcheck.evaluation.fractionation import convert_limit, published_columns
 from rtcheck.evaluation.limits import judge, not_evaluated
 from rtcheck.evaluation.matching import StructureResolver
-from rtcheck.evaluation.results import EXCLUDED, INDETERMINATE, NOT_EXCLUDED, NotEvaluable
+from rtcheck.evaluation.results import Eligibility, NotEvaluable
 from rtcheck.protocol.definition import Comparison, Limit, load_protocol
 
 
@@ -42,11 +42,11 @@ def result(outcome: str, priority: str = "mandatory", optional: bool = False):
 
 
 def test_the_decision_follows_the_mandatory_limits():
-    assert decide([result("pass"), result("fail", "optimal")]).decision == NOT_EXCLUDED
-    assert decide([result("pass"), result("fail")]).decision == EXCLUDED
-    assert decide([result("not_evaluated"), result("fail")]).decision == EXCLUDED
-    assert decide([result("pass"), result("not_evaluated")]).decision == INDETERMINATE
-    assert decide([result("not_evaluated", optional=True)]).decision == NOT_EXCLUDED
+    assert decide([result("pass"), result("fail", "optimal")]).decision == Eligibility.NOT_EXCLUDED
+    assert decide([result("pass"), result("fail")]).decision == Eligibility.EXCLUDED
+    assert decide([result("not_evaluated"), result("fail")]).decision == Eligibility.EXCLUDED
+    assert decide([result("pass"), result("not_evaluated")]).decision == Eligibility.INDETERMINATE
+    assert decide([result("not_evaluated", optional=True)]).decision == Eligibility.NOT_EXCLUDED
     minor = decide([result("fail", "optimal")])
     assert minor.minor_deviations and "= 50.00, limit <= 45 (optimal)" in minor.minor_deviations[0]
 

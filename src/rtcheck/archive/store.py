@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from rtcheck.errors import StoreError
+from rtcheck.evaluation.results import Grade
 
 if TYPE_CHECKING:
     from rtcheck.outputs.html_summary import FailingLimit
@@ -302,7 +303,7 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
     failed = [
         f"{lim['structure']} {lim['metric']}" + (f" [{lim['lesion']}]" if lim.get("lesion") else "")
         for lim in (record["limits"] if record else [])
-        if lim["result"] in ("fail", "major_deviation") and lim["priority"] == "mandatory"
+        if lim["result"] in (Grade.FAIL, Grade.MAJOR_DEVIATION) and lim["priority"] == "mandatory"
     ]
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     protocol_version = ((record or {}).get("protocol") or {}).get("version")

@@ -18,6 +18,7 @@ from rtcheck.cli._common import (
     write_text,
 )
 from rtcheck.errors import NoPlanFoundError, UsageError
+from rtcheck.evaluation.results import Eligibility
 
 
 def add_parser(commands: Commands) -> None:
@@ -58,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         assert isinstance(summary, BatchSummary)
         bar.total = total
         bar.set_postfix(
-            excluded=summary.decisions["excluded"],
-            indeterminate=summary.decisions["indeterminate"],
+            excluded=summary.decisions[Eligibility.EXCLUDED],
+            indeterminate=summary.decisions[Eligibility.INDETERMINATE],
             errors=len(summary.errors),
             refresh=False,
         )

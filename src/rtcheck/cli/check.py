@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from rtcheck.dicom.plan import load_plan
     from rtcheck.dicom.slabs import EndCaps
     from rtcheck.evaluation.eligibility import evaluate
-    from rtcheck.evaluation.results import EXCLUDED, INDETERMINATE
+    from rtcheck.evaluation.results import Eligibility
     from rtcheck.outputs.record import eligibility_record
     from rtcheck.outputs.table import check_table
     from rtcheck.protocol.definition import load_protocol
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
         write_text(args.html, plan_report_html(evaluation))
     decision = evaluation.decision.decision
-    if decision == EXCLUDED:
+    if decision == Eligibility.EXCLUDED:
         return EXIT_EXCLUDED
-    if decision == INDETERMINATE:
+    if decision == Eligibility.INDETERMINATE:
         return EXIT_INDETERMINATE
     return EXIT_OK

@@ -7,15 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rtcheck.evaluation.results import (
-    BROKEN,
-    EXCLUDED,
-    INDETERMINATE,
-    MINOR,
-    NOT_EXCLUDED,
-    Decision,
-    LimitResult,
-)
+from rtcheck.evaluation.results import BROKEN, Decision, Eligibility, Grade, LimitResult
 
 
 def decide(results: Sequence[LimitResult]) -> Decision:
@@ -24,25 +16,33 @@ def decide(results: Sequence[LimitResult]) -> Decision:
     unknown = [
         r
         for r in results
-        if r.result == "not_evaluated" and r.priority == "mandatory" and not r.absent_optional
+        if r.result == Grade.NOT_EVALUATED and r.priority == "mandatory" and not r.absent_optional
     ]
     minor = [
-        r for r in results if r.result == MINOR or (r.result in BROKEN and r.priority == "optimal")
+        r
+        for r in results
+        if r.result == Grade.MINOR_DEVIATION or (r.result in BROKEN and r.priority == "optimal")
     ]
     if failed:
-        return Decision(EXCLUDED, tuple(_describe(r) for r in failed), tuple(map(_describe, minor)))
+        return Decision(
+            Eligibility.EXCLUDED, tuple(_describe(r) for r in failed), tuple(map(_describe, minor))
+        )
     if unknown:
         return Decision(
-            INDETERMINATE, tuple(_describe(r) for r in unknown), tuple(map(_describe, minor))
+            Eligibility.INDETERMINATE,
+            tuple(_describe(r) for r in unknown),
+            tuple(map(_describe, minor)),
         )
     return Decision(
-        NOT_EXCLUDED, ("every mandatory limit passes",), tuple(_describe(r) for r in minor)
+        Eligibility.NOT_EXCLUDED,
+        ("every mandatory limit passes",),
+        tuple(_describe(r) for r in minor),
     )
 
 
 def _describe(r: LimitResult) -> str:
     who = f"{r.structure}" + (f" (lesion {r.lesion})" if r.lesion else "")
-    if r.result == "not_evaluated":
+    if r.result == Grade.NOT_EVALUATED:
         stated = f" {r.limit}" if r.limit else ""
         return f"{who} {r.metric}{stated}: not evaluated: {r.reason}"
     assert r.value is not None

@@ -19,7 +19,7 @@ from rtcheck.errors import RtcheckError
 from rtcheck.evaluation.doses import PlanDoses
 from rtcheck.evaluation.fractionation import convert_limit, published_columns
 from rtcheck.evaluation.matching import StructureResolver, trusted
-from rtcheck.evaluation.results import MAJOR, MINOR, LimitOrigin, LimitResult, NotEvaluable
+from rtcheck.evaluation.results import Grade, LimitOrigin, LimitResult, NotEvaluable
 from rtcheck.protocol.definition import Comparison, Limit, Protocol
 from rtcheck.protocol.lesions import Lesion
 
@@ -247,7 +247,7 @@ def not_evaluated(
         limit=comparison,
         value=None,
         margin=None,
-        result="not_evaluated",
+        result=Grade.NOT_EVALUATED,
         priority=limit.priority,
         group=limit.group,
         lesion=lesion,
@@ -347,9 +347,9 @@ def by_ptv_volume(limit: Limit, ptv_cc: float) -> tuple[Comparison, Comparison |
     return comparison, at(tiers) if tiers else None, note
 
 
-def _graded(value: float, comparison: Comparison, acceptable: Comparison | None) -> str:
+def _graded(value: float, comparison: Comparison, acceptable: Comparison | None) -> Grade:
     if comparison.holds(value):
-        return "pass"
+        return Grade.PASS
     if acceptable is None:
-        return "fail"
-    return MINOR if acceptable.holds(value) else MAJOR
+        return Grade.FAIL
+    return Grade.MINOR_DEVIATION if acceptable.holds(value) else Grade.MAJOR_DEVIATION

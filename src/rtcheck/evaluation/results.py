@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from rtcheck.dicom.plan import Plan
 from rtcheck.dicom.slabs import EndCaps
@@ -13,14 +14,28 @@ from rtcheck.protocol.definition import Protocol
 from rtcheck.protocol.lesions import Lesion
 from rtcheck.protocol.names import StructureMatch
 
-#: Results of a limit with an acceptable (minor-deviation) tier that it does not meet.
-MINOR = "minor_deviation"
-MAJOR = "major_deviation"
+
+class Eligibility(StrEnum):
+    """The answer to exclusion criterion 19, as the record, the exports and the pages say it."""
+
+    EXCLUDED = "excluded"
+    NOT_EXCLUDED = "not_excluded"
+    INDETERMINATE = "indeterminate"
+
+
+class Grade(StrEnum):
+    """A limit's result. A limit with an acceptable tier that it does not meet is a minor
+    deviation within that tier, a major one beyond it (NRG's grading)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    MINOR_DEVIATION = "minor_deviation"
+    MAJOR_DEVIATION = "major_deviation"
+    NOT_EVALUATED = "not_evaluated"
+
+
 #: Results that break a limit: a mandatory one excludes.
-BROKEN = ("fail", MAJOR)
-EXCLUDED = "excluded"
-NOT_EXCLUDED = "not_excluded"
-INDETERMINATE = "indeterminate"
+BROKEN = (Grade.FAIL, Grade.MAJOR_DEVIATION)
 #: How a structure the plan does not have is said (an optional one's absence is no finding).
 MISSING = "not found among the ROIs"
 
@@ -102,7 +117,7 @@ class LimitResult:
     limit: str | None
     value: float | None
     margin: float | None
-    result: str
+    result: Grade
     priority: str
     group: str
     lesion: str | None
@@ -125,7 +140,7 @@ class LimitResult:
 class Decision:
     """Criterion 19's decision and the reasons for it."""
 
-    decision: str
+    decision: Eligibility
     reasons: tuple[str, ...]
     minor_deviations: tuple[str, ...]
 

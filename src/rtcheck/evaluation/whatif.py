@@ -23,7 +23,7 @@ from rtcheck.errors import RtcheckError, StoredDVHError
 from rtcheck.evaluation.decision import decide
 from rtcheck.evaluation.fractionation import convert_limit
 from rtcheck.evaluation.limits import by_ptv_volume, graded
-from rtcheck.evaluation.results import LimitOrigin, LimitResult, NotEvaluable
+from rtcheck.evaluation.results import Grade, LimitOrigin, LimitResult, NotEvaluable
 from rtcheck.protocol.definition import Comparison, Limit, Protocol
 
 
@@ -64,7 +64,7 @@ def _result_of(row: Mapping[str, Any], rule: Limit, **changed: Any) -> LimitResu
     fields: dict[str, Any] = {
         "structure": row["structure"], "rois": tuple(row.get("roi") or ()),
         "metric": row["metric"], "limit": row["limit"], "value": row["value"],
-        "margin": row["margin"], "result": row["result"], "priority": rule.priority,
+        "margin": row["margin"], "result": Grade(row["result"]), "priority": rule.priority,
         "group": row["group"], "lesion": row.get("lesion"), "reason": row.get("reason"),
         "conversion": row.get("conversion"), "source": row["source"],
         "optional": rule.optional, "dose_coverage": row.get("dose_coverage"),
@@ -163,7 +163,7 @@ def _judged(
         )
     if not _applies(limit, origin, protocol, bool(row.get("lesion"))):
         return None
-    if row["result"] == "not_evaluated":
+    if row["result"] == Grade.NOT_EVALUATED:
         return _result_of(row, limit)  # not evaluated before: nothing stored to judge
     key = (origin["entry"], origin["index"], origin.get("wanted_fractions"),
            origin.get("plan_fractions"), origin.get("ptv_cc"))  # fmt: skip
@@ -174,7 +174,7 @@ def _judged(
             applied[key] = str(exc)
     chosen = applied[key]
     if isinstance(chosen, str):
-        return _result_of(row, limit, value=None, margin=None, result="not_evaluated",
+        return _result_of(row, limit, value=None, margin=None, result=Grade.NOT_EVALUATED,
                           reason=chosen)  # fmt: skip
     metric, comparison, acceptable, note = chosen
     value = _value(row, metric, origin, dvhs)

@@ -17,16 +17,21 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from rtcheck.evaluation.results import Eligibility, Grade
 from rtcheck.outputs.table import metric_unit
 from rtcheck.outputs.trial_fields import checked_at_utc
 
 #: rtcheck's own code system (criterion, decision, limits).
 CODES = "urn:rtcheck:eligibility"
 DEFAULT_SUBJECT_SYSTEM = "urn:rtcheck:trial-subject"
-DECISIONS = {
-    "excluded": ("excluded", "Excluded: an RT dose limit is not met"),
-    "not_excluded": ("not-excluded", "Not excluded by the RT dose limits"),
-    "indeterminate": ("indeterminate", "Indeterminate: the dose limits could not all be checked"),
+#: rtcheck's decision → (code in CODES, display).
+DECISIONS: dict[str, tuple[str, str]] = {
+    Eligibility.EXCLUDED: ("excluded", "Excluded: an RT dose limit is not met"),
+    Eligibility.NOT_EXCLUDED: ("not-excluded", "Not excluded by the RT dose limits"),
+    Eligibility.INDETERMINATE: (
+        "indeterminate",
+        "Indeterminate: the dose limits could not all be checked",
+    ),
 }
 _UCUM = {"Gy": "Gy", "cc": "cm3", "%": "%", "": "1"}
 _UCUM_SYSTEM = "http://unitsofmeasure.org"
@@ -68,7 +73,7 @@ def _component(limit: Mapping[str, Any]) -> dict[str, Any]:
     if bound:
         upper = bound.group(1).startswith("<")
         reference["high" if upper else "low"] = _quantity(float(bound.group(2)), unit)
-        if limit.get("result") in ("fail", "minor_deviation", "major_deviation"):
+        if limit.get("result") in (Grade.FAIL, Grade.MINOR_DEVIATION, Grade.MAJOR_DEVIATION):
             code = "H" if upper else "L"
             component["interpretation"] = [{
                 "coding": [{"system": _INTERPRETATION, "code": code,
@@ -123,7 +128,7 @@ def fhir_bundle(
                            "value": f"urn:oid:{record['study_instance_uid']}"},
         }]  # fmt: skip
     components = [_component(lim) for lim in record.get("limits", [])
-                  if lim.get("result") != "pass"]  # fmt: skip
+                  if lim.get("result") != Grade.PASS]  # fmt: skip
     if components:
         observation["component"] = components
     bundle: dict[str, Any] = {

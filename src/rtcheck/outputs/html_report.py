@@ -21,7 +21,7 @@ from rtcheck import __version__
 from rtcheck.dvh.engine import DVH
 from rtcheck.dvh.metrics import parse_metric
 from rtcheck.errors import RtcheckError
-from rtcheck.evaluation.results import Evaluation, LimitResult
+from rtcheck.evaluation.results import Eligibility, Evaluation, Grade, LimitResult
 from rtcheck.outputs.table import (
     format_value,
     merge_by_lesion,
@@ -34,25 +34,25 @@ from rtcheck.outputs.table import (
 
 # Okabe-Ito palette: distinguishable with any colour vision deficiency.
 COLOURS = {
-    "fail": "#D55E00",
-    "major_deviation": "#D55E00",
-    "minor_deviation": "#CC79A7",
-    "not_evaluated": "#E69F00",
-    "pass": "#009E73",
+    Grade.FAIL: "#D55E00",
+    Grade.MAJOR_DEVIATION: "#D55E00",
+    Grade.MINOR_DEVIATION: "#CC79A7",
+    Grade.NOT_EVALUATED: "#E69F00",
+    Grade.PASS: "#009E73",
     "absent": "#999999",
 }
 LABELS = {
-    "fail": "✗ FAIL",
-    "major_deviation": "✗ MAJOR DEVIATION",
-    "minor_deviation": "~ minor deviation",
-    "not_evaluated": "? NOT EVALUATED",
-    "pass": "✓ pass",
+    Grade.FAIL: "✗ FAIL",
+    Grade.MAJOR_DEVIATION: "✗ MAJOR DEVIATION",
+    Grade.MINOR_DEVIATION: "~ minor deviation",
+    Grade.NOT_EVALUATED: "? NOT EVALUATED",
+    Grade.PASS: "✓ pass",
     "absent": "– not contoured (optional)",
 }
-DECISIONS = {
-    "excluded": ("#D55E00", "✗ EXCLUDED"),
-    "indeterminate": ("#E69F00", "? INDETERMINATE"),
-    "not_excluded": ("#009E73", "✓ NOT EXCLUDED"),
+DECISIONS: dict[str, tuple[str, str]] = {
+    Eligibility.EXCLUDED: ("#D55E00", "✗ EXCLUDED"),
+    Eligibility.INDETERMINATE: ("#E69F00", "? INDETERMINATE"),
+    Eligibility.NOT_EXCLUDED: ("#009E73", "✓ NOT EXCLUDED"),
 }
 
 CSS = """
@@ -281,8 +281,8 @@ LEGEND = (
     "<b>▼</b> an upper limit (≤, or a critical-volume limit read on the curve): the curve must "
     "pass at or below and left of the point; <b>▲</b> a lower limit (≥): at or above and right "
     "of it. Colour gives the result: "
-    f'<span style="color:{COLOURS["pass"]}">green pass</span>, '
-    f'<span style="color:{COLOURS["fail"]}">vermilion fail</span>. Targets are drawn on the '
+    f'<span style="color:{COLOURS[Grade.PASS]}">green pass</span>, '
+    f'<span style="color:{COLOURS[Grade.FAIL]}">vermilion fail</span>. Targets are drawn on the '
     "dose of their own plan, their coverage limits at their own prescription (dashed line). "
     "Mean-dose limits have no point; they are in the table.</p>"
 )

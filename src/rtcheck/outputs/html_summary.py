@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcheck import __version__
+from rtcheck.evaluation.results import Eligibility
 from rtcheck.outputs.filenames import report_name
 from rtcheck.outputs.html_report import COLOURS, CSS, DECISIONS
 
@@ -85,7 +86,12 @@ def archive_summary_html(
         "</dl>",
         '<table id="counts"><thead><tr><th>Decision</th><th>Plans</th></tr></thead><tbody>',
     ]
-    for decision in ("excluded", "indeterminate", "not_excluded", "error"):
+    for decision in (
+        Eligibility.EXCLUDED,
+        Eligibility.INDETERMINATE,
+        Eligibility.NOT_EXCLUDED,
+        "error",
+    ):
         colour, label = DECISIONS.get(decision, (COLOURS["absent"], "! ERROR"))
         parts.append(
             f'<tr data-decision="{decision}"><td style="color:{colour}; font-weight:bold">'

@@ -14,7 +14,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Sequence
 
-from rtcheck.evaluation.results import Evaluation, LimitResult
+from rtcheck.evaluation.results import Evaluation, Grade, LimitResult
 from rtcheck.protocol.lesions import Lesion
 
 #: Columns the table and its notes fit in.
@@ -23,23 +23,23 @@ WIDTH = 100
 REASONS_LISTED = 5
 
 _ORDER = {
-    ("fail", "mandatory"): 0,
-    ("major_deviation", "mandatory"): 0,
-    ("not_evaluated", "mandatory"): 1,
-    ("fail", "optimal"): 2,
-    ("major_deviation", "optimal"): 2,
-    ("minor_deviation", "mandatory"): 2,
-    ("minor_deviation", "optimal"): 2,
-    ("not_evaluated", "optimal"): 3,
-    ("pass", "mandatory"): 4,
-    ("pass", "optimal"): 5,
+    (Grade.FAIL, "mandatory"): 0,
+    (Grade.MAJOR_DEVIATION, "mandatory"): 0,
+    (Grade.NOT_EVALUATED, "mandatory"): 1,
+    (Grade.FAIL, "optimal"): 2,
+    (Grade.MAJOR_DEVIATION, "optimal"): 2,
+    (Grade.MINOR_DEVIATION, "mandatory"): 2,
+    (Grade.MINOR_DEVIATION, "optimal"): 2,
+    (Grade.NOT_EVALUATED, "optimal"): 3,
+    (Grade.PASS, "mandatory"): 4,
+    (Grade.PASS, "optimal"): 5,
 }
 _SHOWN = {
-    "fail": "FAIL",
-    "major_deviation": "MAJOR dev.",
-    "minor_deviation": "minor dev.",
-    "not_evaluated": "N/E",
-    "pass": "pass",
+    Grade.FAIL: "FAIL",
+    Grade.MAJOR_DEVIATION: "MAJOR dev.",
+    Grade.MINOR_DEVIATION: "minor dev.",
+    Grade.NOT_EVALUATED: "N/E",
+    Grade.PASS: Grade.PASS,
 }
 #: Decimals a value is printed with, by the unit of the metric's result.
 _DECIMALS = {"Gy": 2, "cc": 1, "%": 1}
@@ -152,12 +152,14 @@ def _reasons(evaluation: Evaluation) -> list[str]:
     if len(reasons) <= REASONS_LISTED:
         return [line for r in reasons for line in _wrapped(f"  - {r}", indent=4)]
     limits = [r for r in evaluation.limits if r.priority == "mandatory" and not r.absent_optional]
-    failed = [r for r in limits if r.result == "fail"]
+    failed = [r for r in limits if r.result == Grade.FAIL]
     if failed:
         shown = ", ".join(f"{r.structure} {r.metric}" for r in failed)
         return _wrapped(f"  - {len(failed)} mandatory limits fail: {shown}", indent=4)
     causes = Counter(
-        (r.reason or "").split("; published: ")[0] for r in limits if r.result == "not_evaluated"
+        (r.reason or "").split("; published: ")[0]
+        for r in limits
+        if r.result == Grade.NOT_EVALUATED
     )
     lines = [f"  - {sum(causes.values())} mandatory limits could not be evaluated:"]
     for cause, count in causes.most_common():

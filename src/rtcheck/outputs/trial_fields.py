@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from rtcheck.evaluation.results import Eligibility, Grade
 from rtcheck.outputs.table import format_value, metric_unit
 
 FieldType = Literal["text", "integer", "datetime", "choice", "notes"]
@@ -36,7 +37,11 @@ DECISIONS: tuple[tuple[str, str], ...] = (
     ("2", "Not excluded by the RT dose limits"),
     ("3", "Indeterminate: the dose limits could not all be checked"),
 )
-DECISION_CODE = {"excluded": "1", "not_excluded": "2", "indeterminate": "3"}
+DECISION_CODE: dict[str, str] = {
+    Eligibility.EXCLUDED: "1",
+    Eligibility.NOT_EXCLUDED: "2",
+    Eligibility.INDETERMINATE: "3",
+}
 
 #: The instrument (REDCap form, ODM form) the fields belong to.
 FORM = "rt_dose_limits"
@@ -68,7 +73,7 @@ FIELDS: tuple[TrialField, ...] = (
 
 def _is_mandatory_failure(limit: Mapping[str, Any]) -> bool:
     return limit.get("priority") == "mandatory" and limit.get("result") in (
-        "fail", "major_deviation",
+        Grade.FAIL, Grade.MAJOR_DEVIATION,
     )  # fmt: skip
 
 
@@ -118,7 +123,7 @@ def field_values(record: Mapping[str, Any]) -> dict[str, str]:
         "rtdl_organ_count": str(record.get("organ_count", "")),
         "rtdl_failed_count": str(sum(1 for lim in limits if _is_mandatory_failure(lim))),
         "rtdl_not_evaluated_count": str(
-            sum(1 for lim in limits if lim.get("result") == "not_evaluated")
+            sum(1 for lim in limits if lim.get("result") == Grade.NOT_EVALUATED)
         ),
         "rtdl_failed_limits": "\n".join(failed_limit_lines(record)),
         "rtdl_reasons": "\n".join(str(r) for r in criterion.get("reasons", [])),

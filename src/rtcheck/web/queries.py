@@ -22,12 +22,12 @@ from rtcheck.archive.store import (
 )
 from rtcheck.dvh.compact import decode_dvh
 from rtcheck.dvh.engine import DVH
-from rtcheck.evaluation.results import BROKEN
+from rtcheck.evaluation.results import BROKEN, Eligibility
 
 SortKey = Literal["checked_at", "patient_id", "decision", "protocol", "lesion_count"]
 SORT_KEYS: tuple[SortKey, ...] = ("checked_at", "patient_id", "decision", "protocol",
                                   "lesion_count")  # fmt: skip
-DECISIONS = ("excluded", "not_excluded", "indeterminate", "error")
+DECISIONS = (Eligibility.EXCLUDED, Eligibility.NOT_EXCLUDED, Eligibility.INDETERMINATE, "error")
 #: Most plans one page shows.
 MAX_PAGE_SIZE = 500
 
