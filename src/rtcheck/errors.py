@@ -12,7 +12,7 @@ an HTTP 4xx. The classes are defined here and imported where they are raised. ::
     ├── PlanLinkError             the objects given are not one plan (of one patient)
     ├── MetricSyntaxError         a DVH metric is not TG-263 grammar
     ├── MetricEvaluationError     a well-formed metric cannot be evaluated
-    ├── LimitExceededError        an input larger than an enforced size (rtcheck.limits)
+    ├── LimitExceededError        an input larger than an enforced size (rtcheck.caps)
     ├── YamlFileError             a YAML file cannot be read (too large, aliases, nesting)
     ├── ProtocolError             a protocol file is missing or wrong
     ├── MapFileError              a map file (ROI names, lesion facts) is wrong

@@ -17,7 +17,12 @@ from rtcheck.dicom.plan import load_plan
 from rtcheck.evaluation.eligibility import evaluate
 from rtcheck.outputs.record import SCHEMA_RESOURCE, eligibility_record
 from rtcheck.phantom import synthetic as S
-from rtcheck.phantom.thorax import DEFAULT_LESIONS, Lesion, ThoraxPhantom, write_thorax_phantom
+from rtcheck.phantom.thorax import (
+    DEFAULT_LESIONS,
+    PhantomLesion,
+    ThoraxPhantom,
+    write_thorax_phantom,
+)
 from rtcheck.protocol.definition import load_protocol
 from tests.conftest import write_primary_and_lesion_plans
 
@@ -145,9 +150,9 @@ def test_lesion_partly_outside_the_dose_grid(tmp_path_factory):
 
 def test_six_lesions_are_flagged(tmp_path_factory):
     extra = (
-        Lesion("GTV M4 lung", "PTV_M4", (85.0, 0.0, 40.0), 6.0, 10.0),
-        Lesion("GTV M5 lung", "PTV_M5", (90.0, 20.0, 90.0), 6.0, 10.0),
-        Lesion("GTV M6 liver", "PTV_M6", (-20.0, -30.0, -140.0), 6.0, 10.0),
+        PhantomLesion("GTV M4 lung", "PTV_M4", (85.0, 0.0, 40.0), 6.0, 10.0),
+        PhantomLesion("GTV M5 lung", "PTV_M5", (90.0, 20.0, 90.0), 6.0, 10.0),
+        PhantomLesion("GTV M6 liver", "PTV_M6", (-20.0, -30.0, -140.0), 6.0, 10.0),
     )
     folder = variant(tmp_path_factory, "six", lesions=DEFAULT_LESIONS + extra)
     _, record = check(folder)

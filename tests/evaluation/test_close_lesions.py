@@ -8,17 +8,17 @@ import pytest
 
 from rtcheck.dicom.plan import load_plan
 from rtcheck.evaluation.eligibility import evaluate
-from rtcheck.phantom.thorax import Lesion, ThoraxPhantom, write_thorax_phantom
+from rtcheck.phantom.thorax import PhantomLesion, ThoraxPhantom, write_thorax_phantom
 from rtcheck.protocol.definition import load_protocol
 
 INDICES = ("R100%", "R50%", "D2cm[%]")
 
 
-def two_lung_lesions(apart_mm: float) -> tuple[Lesion, Lesion]:
+def two_lung_lesions(apart_mm: float) -> tuple[PhantomLesion, PhantomLesion]:
     """Two lesions of PTV radius 12 mm in the right lung, ``apart_mm`` apart along z."""
     return (
-        Lesion("GTV_M1", "PTV_M1 lung", (-85.0, 5.0, 20.0 + apart_mm / 2), 7.0, 12.0),
-        Lesion("GTV_M2", "PTV_M2 lung", (-85.0, 5.0, 20.0 - apart_mm / 2), 7.0, 12.0),
+        PhantomLesion("GTV_M1", "PTV_M1 lung", (-85.0, 5.0, 20.0 + apart_mm / 2), 7.0, 12.0),
+        PhantomLesion("GTV_M2", "PTV_M2 lung", (-85.0, 5.0, 20.0 - apart_mm / 2), 7.0, 12.0),
     )
 
 

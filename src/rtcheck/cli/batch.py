@@ -18,7 +18,6 @@ from rtcheck.cli._common import (
     write_text,
 )
 from rtcheck.errors import NoPlanFoundError, UsageError
-from rtcheck.evaluation.results import Eligibility
 
 
 def add_parser(commands: Commands) -> None:
@@ -55,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(summary: object, total: int) -> None:
         from rtcheck.archive.batch import BatchSummary
+        from rtcheck.evaluation.results import Eligibility
 
         assert isinstance(summary, BatchSummary)
         bar.total = total

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from rtcheck.dicom.slabs import EndCaps
     from rtcheck.dvh.metrics import parse_metric
     from rtcheck.dvh.plandvh import DEFAULT_METRICS, select_structures, structure_dvhs
-    from rtcheck.outputs.export import dvh_csv, dvh_document, dvh_table
+    from rtcheck.outputs.dvh_files import dvh_csv, dvh_document, dvh_table
 
     metrics = args.metric or list(DEFAULT_METRICS)
     for metric in metrics:

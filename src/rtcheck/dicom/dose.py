@@ -16,9 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
+from rtcheck.caps import DOSE_VOXELS
 from rtcheck.dicom.values import integer, number, numbers
 from rtcheck.errors import InvalidDoseError
-from rtcheck.limits import DOSE_VOXELS
 
 #: Distance (mm) within which a point still counts as inside the grid's outermost planes; it
 #: absorbs the rounding of decimal strings (DS) in the file, nothing more.

@@ -19,8 +19,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
+from rtcheck.caps import INFLATED_BYTES
 from rtcheck.errors import LimitExceededError
-from rtcheck.limits import INFLATED_BYTES
 
 RTDOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 RTSTRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -50,7 +50,7 @@ def is_regular_file(path: str | os.PathLike[str]) -> bool:
 
 
 def _refuse_inflating_beyond_limit(path: str | os.PathLike[str]) -> None:
-    """Refuse a deflated file that inflates beyond :data:`~rtcheck.limits.INFLATED_BYTES`,
+    """Refuse a deflated file that inflates beyond :data:`~rtcheck.caps.INFLATED_BYTES`,
     measured by inflating it in pieces before pydicom inflates it whole (a 2 MB file can
     inflate to 14 GB). Other files pass untouched."""
     with open(path, "rb") as file:

@@ -19,11 +19,11 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
+from rtcheck.caps import CONTOUR_POINTS, POINTS_PER_CONTOUR
 from rtcheck.dicom.decimals import parse_plain_decimals
 from rtcheck.dicom.slabs import CONTIGUOUS_TOLERANCE_MM, EndCaps, capped_bounds, slab_bounds
 from rtcheck.dicom.values import integer
 from rtcheck.errors import InvalidStructureError
-from rtcheck.limits import CONTOUR_POINTS, POINTS_PER_CONTOUR
 
 #: Contours whose z coordinates spread more than this (mm) are not axial and are skipped.
 PLANARITY_TOLERANCE_MM = 0.05

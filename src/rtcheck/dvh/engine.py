@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from rtcheck.caps import SAMPLES_PER_ROI, SAMPLING_PIXELS
 from rtcheck.dicom.dose import (
     GRID_EDGE_TOLERANCE_MM,
     AxisInterpolation,
@@ -34,7 +35,6 @@ from rtcheck.dvh.histogram import HistogramTally
 from rtcheck.dvh.occupancy import CoveredPixels, PixelGrid
 from rtcheck.dvh.regions import Region
 from rtcheck.errors import InvalidStructureError
-from rtcheck.limits import SAMPLES_PER_ROI, SAMPLING_PIXELS
 
 #: Width of the differential histogram bins (Gy); D-metrics interpolate inside a bin.
 BIN_WIDTH_GY = 0.005

@@ -12,7 +12,7 @@ from typing import Any
 from rtcheck import __version__
 from rtcheck.dvh.indices import ATTRIBUTION, INDICES
 from rtcheck.evaluation.results import Evaluation, LimitOrigin
-from rtcheck.outputs.export import json_number
+from rtcheck.outputs.dvh_files import json_number
 
 RECORD_VERSION = "1.3"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"

@@ -24,7 +24,7 @@ from rtcheck.phantom import synthetic as S
 
 
 @dataclass(frozen=True)
-class Lesion:
+class PhantomLesion:
     """A metastatic lesion: a spherical GTV and its PTV (mm), with its ROI names."""
 
     gtv_name: str
@@ -35,15 +35,15 @@ class Lesion:
 
 
 DEFAULT_LESIONS = (
-    Lesion("GTV M1 lung", "PTV_M1_lungR", (-80.0, 10.0, 85.0), 8.0, 13.0),
-    Lesion("gtv m2 liver", "ptv m2 liver", (-60.0, -5.0, -125.0), 10.0, 15.0),
-    Lesion("GTV_M3_T8", "PTV_M3_T8", (0.0, 48.0, 62.0), 7.0, 11.0),
+    PhantomLesion("GTV M1 lung", "PTV_M1_lungR", (-80.0, 10.0, 85.0), 8.0, 13.0),
+    PhantomLesion("gtv m2 liver", "ptv m2 liver", (-60.0, -5.0, -125.0), 10.0, 15.0),
+    PhantomLesion("GTV_M3_T8", "PTV_M3_T8", (0.0, 48.0, 62.0), 7.0, 11.0),
 )
 #: Two more, for plans of the trial's largest number of lesions (5): a left lung lesion and a
 #: node outside every organ ROI (its site from its name).
 MORE_LESIONS = (
-    Lesion("GTV_M4_lungL", "PTV_M4_lungL", (90.0, 0.0, 70.0), 6.0, 10.0),
-    Lesion("GTV_M5_node", "PTV_M5_node", (-45.0, -70.0, 110.0), 6.0, 10.0),
+    PhantomLesion("GTV_M4_lungL", "PTV_M4_lungL", (90.0, 0.0, 70.0), 6.0, 10.0),
+    PhantomLesion("GTV_M5_node", "PTV_M5_node", (-45.0, -70.0, 110.0), 6.0, 10.0),
 )
 
 
@@ -85,7 +85,7 @@ class ThoraxPhantom:
 
     prescription_gy: float = 50.0
     fractions: int = 25
-    lesions: tuple[Lesion, ...] = DEFAULT_LESIONS
+    lesions: tuple[PhantomLesion, ...] = DEFAULT_LESIONS
     contour_spacing_mm: float = 2.5
     dose_spacing_mm: float = 3.0
     cord_dose_fraction: float = 0.35
@@ -191,7 +191,7 @@ def dose_gy(
 
 def lesion_dose_gy(
     phantom: ThoraxPhantom,
-    lesion: Lesion,
+    lesion: PhantomLesion,
     prescription_gy: float,
     x: NDArray[np.float64],
     y: NDArray[np.float64],

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,9 @@ from rtcheck.protocol.yamlfile import read_yaml
 #: the sign, as TG-263 names hold hyphens (``Lungs-PTVs``).
 _TERM = re.compile(r"^\s*(?P<name>\S+)\s+(?P<op>[+-])\s+(?P<mm>\d+(?:\.\d+)?)\s*$")
 
-#: Where the bundled protocols live: the repository's ``constraints/`` folder (source checkout or
-#: editable install), or the copy a wheel installs under ``<prefix>/share/rtcheck``.
-_BUNDLED_DIRS = (
-    Path(__file__).resolve().parents[3] / "constraints",
-    Path(sys.prefix) / "share" / "rtcheck" / "constraints",
-)
+#: Where the bundled protocols live, as package data (``constraints/`` in the repository links
+#: to it).
+_BUNDLED = "data/protocols"
 DEFAULT_PROTOCOL = "eso-oligo-rt"
 REGIMES = ("stereotactic", "conventional")
 PRIORITIES = ("mandatory", "optimal")
@@ -200,11 +197,9 @@ class Protocol:
 
 
 def bundled_protocols() -> list[Path]:
-    """The protocol files shipped with rtcheck."""
-    for folder in _BUNDLED_DIRS:
-        if folder.is_dir():
-            return sorted(folder.glob("*.yaml"))
-    return []
+    """The protocol files shipped with rtcheck (package data, read where it is installed)."""
+    folder = resources.files("rtcheck").joinpath(_BUNDLED)
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def find_protocol(name_or_path: str | None) -> Path:

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from rtcheck.caps import LESIONS
 from rtcheck.dicom.plan import Plan, PlanInfo
 from rtcheck.dicom.structures import Structure
-from rtcheck.limits import LESIONS
 from rtcheck.protocol.names import is_target, standard_name, words
 
 _LESION_ID = re.compile(r"^(?:m|met|mets|meta|metastasis|les|lesion|oligo)(\d+)$")

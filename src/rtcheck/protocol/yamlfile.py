@@ -1,7 +1,7 @@
 """Reading the YAML files users write (protocols, map files), within bounds.
 
 Protocol and map files are small tables: rtcheck reads them with PyYAML's safe loader, refuses a
-file larger than :data:`~rtcheck.limits.YAML_BYTES`, and refuses anchors and aliases, which
+file larger than :data:`~rtcheck.caps.YAML_BYTES`, and refuses anchors and aliases, which
 such tables do not need and which let a few lines expand into gigabytes (an alias bomb). Only
 regular files are read.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
+from rtcheck.caps import YAML_BYTES
 from rtcheck.dicom.files import is_regular_file
 from rtcheck.errors import YamlFileError
-from rtcheck.limits import YAML_BYTES
 
 #: The deepest nesting of lists and mappings accepted: a protocol needs about 6; PyYAML
 #: recurses once per level, and a few thousand exhaust Python's stack.

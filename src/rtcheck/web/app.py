@@ -255,7 +255,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         text: Annotated[str, Form()] = "",
         upload: Annotated[UploadFile | None, File()] = None,
     ) -> HTMLResponse:
-        from rtcheck.web.whatif import MAX_PROTOCOL_BYTES, archive_what_if, load_edited
+        from rtcheck.web.archive_whatif import MAX_PROTOCOL_BYTES, archive_what_if, load_edited
 
         names = Q.protocols(engine)
         if upload is not None and upload.filename:
@@ -325,7 +325,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """Judge every plan checked against ``protocol`` ("name version") again against the
         edited protocol ``yaml``, from stored values and DVHs; the plans whose decision
         changes, and why, and those that need a new check."""
-        from rtcheck.web.whatif import archive_what_if, load_edited
+        from rtcheck.web.archive_whatif import archive_what_if, load_edited
 
         if request.protocol not in Q.protocols(engine):
             raise HTTPException(404, "no plan was checked against that protocol")

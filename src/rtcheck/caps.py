@@ -16,8 +16,8 @@ from rtcheck.errors import LimitExceededError
 
 
 @dataclass(frozen=True)
-class Limit:
-    """One enforced limit.
+class Cap:
+    """One enforced size cap.
 
     Attributes
     ----------
@@ -58,19 +58,19 @@ class Limit:
 
 
 #: Voxels of one RTDOSE grid (about 8 bytes each while it is read).
-DOSE_VOXELS = Limit("RTCHECK_MAX_DOSE_VOXELS", 100_000_000, "dose voxels")
+DOSE_VOXELS = Cap("RTCHECK_MAX_DOSE_VOXELS", 100_000_000, "dose voxels")
 #: Bytes a deflated file inflates to.
-INFLATED_BYTES = Limit("RTCHECK_MAX_INFLATED_BYTES", 500_000_000, "bytes once inflated")
+INFLATED_BYTES = Cap("RTCHECK_MAX_INFLATED_BYTES", 500_000_000, "bytes once inflated")
 #: Contour points of one structure set.
-CONTOUR_POINTS = Limit("RTCHECK_MAX_CONTOUR_POINTS", 10_000_000, "contour points")
+CONTOUR_POINTS = Cap("RTCHECK_MAX_CONTOUR_POINTS", 10_000_000, "contour points")
 #: Points of one contour (a clinical contour has a few thousand).
-POINTS_PER_CONTOUR = Limit("RTCHECK_MAX_POINTS_PER_CONTOUR", 200_000, "points in one contour")
+POINTS_PER_CONTOUR = Cap("RTCHECK_MAX_POINTS_PER_CONTOUR", 200_000, "points in one contour")
 #: Pixels of one plane of an ROI's sampling grid.
-SAMPLING_PIXELS = Limit("RTCHECK_MAX_SAMPLING_PIXELS", 16_000_000, "sampling pixels per plane")
+SAMPLING_PIXELS = Cap("RTCHECK_MAX_SAMPLING_PIXELS", 16_000_000, "sampling pixels per plane")
 #: Samples of one ROI's DVH, over all its planes (a clinical body outline takes about 10
 #: million on a 1.5 mm dose grid, 30 million on a 1 mm one).
-SAMPLES_PER_ROI = Limit("RTCHECK_MAX_SAMPLES_PER_ROI", 200_000_000, "samples for its DVH")
+SAMPLES_PER_ROI = Cap("RTCHECK_MAX_SAMPLES_PER_ROI", 200_000_000, "samples for its DVH")
 #: ROIs of one structure set that rtcheck takes as metastatic lesions (the trial allows 5).
-LESIONS = Limit("RTCHECK_MAX_LESIONS", 50, "numbered lesion targets (PTV_M1...)")
+LESIONS = Cap("RTCHECK_MAX_LESIONS", 50, "numbered lesion targets (PTV_M1...)")
 #: Bytes of a protocol or map file (YAML).
-YAML_BYTES = Limit("RTCHECK_MAX_YAML_BYTES", 1_000_000, "bytes of YAML")
+YAML_BYTES = Cap("RTCHECK_MAX_YAML_BYTES", 1_000_000, "bytes of YAML")
