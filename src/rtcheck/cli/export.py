@@ -14,6 +14,7 @@ from rtcheck.cli._common import (
     write_text,
 )
 from rtcheck.errors import UsageError
+from rtcheck.outputs.trial_export import FORMATS
 
 
 def add_parser(commands: Commands) -> None:
@@ -39,8 +40,7 @@ def add_parser(commands: Commands) -> None:
     )
     parser.add_argument("records", nargs="*", metavar="RECORD.json", help="record files")
     parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
-    parser.add_argument("--format", required=True, choices=("fhir", "redcap", "redcap-json",
-                                                            "odm"))  # fmt: skip
+    parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", metavar="FILE", help="write here (default: stdout)")
     parser.add_argument(
         "--map-subjects", metavar="FILE",

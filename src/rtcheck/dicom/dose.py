@@ -6,10 +6,8 @@ increasing patient coordinates (mm), whatever the orientation and frame order of
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -77,22 +75,6 @@ class DoseGrid:
             a.shape == b.shape and np.allclose(a, b, rtol=0, atol=GRID_EDGE_TOLERANCE_MM)
             for a, b in ((self.x_mm, other.x_mm), (self.y_mm, other.y_mm), (self.z_mm, other.z_mm))
         )
-
-    def locate_z(self, z: float) -> tuple[int, float] | None:
-        """Frame ``k`` and fraction ``f`` (0..1) such that ``z`` lies ``f`` of the way from frame
-        ``k`` to frame ``k + 1``; None when ``z`` (mm) is outside the grid."""
-        zs = self._z_list
-        if z < zs[0] - GRID_EDGE_TOLERANCE_MM or z > zs[-1] + GRID_EDGE_TOLERANCE_MM:
-            return None
-        if len(zs) == 1:
-            return 0, 0.0
-        k = min(max(bisect.bisect_right(zs, z) - 1, 0), len(zs) - 2)
-        return k, min(max((z - zs[k]) / (zs[k + 1] - zs[k]), 0.0), 1.0)
-
-    @cached_property
-    def _z_list(self) -> list[float]:
-        # Plain floats: locating thousands of scalar positions is faster without numpy.
-        return [float(z) for z in self.z_mm]
 
     def with_dose(self, dose_gy: NDArray[np.float32], summation_type: str) -> DoseGrid:
         """A grid with the same geometry and another dose array."""

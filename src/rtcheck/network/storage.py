@@ -27,9 +27,9 @@ IMAGE_STORAGE = {
 }
 
 
-#: C-STORE failure statuses (PS3.4 Annex B.2.3): the dataset does not match its SOP class;
-#: the object cannot be understood.
-DOES_NOT_MATCH, CANNOT_UNDERSTAND = 0xA900, 0xC000
+#: The C-STORE failure status (PS3.4 Annex B.2.3) of an object that is not what it was sent as
+#: (one that cannot be decoded is 0xC000, "cannot understand", UnreadableObjectError's default).
+DOES_NOT_MATCH = 0xA900
 
 
 def received_problem(ds: Any, sop_class: str, sop_instance: str) -> UnreadableObjectError | None:

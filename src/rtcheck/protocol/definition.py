@@ -34,7 +34,6 @@ DEFAULT_PROTOCOL = "eso-oligo-rt"
 REGIMES = ("stereotactic", "conventional")
 PRIORITIES = ("mandatory", "optimal")
 _COMPARISON = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
-SPECIAL_STRUCTURES = ("PTVs",)
 
 
 @dataclass(frozen=True)

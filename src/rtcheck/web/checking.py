@@ -11,45 +11,31 @@ from __future__ import annotations
 
 import html
 import json
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from rtcheck.errors import ReportUnavailableError, RtcheckError, UploadCheckError
 from rtcheck.web.queries import StoredPlan
-from rtcheck.web.uploads import UploadLimits, unpack
 
 #: What an uploaded plan's check answers with.
 Answer = Literal["record", "report"]
 
 
-def check_upload(
-    uploads: Sequence[tuple[str, bytes]],
-    protocol: str | None,
-    limits: UploadLimits,
-    answer: Answer = "record",
+def check_unpacked(
+    folder: str, names: Mapping[str, str], protocol: str | None, answer: Answer
 ) -> str:
-    """Check the uploaded files of one plan against ``protocol`` (a bundled name; default the
-    trial's): its eligibility record as JSON, or its report as HTML.
+    """Check the files of one uploaded plan, unpacked into ``folder``, against ``protocol`` (a
+    bundled name; default the trial's): its eligibility record as JSON, or its report as HTML.
+    ``names`` maps each stored file's name to the name the user gave it.
 
     Raises
     ------
     RtcheckError
-        The upload or the plan is refused, with the message the command line gives (the
-        user's file names in it).
+        The plan is refused, with the message the command line gives (the user's file names
+        in it).
     """
-    with tempfile.TemporaryDirectory(prefix="rtcheck-upload-") as folder:
-        names = unpack(uploads, Path(folder), limits)
-        return check_unpacked(folder, names, protocol, answer)
-
-
-def check_unpacked(
-    folder: str, names: Mapping[str, str], protocol: str | None, answer: Answer
-) -> str:
-    """:func:`check_upload` on files already unpacked into ``folder``; ``names`` maps each
-    stored file's name to the name the user gave it."""
     from rtcheck.dicom.plan import load_plan
     from rtcheck.evaluation.eligibility import evaluate
     from rtcheck.protocol.definition import bundled_protocols, load_protocol
