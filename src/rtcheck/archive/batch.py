@@ -36,8 +36,8 @@ from rtcheck.archive.store import (
 )
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.errors import RtcheckError, StoreError
+from rtcheck.numbers import json_number
 from rtcheck.outputs import cells
-from rtcheck.outputs.dvh_files import json_number
 from rtcheck.outputs.filenames import plan_file_name, report_name
 from rtcheck.protocol.definition import Protocol, load_protocol
 from rtcheck.runtime import keep_freed_memory

@@ -3,13 +3,16 @@ evaluation that holds them with the plan, the protocol and the DVHs computed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, TypedDict
 
 from rtcheck.dicom.plan import Plan
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dvh.engine import DVH
+from rtcheck.numbers import json_number
 from rtcheck.protocol.definition import Protocol
 from rtcheck.protocol.lesions import Lesion
 from rtcheck.protocol.names import StructureMatch
@@ -73,6 +76,23 @@ class LimitOrigin:
     ptv_cc: float | None = None
     prescription_gy: float | None = None
 
+    def to_row(self) -> OriginRow:
+        """The origin as the eligibility record holds it (``limits[].origin``)."""
+        return {
+            "entry": self.entry,
+            "index": self.index,
+            "wanted_fractions": self.wanted_fractions,
+            "plan_fractions": self.plan_fractions,
+            "dose": self.dose,
+            "ptv_cc": json_number(self.ptv_cc, 4),
+            "prescription_gy": json_number(self.prescription_gy, 4),
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> LimitOrigin:
+        """The origin a record's ``limits[].origin`` holds (:meth:`to_row`'s inverse)."""
+        return cls(**row)
+
 
 @dataclass(frozen=True)
 class LimitResult:
@@ -134,6 +154,91 @@ class LimitResult:
         """True for a limit on an optional structure that the plan does not have: not a
         finding, and no reason for an indeterminate decision."""
         return self.optional and self.result == "not_evaluated" and MISSING in (self.reason or "")
+
+    def to_row(self) -> LimitRow:
+        """The result as the eligibility record holds it (``limits[]``; the JSON Schema in
+        ``data/eligibility-record.schema.json``): numbers rounded, NaN as null."""
+        return {
+            "structure": self.structure,
+            "roi": list(self.rois),
+            "lesion": self.lesion,
+            "group": self.group,
+            "metric": self.metric,
+            "limit": self.limit,
+            "value": json_number(self.value),
+            "margin": json_number(self.margin),
+            "result": self.result,
+            "priority": self.priority,
+            "optional": self.optional,
+            "reason": self.reason,
+            "conversion": self.conversion,
+            "dose_coverage": json_number(self.dose_coverage, 6),
+            "acceptable": self.acceptable,
+            "source": self.source,
+            "origin": self.origin.to_row() if self.origin else None,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], **changed: Any) -> LimitResult:
+        """The result a record's ``limits[]`` row holds (:meth:`to_row`'s inverse), with the
+        fields ``changed`` replaced."""
+        origin = row.get("origin")
+        fields: dict[str, Any] = {
+            "structure": row["structure"],
+            "rois": tuple(row.get("roi") or ()),
+            "metric": row["metric"],
+            "limit": row["limit"],
+            "value": row["value"],
+            "margin": row["margin"],
+            "result": Grade(row["result"]),
+            "priority": row["priority"],
+            "group": row["group"],
+            "lesion": row.get("lesion"),
+            "reason": row.get("reason"),
+            "conversion": row.get("conversion"),
+            "source": row["source"],
+            "optional": bool(row.get("optional", False)),
+            "dose_coverage": row.get("dose_coverage"),
+            "acceptable": row.get("acceptable"),
+            "origin": LimitOrigin.from_row(origin) if origin else None,
+        }
+        fields.update(changed)
+        return cls(**fields)
+
+
+class OriginRow(TypedDict):
+    """``limits[].origin`` of the eligibility record (see :class:`LimitOrigin`)."""
+
+    entry: str
+    index: int
+    wanted_fractions: int | None
+    plan_fractions: int | None
+    dose: str | None
+    ptv_cc: float | None
+    prescription_gy: float | None
+
+
+class LimitRow(TypedDict):
+    """``limits[]`` of the eligibility record (see :class:`LimitResult`, whose field ``rois``
+    the record calls ``roi``)."""
+
+    structure: str
+    roi: list[str]
+    lesion: str | None
+    group: str
+    metric: str
+    limit: str | None
+    value: float | None
+    margin: float | None
+    result: str
+    priority: str
+    optional: bool
+    reason: str | None
+    conversion: str | None
+    dose_coverage: float | None
+    acceptable: str | None
+    source: str
+    origin: OriginRow | None
 
 
 @dataclass(frozen=True)

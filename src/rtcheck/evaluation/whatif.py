@@ -23,7 +23,7 @@ from rtcheck.errors import RtcheckError, StoredDVHError
 from rtcheck.evaluation.decision import decide
 from rtcheck.evaluation.fractionation import convert_limit
 from rtcheck.evaluation.limits import by_ptv_volume, graded
-from rtcheck.evaluation.results import Grade, LimitOrigin, LimitResult, NotEvaluable
+from rtcheck.evaluation.results import Grade, LimitResult, NotEvaluable
 from rtcheck.protocol.definition import Comparison, Limit, Protocol
 
 
@@ -61,18 +61,7 @@ class WhatIf:
 
 def _result_of(row: Mapping[str, Any], rule: Limit, **changed: Any) -> LimitResult:
     """The stored result, with the edited limit's priority and optionality (and ``changed``)."""
-    fields: dict[str, Any] = {
-        "structure": row["structure"], "rois": tuple(row.get("roi") or ()),
-        "metric": row["metric"], "limit": row["limit"], "value": row["value"],
-        "margin": row["margin"], "result": Grade(row["result"]), "priority": rule.priority,
-        "group": row["group"], "lesion": row.get("lesion"), "reason": row.get("reason"),
-        "conversion": row.get("conversion"), "source": row["source"],
-        "optional": rule.optional, "dose_coverage": row.get("dose_coverage"),
-        "acceptable": row.get("acceptable"),
-        "origin": LimitOrigin(**row["origin"]) if row.get("origin") else None,
-    }  # fmt: skip
-    fields.update(changed)
-    return LimitResult(**fields)
+    return LimitResult.from_row(row, priority=rule.priority, optional=rule.optional, **changed)
 
 
 def _label(row: Mapping[str, Any]) -> str:

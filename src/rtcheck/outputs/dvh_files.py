@@ -12,12 +12,8 @@ from rtcheck import __version__
 from rtcheck.dicom.plan import Plan
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dvh.plandvh import StructureDVH
+from rtcheck.numbers import json_number
 from rtcheck.outputs import cells
-
-
-def json_number(value: float | None, digits: int = 4) -> float | None:
-    """A finite number rounded for JSON, or None (JSON has no NaN or infinity)."""
-    return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
 def dvh_document(

@@ -11,8 +11,7 @@ from typing import Any
 
 from rtcheck import __version__
 from rtcheck.dvh.indices import ATTRIBUTION, INDICES
-from rtcheck.evaluation.results import Evaluation, LimitOrigin
-from rtcheck.outputs.dvh_files import json_number
+from rtcheck.evaluation.results import Evaluation
 
 RECORD_VERSION = "1.3"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"
@@ -85,28 +84,7 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
             {"name": m.name, "rois": list(m.rois), "status": m.status, "matched_by": m.how or None}
             for m in evaluation.matches
         ],
-        "limits": [
-            {
-                "structure": r.structure,
-                "roi": list(r.rois),
-                "lesion": r.lesion,
-                "group": r.group,
-                "metric": r.metric,
-                "limit": r.limit,
-                "value": json_number(r.value),
-                "margin": json_number(r.margin),
-                "result": r.result,
-                "priority": r.priority,
-                "optional": r.optional,
-                "reason": r.reason,
-                "conversion": r.conversion,
-                "dose_coverage": json_number(r.dose_coverage, 6),
-                "acceptable": r.acceptable,
-                "source": r.source,
-                "origin": _origin(r.origin),
-            }
-            for r in evaluation.limits
-        ],
+        "limits": [r.to_row() for r in evaluation.limits],
         "warnings": [*plan.warnings, *evaluation.warnings],
         **methods(evaluation),
     }
@@ -117,17 +95,3 @@ def methods(evaluation: Evaluation) -> dict[str, Any]:
     if not any(r.metric in INDICES for r in evaluation.limits):
         return {}
     return {"methods": {"plan_quality_attribution": ATTRIBUTION}}
-
-
-def _origin(origin: LimitOrigin | None) -> dict[str, Any] | None:
-    if origin is None:
-        return None
-    return {
-        "entry": origin.entry,
-        "index": origin.index,
-        "wanted_fractions": origin.wanted_fractions,
-        "plan_fractions": origin.plan_fractions,
-        "dose": origin.dose,
-        "ptv_cc": json_number(origin.ptv_cc, 4),
-        "prescription_gy": json_number(origin.prescription_gy, 4),
-    }
