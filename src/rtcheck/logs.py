@@ -70,8 +70,12 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:
 
 
 def _warning_line(
-    message: Warning | str, category: type[Warning], filename: str, lineno: int,
-    file: Any = None, line: str | None = None,
-) -> None:  # fmt: skip
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """A Python warning as one log line: its category and message, not the library's path."""
     logging.getLogger("rtcheck.warnings").warning("%s: %s", category.__name__, message)

@@ -46,9 +46,17 @@ from rtcheck.runtime import keep_freed_memory
 SCHEDULER_TIMEOUT_S = 10
 
 CSV_COLUMNS = (
-    "plan_key", "patient_id", "study_uid", "status", "decision", "failed_mandatory",
-    "lesion_count", "protocol", "checked_at", "error",
-)  # fmt: skip
+    "plan_key",
+    "patient_id",
+    "study_uid",
+    "status",
+    "decision",
+    "failed_mandatory",
+    "lesion_count",
+    "protocol",
+    "checked_at",
+    "error",
+)
 
 
 @dataclass

@@ -68,7 +68,7 @@ records_table = sa.Table(
     metadata,
     sa.Column(
         "plan_id", sa.Integer, sa.ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True
-    ),  # fmt: skip
+    ),
     sa.Column("record", sa.Text, nullable=False),
 )
 
@@ -166,8 +166,10 @@ def open_store(url: str = DEFAULT_URL) -> Engine:
                     raise
                 time.sleep(0.2 * (attempt + 1))
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the results database: {exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0]}") from exc  # fmt: skip
+        raise StoreError(
+            f"cannot open the results database: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
     return engine
 
 
@@ -214,10 +216,12 @@ def _history(connection: sa.Connection) -> None:
     if "protocol_version" not in columns:
         connection.execute(sa.text("ALTER TABLE plans ADD COLUMN protocol_version TEXT"))
     if "record" in columns:
-        connection.execute(sa.text(
-            "INSERT INTO records (plan_id, record) SELECT id, record FROM plans "
-            "WHERE record IS NOT NULL AND id NOT IN (SELECT plan_id FROM records)"
-        ))  # fmt: skip
+        connection.execute(
+            sa.text(
+                "INSERT INTO records (plan_id, record) SELECT id, record FROM plans "
+                "WHERE record IS NOT NULL AND id NOT IN (SELECT plan_id FROM records)"
+            )
+        )
         connection.execute(sa.text("UPDATE plans SET record = NULL"))
     curves = {c["name"] for c in sa.inspect(connection).get_columns("dvh_summaries")}
     if "curve" not in curves:
@@ -228,16 +232,34 @@ def _history(connection: sa.Connection) -> None:
     rows = connection.execute(sa.select(records_table)).all()
     for plan_id, text in rows:
         version = (json.loads(text).get("protocol") or {}).get("version")
-        connection.execute(plans_table.update().where(plans_table.c.id == plan_id)
-                           .values(protocol_version=version))  # fmt: skip
+        connection.execute(
+            plans_table.update().where(plans_table.c.id == plan_id).values(protocol_version=version)
+        )
     if connection.execute(sa.select(sa.func.count()).select_from(checks_table)).scalar() == 0:
-        connection.execute(checks_table.insert().from_select(
-            ["plan_key", "checked_at", "protocol", "protocol_version", "protocol_hash",
-             "input_hash", "status", "decision"],
-            sa.select(plans_table.c.plan_key, plans_table.c.checked_at, plans_table.c.protocol,
-                      plans_table.c.protocol_version, plans_table.c.protocol_hash,
-                      plans_table.c.input_hash, plans_table.c.status, plans_table.c.decision),
-        ))  # fmt: skip
+        connection.execute(
+            checks_table.insert().from_select(
+                [
+                    "plan_key",
+                    "checked_at",
+                    "protocol",
+                    "protocol_version",
+                    "protocol_hash",
+                    "input_hash",
+                    "status",
+                    "decision",
+                ],
+                sa.select(
+                    plans_table.c.plan_key,
+                    plans_table.c.checked_at,
+                    plans_table.c.protocol,
+                    plans_table.c.protocol_version,
+                    plans_table.c.protocol_hash,
+                    plans_table.c.input_hash,
+                    plans_table.c.status,
+                    plans_table.c.decision,
+                ),
+            )
+        )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -285,8 +307,10 @@ def save_outcome(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_h
     try:
         _save(engine, outcome, protocol, protocol_hash)
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot store plan {outcome.key!r}: {exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0]}") from exc  # fmt: skip
+        raise StoreError(
+            f"cannot store plan {outcome.key!r}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
 
 
 def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: str) -> None:
@@ -311,12 +335,16 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
         connection.execute(plans_table.delete().where(plans_table.c.plan_key == outcome.key))
         connection.execute(
             checks_table.insert().values(
-                plan_key=outcome.key, checked_at=checked_at, protocol=protocol,
-                protocol_version=protocol_version, protocol_hash=protocol_hash,
-                input_hash=outcome.input_hash, status="error" if outcome.error else "ok",
+                plan_key=outcome.key,
+                checked_at=checked_at,
+                protocol=protocol,
+                protocol_version=protocol_version,
+                protocol_hash=protocol_hash,
+                input_hash=outcome.input_hash,
+                status="error" if outcome.error else "ok",
                 decision=decision,
             )
-        )  # fmt: skip
+        )
         inserted = connection.execute(
             plans_table.insert().values(
                 plan_key=outcome.key,
@@ -411,15 +439,20 @@ def failing_limits(engine: Engine, count: int = 15) -> list[FailingLimit]:
     c = limits_table.c
     with engine.connect() as connection:
         found = connection.execute(
-            sa.select(c.structure, c.metric, c.priority,
-                      sa.func.count(sa.distinct(c.plan_id)).label("plans"))
+            sa.select(
+                c.structure,
+                c.metric,
+                c.priority,
+                sa.func.count(sa.distinct(c.plan_id)).label("plans"),
+            )
             .where(c.result.in_(BROKEN))
             .group_by(c.structure, c.metric, c.priority)
             .order_by(sa.desc("plans"))
             .limit(count)
-        ).all()  # fmt: skip
-    return [FailingLimit(str(f.structure), str(f.metric), str(f.priority), int(f.plans))
-            for f in found]  # fmt: skip
+        ).all()
+    return [
+        FailingLimit(str(f.structure), str(f.metric), str(f.priority), int(f.plans)) for f in found
+    ]
 
 
 def stored_records(engine: Engine) -> Iterator[SourcedRecord]:

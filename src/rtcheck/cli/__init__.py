@@ -45,9 +45,17 @@ from rtcheck.logs import one_line
 from rtcheck.runtime import keep_freed_memory
 
 __all__ = [
-    "COMMANDS", "EXIT_EXCLUDED", "EXIT_INDETERMINATE", "EXIT_INTERNAL", "EXIT_OK",
-    "EXIT_PLAN_ERRORS", "EXIT_USAGE", "UsageError", "main", "shown_url",
-]  # fmt: skip
+    "COMMANDS",
+    "EXIT_EXCLUDED",
+    "EXIT_INDETERMINATE",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_PLAN_ERRORS",
+    "EXIT_USAGE",
+    "UsageError",
+    "main",
+    "shown_url",
+]
 
 #: The commands, in the order ``rtcheck --help`` lists them.
 COMMANDS = (dvh, check, batch, results, protocols, phantom, listen, pull, export, serve)

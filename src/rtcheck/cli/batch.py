@@ -70,9 +70,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         report_dir = _reports_beside(args.html) if args.html else None
         summary = run_batch(
-            args.archive, args.protocol, url, args.workers, args.scheduler, progress, report_dir,
+            args.archive,
+            args.protocol,
+            url,
+            args.workers,
+            args.scheduler,
+            progress,
+            report_dir,
             EndCaps(args.end_caps),
-        )  # fmt: skip
+        )
     finally:
         bar.close()
     index = summary.index

@@ -43,17 +43,19 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", metavar="FILE", help="write here (default: stdout)")
     parser.add_argument(
-        "--map-subjects", metavar="FILE",
+        "--map-subjects",
+        metavar="FILE",
         help="CSV file, header patient_id,subject_key: the trial's key of each PatientID",
-    )  # fmt: skip
+    )
     parser.add_argument("--dictionary", metavar="FILE", help="redcap: write the data dictionary")
     parser.add_argument(
         "--study-oid", default="ST.RTCHECK", metavar="OID", help="odm: the study's OID"
     )
     parser.add_argument(
-        "--subject-system", metavar="URI",
+        "--subject-system",
+        metavar="URI",
         help="fhir: the system of the subject identifiers (default urn:rtcheck:trial-subject)",
-    )  # fmt: skip
+    )
     parser.set_defaults(run=run)
 
 
@@ -72,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
             "never a hospital's PatientID (a CSV file with the header patient_id,subject_key)"
         )
     refuse_writing_over_inputs(
-        [args.out, args.dictionary], [*args.records, args.map_subjects],
+        [args.out, args.dictionary],
+        [*args.records, args.map_subjects],
         None if args.records else db_url(args.db),
-    )  # fmt: skip
+    )
     subjects = read_subject_map(args.map_subjects)
     if args.records:
         records = records_from_files(args.records)

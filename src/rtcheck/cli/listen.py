@@ -30,36 +30,49 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--storage", metavar="DIR", required=True, help="where objects are kept")
     parser.add_argument("--port", type=port, default=11112, help="TCP port (default 11112)")
     parser.add_argument(
-        "--host", default="127.0.0.1",
+        "--host",
+        default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; another needs --allow)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--ae-title", default="RTCHECK", type=ae_title, help="this node's AE title (RTCHECK)"
     )
     parser.add_argument(
-        "--allow", action="append", metavar="AE[@HOST]", default=[],
+        "--allow",
+        action="append",
+        metavar="AE[@HOST]",
+        default=[],
         help="a calling AE title (and host) allowed to send; repeat for more (default: any, "
         "on loopback only)",
-    )  # fmt: skip
+    )
     parser.add_argument("--protocol", metavar="NAME|FILE", help="protocol (eso-oligo-rt)")
     parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
     parser.add_argument("--reports", metavar="DIR", help="write each checked plan's report here")
     parser.add_argument(
-        "--settle", type=float, default=5.0, metavar="S",
+        "--settle",
+        type=float,
+        default=5.0,
+        metavar="S",
         help="seconds without a new object before plans are checked (default 5)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--store-images", action="store_true", help="keep CT/MR images too (default: not kept)"
     )
     parser.add_argument(
-        "--max-associations", type=int, default=32, metavar="N",
+        "--max-associations",
+        type=int,
+        default=32,
+        metavar="N",
         help="associations at once (default 32); a connection that asks for none within 5 s "
         "is dropped",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--idle-timeout", type=float, default=30.0, metavar="S",
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
         help="seconds an association may stay silent before it is ended (default 30)",
-    )  # fmt: skip
+    )
     parser.set_defaults(run=run)
 
 
@@ -108,16 +121,24 @@ def run(args: argparse.Namespace) -> int:
                 continue
             outcome = row["decision"] or f"error: {row['error']}"
             failed = f"; failed: {row['failed_mandatory']}" if row["failed_mandatory"] else ""
-            log.info("plan %s of patient %s: %s%s", row["plan_key"], row["patient_id"],
-                     outcome, failed)  # fmt: skip
+            log.info(
+                "plan %s of patient %s: %s%s", row["plan_key"], row["patient_id"], outcome, failed
+            )
 
     listener = Listener(
         ListenerSettings(
-            storage=Path(args.storage), port=args.port, host=args.host, ae_title=args.ae_title,
-            allow=allow, settle_s=args.settle, store_images=args.store_images, check=check,
-            max_associations=args.max_associations, idle_timeout_s=args.idle_timeout,
+            storage=Path(args.storage),
+            port=args.port,
+            host=args.host,
+            ae_title=args.ae_title,
+            allow=allow,
+            settle_s=args.settle,
+            store_images=args.store_images,
+            check=check,
+            max_associations=args.max_associations,
+            idle_timeout_s=args.idle_timeout,
         )
-    )  # fmt: skip
+    )
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())

@@ -42,9 +42,11 @@ def add_parser(commands: Commands) -> None:
         "--lesions", type=int, metavar="N", help="metastatic lesions to include, 0 to 5 (default 3)"
     )
     parser.add_argument(
-        "--fractions", type=int, metavar="N", help="fractions of the plan (default 25; 1-8 is "
-        "stereotactic)"
-    )  # fmt: skip
+        "--fractions",
+        type=int,
+        metavar="N",
+        help="fractions of the plan (default 25; 1-8 is stereotactic)",
+    )
     parser.add_argument(
         "--prescription",
         type=float,
@@ -55,13 +57,19 @@ def add_parser(commands: Commands) -> None:
         "--no-primary", action="store_true", help="a lesions-only plan: no primary tumour"
     )
     parser.add_argument(
-        "--lesion-plan", action="append", metavar="GY/FX", help="give each lesion, in order, a "
-        "plan of its own (RP.M1.dcm...): prescription and fractions, e.g. 30/3; the plans sum"
-    )  # fmt: skip
+        "--lesion-plan",
+        action="append",
+        metavar="GY/FX",
+        help="give each lesion, in order, a "
+        "plan of its own (RP.M1.dcm...): prescription and fractions, e.g. 30/3; the plans sum",
+    )
     parser.add_argument(
-        "--lesion-margin", type=float, metavar="MM", help="where each lesion's dose falls to half "
-        "beyond its PTV, mm: 4 (default) is conformal, 9 poorly conformal"
-    )  # fmt: skip
+        "--lesion-margin",
+        type=float,
+        metavar="MM",
+        help="where each lesion's dose falls to half "
+        "beyond its PTV, mm: 4 (default) is conformal, 9 poorly conformal",
+    )
     parser.set_defaults(run=run)
 
 

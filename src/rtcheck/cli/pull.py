@@ -45,20 +45,25 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--study", metavar="UID", help="only this StudyInstanceUID")
     parser.add_argument("--since", metavar="DATE", help="only studies of this date or later")
     parser.add_argument(
-        "--storage", metavar="DIR", default="rtcheck-pulled",
+        "--storage",
+        metavar="DIR",
+        default="rtcheck-pulled",
         help="where retrieved objects are kept, as 'rtcheck listen' keeps them; a later pull "
         "only retrieves what is missing (default: rtcheck-pulled)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--move-port", type=port, metavar="PORT",
+        "--move-port",
+        type=port,
+        metavar="PORT",
         help="retrieve by C-MOVE to this node, received on PORT while the pull runs (for a "
         "PACS without C-GET; it must know this AE title at that address and port)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--move-host", default="127.0.0.1", metavar="ADDRESS",
-        help="address to receive C-MOVE on (default 127.0.0.1; only the PACS's AE title may "
-        "send)",
-    )  # fmt: skip
+        "--move-host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address to receive C-MOVE on (default 127.0.0.1; only the PACS's AE title may send)",
+    )
     batch_options(parser)
     parser.set_defaults(run=run)
 

@@ -31,23 +31,33 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=8080, help="TCP port (default 8080)")
     parser.add_argument(
-        "--token-file", metavar="FILE",
+        "--token-file",
+        metavar="FILE",
         help="file holding the token every request must carry (needed beyond loopback)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max-upload-mb", type=int, default=512, metavar="MB",
+        "--max-upload-mb",
+        type=int,
+        default=512,
+        metavar="MB",
         help="largest plan upload, uncompressed (default 512)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--allowed-host", action="append", default=[], metavar="NAME",
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="another host name the server is reached by (a DNS name or proxy's); requests "
         "naming any other host are refused",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--check-workers", type=int, default=1, metavar="N",
+        "--check-workers",
+        type=int,
+        default=1,
+        metavar="N",
         help="processes checking uploaded plans at once (default 1); 4 more wait, beyond "
         "that a check is refused with 503",
-    )  # fmt: skip
+    )
     parser.set_defaults(run=run)
 
 
@@ -59,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         from rtcheck.web.app import ServeSettings, create_app
         from rtcheck.web.uploads import UploadLimits
     except ImportError as exc:
-        raise UsageError(f"serve needs the serve extra ({exc.name} is missing): "
-                         "pip install 'rtcheck[serve]'") from None  # fmt: skip
+        raise UsageError(
+            f"serve needs the serve extra ({exc.name} is missing): pip install 'rtcheck[serve]'"
+        ) from None
     loopback = args.host in ("127.0.0.1", "::1", "localhost")
     token = None
     if args.token_file:
@@ -78,16 +89,17 @@ def run(args: argparse.Namespace) -> int:
     from rtcheck.web.guard import GuardSettings
 
     settings = ServeSettings(
-        url, token, UploadLimits(max_bytes=args.max_upload_mb * 2**20),
+        url,
+        token,
+        UploadLimits(max_bytes=args.max_upload_mb * 2**20),
         allowed_hosts=GuardSettings.hosts_for(args.host, args.allowed_host),
         check_workers=args.check_workers,
-    )  # fmt: skip
+    )
     app = create_app(settings)
     from rtcheck import logs
 
     logs.configure()
-    print(f"rtcheck serve: http://{args.host}:{args.port}/ over {shown_url(url)}",
-          file=sys.stderr)  # fmt: skip
+    print(f"rtcheck serve: http://{args.host}:{args.port}/ over {shown_url(url)}", file=sys.stderr)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     except SystemExit:  # uvicorn exits when the address is taken; it has said why

@@ -169,14 +169,24 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
 
     names: dict[int, str] = {}
     for i, item in enumerate(ds.StructureSetROISequence, start=1):
-        number = integer(item, "ROINumber", refuse(f"StructureSetROISequence item {i}"),
-                         smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+        number = integer(
+            item,
+            "ROINumber",
+            refuse(f"StructureSetROISequence item {i}"),
+            smallest=-(2**31),
+            largest=2**31 - 1,
+        )
         names[number] = str(item.get("ROIName", "") or f"ROI {number}")
     types: dict[int, str] = {}
     for i, obs in enumerate(ds.get("RTROIObservationsSequence", []), start=1):
         if obs.get("ReferencedROINumber") not in (None, ""):
-            number = integer(obs, "ReferencedROINumber", refuse(f"RTROIObservationsSequence "
-                             f"item {i}"), smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+            number = integer(
+                obs,
+                "ReferencedROINumber",
+                refuse(f"RTROIObservationsSequence item {i}"),
+                smallest=-(2**31),
+                largest=2**31 - 1,
+            )
             types[number] = str(obs.get("RTROIInterpretedType", "")).upper()
     contours: dict[int, Dataset] = {}
     values = sum(
@@ -186,8 +196,13 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
     )
     CONTOUR_POINTS.check(values // 3, f"{source}: the structure set holds")
     for i, item in enumerate(ds.get("ROIContourSequence", []), start=1):
-        number = integer(item, "ReferencedROINumber", refuse(f"ROIContourSequence item {i}"),
-                         smallest=-(2**31), largest=2**31 - 1)  # fmt: skip
+        number = integer(
+            item,
+            "ReferencedROINumber",
+            refuse(f"ROIContourSequence item {i}"),
+            smallest=-(2**31),
+            largest=2**31 - 1,
+        )
         contours[number] = item
 
     parsed = []

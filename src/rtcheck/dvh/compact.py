@@ -33,9 +33,16 @@ def encode_dvh(dvh: DVH, bin_gy: float = STORED_BIN_GY) -> bytes:
     held = np.nonzero(coarse > 0)[0]
     start, stop = (int(held[0]), int(held[-1]) + 1) if len(held) else (0, 0)
     header = _HEADER.pack(
-        _MAGIC, dvh.volume_cc, dvh.volume_in_grid_cc, dvh.bin_width_gy * factor, dvh.mean_gy,
-        dvh.min_gy, dvh.max_gy, start, stop - start,
-    )  # fmt: skip
+        _MAGIC,
+        dvh.volume_cc,
+        dvh.volume_in_grid_cc,
+        dvh.bin_width_gy * factor,
+        dvh.mean_gy,
+        dvh.min_gy,
+        dvh.max_gy,
+        start,
+        stop - start,
+    )
     return header + zlib.compress(coarse[start:stop].astype(np.float32).tobytes(), 9)
 
 

@@ -137,9 +137,11 @@ class ScanlineCover:
             order = np.argsort(steps_at, kind="stable")
             reached = np.searchsorted(steps_at[order], slot, side="right")
             line = self.run_line
-            for row, weights in ((2, np.full(line.shape, per_line / 12.0)),
-                                 (1, line * per_line),
-                                 (3, (line * line + band_yy) * per_line)):  # fmt: skip
+            for row, weights in (
+                (2, np.full(line.shape, per_line / 12.0)),
+                (1, line * per_line),
+                (3, (line * line + band_yy) * per_line),
+            ):
                 steps = np.concatenate([weights, -weights])[order]
                 running = np.concatenate([[0.0], np.cumsum(steps)])
                 moments[row] += running[reached]

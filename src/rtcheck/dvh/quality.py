@@ -144,9 +144,8 @@ def lesion_quality(
     # A target outside the box can still be nearer than this lesion to a sample inside it:
     # every target within NEIGHBOURHOOD_MM of the box is labelled, on the box grown towards it.
     others = [
-        o for o in others
-        if _overlaps(o, low - NEIGHBOURHOOD_MM, high + NEIGHBOURHOOD_MM, end_caps)
-    ]  # fmt: skip
+        o for o in others if _overlaps(o, low - NEIGHBOURHOOD_MM, high + NEIGHBOURHOOD_MM, end_caps)
+    ]
     distance, nearest_is_own = _attribution(target, others, low, step, counts, end_caps)
     own = np.where(nearest_is_own, distance, np.inf)
     cell = nearest_is_own & (own <= NEIGHBOURHOOD_MM)
@@ -283,9 +282,16 @@ def _d2cm(
         if not len(points):
             continue
         index = np.stack(
-            [np.clip(np.round((points[:, a] - centres[a][0]) / step).astype(int), 0,
-                     len(centres[a]) - 1) for a in range(3)], axis=1,
-        )  # fmt: skip
+            [
+                np.clip(
+                    np.round((points[:, a] - centres[a][0]) / step).astype(int),
+                    0,
+                    len(centres[a]) - 1,
+                )
+                for a in range(3)
+            ],
+            axis=1,
+        )
         usable = cell[index[:, 2], index[:, 1], index[:, 0]]
         usable &= _inside(body, points, end_caps)
         for j, other in enumerate(shells):
@@ -329,8 +335,10 @@ def _trilinear_points(grid: DoseGrid, points: NDArray[np.float64]) -> NDArray[np
             (ay.index, ay.below),
             (np.minimum(ay.index + 1, len(axes[1]) - 1), ay.above),
         ):
-            for ix, wx in ((ax.index, ax.below),
-                           (np.minimum(ax.index + 1, len(axes[0]) - 1), ax.above)):  # fmt: skip
+            for ix, wx in (
+                (ax.index, ax.below),
+                (np.minimum(ax.index + 1, len(axes[0]) - 1), ax.above),
+            ):
                 total += wz * wy * wx * dose[iz, iy, ix]
     inside = ax.inside & ay.inside & az.inside
     return np.where(inside, total, np.nan)

@@ -139,9 +139,14 @@ class LimitEvaluator:
                 key = None
         wanted = lesion.fractions if lesion is not None else plan_fx
         origin = LimitOrigin(
-            entry, index, wanted, plan_fx, key, ptv_cc,
+            entry,
+            index,
+            wanted,
+            plan_fx,
+            key,
+            ptv_cc,
             lesion.prescription_gy if lesion is not None else None,
-        )  # fmt: skip
+        )
         return replace(result, origin=origin)
 
     def site_unknown(self, limit: Limit, lesion: Lesion) -> LimitResult:
@@ -202,9 +207,16 @@ class LimitEvaluator:
         own = replace(limit, structure=lesion.target_roi)
         if metric.quantity != "Index":
             return judge(
-                own, metric, comparison, dvh, rois, lesion.name, note, lesion.prescription_gy,
+                own,
+                metric,
+                comparison,
+                dvh,
+                rois,
+                lesion.name,
+                note,
+                lesion.prescription_gy,
                 acceptable,
-            )  # fmt: skip
+            )
         try:
             quality = self.quality(lesion, target, dvh, dose.grid)
         except NotEvaluable as exc:
@@ -224,9 +236,14 @@ class LimitEvaluator:
             assert lesion.prescription_gy is not None
             others = [s for s in self.structures.group("PTVs") if s.name != target.name]
             self._quality[lesion.name] = lesion_quality(
-                target, dvh, others, self.structures.body(), grid, lesion.prescription_gy,
+                target,
+                dvh,
+                others,
+                self.structures.body(),
+                grid,
+                lesion.prescription_gy,
                 self.doses.end_caps,
-            )  # fmt: skip
+            )
         return self._quality[lesion.name]
 
 
@@ -276,11 +293,15 @@ def judge(
     its margin is always to the limit itself."""
     if dvh.dose_coverage < COVERAGE_TOLERANCE:
         result = not_evaluated(
-            limit, metric.text, str(comparison), rois,
+            limit,
+            metric.text,
+            str(comparison),
+            rois,
             f"{limit.structure or lesion} is not fully inside the dose grid "
             f"({100 * dvh.dose_coverage:.1f}% inside)",
-            lesion, dvh.dose_coverage,
-        )  # fmt: skip
+            lesion,
+            dvh.dose_coverage,
+        )
         return replace(result, conversion=conversion)
     value = evaluate_metric(metric, dvh, prescription)
     if math.isnan(value):

@@ -55,14 +55,16 @@ class StructureResolver:
                 tuple(map(Term, plus_names)), tuple(map(Term, minus_names))
             )
             try:
-                plus = [self.shaped(s, t, spec.within_body) for t in spec.plus
-                        for s in self.members(t)]  # fmt: skip
+                plus = [
+                    self.shaped(s, t, spec.within_body) for t in spec.plus for s in self.members(t)
+                ]
             except NotEvaluable:
                 if direct.status != "matched":
                     raise
                 plus = [self.by_name(direct.rois[0])]  # the plan has the derived ROI itself
-            minus = [self.shaped(s, t, spec.within_body) for t in spec.minus
-                     for s in self.group(t.name)]  # fmt: skip
+            minus = [
+                self.shaped(s, t, spec.within_body) for t in spec.minus for s in self.group(t.name)
+            ]
             minus = [s for s in minus if not s.is_empty]
             rois = tuple(s.name for s in plus) + tuple(f"-{s.name}" for s in minus)
             return Region(name, tuple(plus), tuple(minus)), rois

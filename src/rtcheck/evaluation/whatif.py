@@ -108,9 +108,11 @@ def _applied(
 
 
 def _value(
-    row: Mapping[str, Any], metric: Metric, origin: Mapping[str, Any],
+    row: Mapping[str, Any],
+    metric: Metric,
+    origin: Mapping[str, Any],
     dvhs: Mapping[tuple[str, str], DVH],
-) -> float:  # fmt: skip
+) -> float:
     if metric.text == row["metric"] and row["value"] is not None:
         return float(row["value"])
     if metric.quantity == "Index":
@@ -135,9 +137,11 @@ AppliedCache = dict[
 
 
 def _judged(
-    row: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH],
+    row: Mapping[str, Any],
+    protocol: Protocol,
+    dvhs: Mapping[tuple[str, str], DVH],
     applied: AppliedCache,
-) -> LimitResult | None:  # fmt: skip
+) -> LimitResult | None:
     origin = row.get("origin")
     if not origin:
         raise NeedsCheck("the record is older than 1.3: its results carry no origin")
@@ -154,8 +158,13 @@ def _judged(
         return None
     if row["result"] == Grade.NOT_EVALUATED:
         return _result_of(row, limit)  # not evaluated before: nothing stored to judge
-    key = (origin["entry"], origin["index"], origin.get("wanted_fractions"),
-           origin.get("plan_fractions"), origin.get("ptv_cc"))  # fmt: skip
+    key = (
+        origin["entry"],
+        origin["index"],
+        origin.get("wanted_fractions"),
+        origin.get("plan_fractions"),
+        origin.get("ptv_cc"),
+    )
     if key not in applied:
         try:
             applied[key] = _applied(limit, origin, protocol)
@@ -163,8 +172,9 @@ def _judged(
             applied[key] = str(exc)
     chosen = applied[key]
     if isinstance(chosen, str):
-        return _result_of(row, limit, value=None, margin=None, result=Grade.NOT_EVALUATED,
-                          reason=chosen)  # fmt: skip
+        return _result_of(
+            row, limit, value=None, margin=None, result=Grade.NOT_EVALUATED, reason=chosen
+        )
     metric, comparison, acceptable, note = chosen
     value = _value(row, metric, origin, dvhs)
     base = _result_of(row, limit, metric=metric.text, limit=str(comparison))
@@ -172,9 +182,11 @@ def _judged(
 
 
 def what_if(
-    record: Mapping[str, Any], protocol: Protocol, dvhs: Mapping[tuple[str, str], DVH],
+    record: Mapping[str, Any],
+    protocol: Protocol,
+    dvhs: Mapping[tuple[str, str], DVH],
     applied: AppliedCache | None = None,
-) -> WhatIf:  # fmt: skip
+) -> WhatIf:
     """The plan of ``record`` judged against ``protocol``; ``dvhs`` are its stored DVHs by
     (structure, dose key). ``applied``, shared by the calls for one protocol, keeps each limit
     as it applies to a fractionation, which is the same for every plan."""
@@ -187,18 +199,28 @@ def what_if(
         for row in rows:
             judged = _judged(row, protocol, dvhs, applied)
             if judged is None:
-                changes.append(LimitChange(_label(row), row["result"], "no longer applies",
-                                           row["limit"], None, None))  # fmt: skip
+                changes.append(
+                    LimitChange(
+                        _label(row), row["result"], "no longer applies", row["limit"], None, None
+                    )
+                )
                 continue
             results.append(judged)
             if (judged.result, judged.priority, judged.limit) != (
-                row["result"], row["priority"], row["limit"],
-            ):  # fmt: skip
-                changes.append(LimitChange(
-                    _label(row), f"{row['result']} ({row['priority']})",
-                    f"{judged.result} ({judged.priority})", row["limit"], judged.limit,
-                    judged.value,
-                ))  # fmt: skip
+                row["result"],
+                row["priority"],
+                row["limit"],
+            ):
+                changes.append(
+                    LimitChange(
+                        _label(row),
+                        f"{row['result']} ({row['priority']})",
+                        f"{judged.result} ({judged.priority})",
+                        row["limit"],
+                        judged.limit,
+                        judged.value,
+                    )
+                )
     except NeedsCheck as exc:
         return WhatIf(before, None, needs_check=str(exc))
     return WhatIf(before, decide(results).decision, tuple(changes), None, tuple(results))

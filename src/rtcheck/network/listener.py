@@ -128,9 +128,12 @@ class Listener:
         )
         self._checker.start()
         LOG.info(
-            "listening as %s on %s:%d, storing in %s", settings.ae_title, settings.host,
-            settings.port, settings.storage,
-        )  # fmt: skip
+            "listening as %s on %s:%d, storing in %s",
+            settings.ae_title,
+            settings.host,
+            settings.port,
+            settings.storage,
+        )
 
     def stop(self) -> None:
         """Stop accepting, let transfers in progress finish for :data:`STOP_GRACE_S`, abort
@@ -142,8 +145,7 @@ class Listener:
                 time.sleep(0.05)
             for assoc in server.active_associations:
                 ae_title, host = self._peer_of(assoc)
-                LOG.warning("association from %s@%s aborted: rtcheck is stopping",
-                            ae_title, host)  # fmt: skip
+                LOG.warning("association from %s@%s aborted: rtcheck is stopping", ae_title, host)
                 assoc.abort()
             server.shutdown()
         self._stop.set()
@@ -202,8 +204,9 @@ class Listener:
         try:
             written = self.store.put_received(event, str(kind))
         except UnreadableObjectError as exc:
-            LOG.warning("%s %s from %s@%s refused: %s", kind or "object", sop_uid, ae_title,
-                        host, exc)  # fmt: skip
+            LOG.warning(
+                "%s %s from %s@%s refused: %s", kind or "object", sop_uid, ae_title, host, exc
+            )
             return exc.status
         except OSError as exc:
             LOG.error("could not store %s: %s", sop_uid, exc.strerror or exc)
@@ -212,9 +215,13 @@ class Listener:
             with self.state.lock:
                 self.state.last_object, self.state.pending = time.monotonic(), True
         LOG.info(
-            "%s %s from %s@%s %s", kind, sop_uid, ae_title, host,
+            "%s %s from %s@%s %s",
+            kind,
+            sop_uid,
+            ae_title,
+            host,
             "stored" if written else "already stored",
-        )  # fmt: skip
+        )
         return _SUCCESS
 
     # Checking -----------------------------------------------------------------------------

@@ -144,8 +144,9 @@ def _find(assoc: Any, pacs: Pacs, identifier: Dataset, first: bool = False) -> I
                 "and C-GET?"
             )
         elif code != 0x0000:
-            raise PacsError(f"{pacs} failed a {identifier.QueryRetrieveLevel} query "
-                            f"(status {_hex(code)})")  # fmt: skip
+            raise PacsError(
+                f"{pacs} failed a {identifier.QueryRetrieveLevel} query (status {_hex(code)})"
+            )
 
 
 def _hex(code: int | None) -> str:
@@ -169,9 +170,11 @@ def find_rt_series(pacs: Pacs, query: PullQuery, calling_ae: str = "RTCHECK") ->
         studies.PatientID = query.patient_id or ""
         studies.StudyInstanceUID = query.study_uid or ""
         studies.StudyDate = f"{query.since:%Y%m%d}-" if query.since else ""
-        found = [(str(s.get("PatientID", "")), str(s.StudyInstanceUID))
-                 for s in _find(assoc, pacs, studies, first=True)
-                 if s.get("StudyInstanceUID")]  # fmt: skip
+        found = [
+            (str(s.get("PatientID", "")), str(s.StudyInstanceUID))
+            for s in _find(assoc, pacs, studies, first=True)
+            if s.get("StudyInstanceUID")
+        ]
         summary.studies = len(found)
         for patient_id, study_uid in found:
             series = Dataset()
@@ -235,8 +238,9 @@ def retrieve(
         try:
             written = store.put_received(event, kind)
         except UnreadableObjectError as exc:
-            LOG.warning("%s %s from %s refused: %s", kind, event.request.AffectedSOPInstanceUID,
-                        pacs, exc)  # fmt: skip
+            LOG.warning(
+                "%s %s from %s refused: %s", kind, event.request.AffectedSOPInstanceUID, pacs, exc
+            )
             return exc.status
         except OSError:
             return 0xA700
@@ -264,9 +268,14 @@ def _receiver(calling_ae: str, pacs: Pacs, move: MoveReceiver, handlers: list[An
         ae.add_supported_context(uid, sorted(READABLE_SYNTAXES))
     ae.require_calling_aet = [pacs.ae_title]
     try:
-        return ae.start_server((move.host, move.port), block=False, evt_handlers=[
-            *handlers, (evt.EVT_ACCEPTED, lambda event: without_nagle(event.assoc)),
-        ])  # fmt: skip
+        return ae.start_server(
+            (move.host, move.port),
+            block=False,
+            evt_handlers=[
+                *handlers,
+                (evt.EVT_ACCEPTED, lambda event: without_nagle(event.assoc)),
+            ],
+        )
     except OSError as exc:
         raise PacsError(
             f"cannot receive on {move.host}:{move.port}: {exc.strerror or exc}"
@@ -274,9 +283,12 @@ def _receiver(calling_ae: str, pacs: Pacs, move: MoveReceiver, handlers: list[An
 
 
 def _retrieve_each(
-    assoc: Any, pacs: Pacs, summary: PullSummary, store: ObjectStore,
+    assoc: Any,
+    pacs: Pacs,
+    summary: PullSummary,
+    store: ObjectStore,
     move_to: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Retrieve each series with an instance ``store`` lacks (C-MOVE to ``move_to``, else
     C-GET), adding to ``summary``."""
     lost = False
@@ -312,9 +324,10 @@ def _get(assoc: Any, series: RtSeries, move_to: str | None = None) -> str | None
     last: int | None = None
     failed = 0
     responses = (
-        assoc.send_c_move(identifier, move_to, _MOVE) if move_to
+        assoc.send_c_move(identifier, move_to, _MOVE)
+        if move_to
         else assoc.send_c_get(identifier, _GET)
-    )  # fmt: skip
+    )
     for status, _ in responses:
         last = int(status.Status) if "Status" in status else None
         failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)

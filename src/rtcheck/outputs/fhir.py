@@ -47,8 +47,12 @@ def record_digest(record: Mapping[str, Any]) -> str:
 
 def _quantity(value: float, unit: str) -> dict[str, Any]:
     code = _UCUM.get(unit, "1")
-    return {"value": round(float(value), 4), "unit": unit or "1", "system": _UCUM_SYSTEM,
-            "code": code}  # fmt: skip
+    return {
+        "value": round(float(value), 4),
+        "unit": unit or "1",
+        "system": _UCUM_SYSTEM,
+        "code": code,
+    }
 
 
 def _component(limit: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,11 +79,18 @@ def _component(limit: Mapping[str, Any]) -> dict[str, Any]:
         reference["high" if upper else "low"] = _quantity(float(bound.group(2)), unit)
         if limit.get("result") in (Grade.FAIL, Grade.MINOR_DEVIATION, Grade.MAJOR_DEVIATION):
             code = "H" if upper else "L"
-            component["interpretation"] = [{
-                "coding": [{"system": _INTERPRETATION, "code": code,
-                            "display": "High" if upper else "Low"}],
-                "text": str(limit["result"]).replace("_", " "),
-            }]  # fmt: skip
+            component["interpretation"] = [
+                {
+                    "coding": [
+                        {
+                            "system": _INTERPRETATION,
+                            "code": code,
+                            "display": "High" if upper else "Low",
+                        }
+                    ],
+                    "text": str(limit["result"]).replace("_", " "),
+                }
+            ]
     component["referenceRange"] = [reference]
     return component
 
@@ -100,44 +111,71 @@ def fhir_bundle(
         "resourceType": "Observation",
         "identifier": [{"system": "urn:rtcheck:record", "value": digest}],
         "status": "preliminary",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "therapy", "display": "Therapy",
-        }]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "therapy",
+                        "display": "Therapy",
+                    }
+                ]
+            }
+        ],
         "code": {
-            "coding": [{"system": CODES, "code": "criterion-19-rt-dose-limits",
-                        "display": "Exclusion criterion 19: RT dose limits"}],
+            "coding": [
+                {
+                    "system": CODES,
+                    "code": "criterion-19-rt-dose-limits",
+                    "display": "Exclusion criterion 19: RT dose limits",
+                }
+            ],
             "text": "Exclusion criterion 19: the dose limits of radiotherapy cannot meet the "
-                    "limits set by the study",
+            "limits set by the study",
         },
-        "subject": {"type": "Patient",
-                    "identifier": {"system": subject_system, "value": subject_key}},
-        "valueCodeableConcept": {"coding": [{"system": CODES, "code": code, "display": display}],
-                                 "text": display},
-        "method": {"text": f"{tool}; protocol {protocol.get('name')} {protocol.get('version')} "
-                           f"(sha256 {protocol.get('sha256')}); {record.get('dose_mode')}"},
+        "subject": {
+            "type": "Patient",
+            "identifier": {"system": subject_system, "value": subject_key},
+        },
+        "valueCodeableConcept": {
+            "coding": [{"system": CODES, "code": code, "display": display}],
+            "text": display,
+        },
+        "method": {
+            "text": f"{tool}; protocol {protocol.get('name')} {protocol.get('version')} "
+            f"(sha256 {protocol.get('sha256')}); {record.get('dose_mode')}"
+        },
         "device": {"display": tool},
         "note": [{"text": str(reason)} for reason in criterion.get("reasons", [])],
-    }  # fmt: skip
+    }
     if when:
         observation["effectiveDateTime"] = observation["issued"] = when
     if record.get("study_instance_uid"):
-        observation["derivedFrom"] = [{
-            "type": "ImagingStudy",
-            "identifier": {"system": "urn:dicom:uid",
-                           "value": f"urn:oid:{record['study_instance_uid']}"},
-        }]  # fmt: skip
-    components = [_component(lim) for lim in record.get("limits", [])
-                  if lim.get("result") != Grade.PASS]  # fmt: skip
+        observation["derivedFrom"] = [
+            {
+                "type": "ImagingStudy",
+                "identifier": {
+                    "system": "urn:dicom:uid",
+                    "value": f"urn:oid:{record['study_instance_uid']}",
+                },
+            }
+        ]
+    components = [
+        _component(lim) for lim in record.get("limits", []) if lim.get("result") != Grade.PASS
+    ]
     if components:
         observation["component"] = components
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "identifier": {"system": "urn:rtcheck:record", "value": digest},
         "type": "collection",
-        "entry": [{"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, CODES + digest)}",
-                   "resource": observation}],
-    }  # fmt: skip
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, CODES + digest)}",
+                "resource": observation,
+            }
+        ],
+    }
     if when:
         bundle["timestamp"] = when
     return bundle

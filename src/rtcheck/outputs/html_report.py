@@ -270,8 +270,10 @@ def _limits_table(evaluation: Evaluation) -> list[str]:
         parts.append("</ol>")
     terms = structure_terms(evaluation.limits)
     if terms:
-        parts.append('<p class="small" id="structures">Structures (protocol name = ROIs in the '
-                     "plan): " + "; ".join(_escape(t) for t in terms) + "</p>")  # fmt: skip
+        parts.append(
+            '<p class="small" id="structures">Structures (protocol name = ROIs in the '
+            "plan): " + "; ".join(_escape(t) for t in terms) + "</p>"
+        )
     return parts
 
 
@@ -296,9 +298,7 @@ def _plots(evaluation: Evaluation) -> list[str]:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    prescriptions = {
-        lesion.target_roi: lesion.prescription_gy for lesion in evaluation.lesions
-    }  # fmt: skip
+    prescriptions = {lesion.target_roi: lesion.prescription_gy for lesion in evaluation.lesions}
     by_structure: dict[str, dict[tuple[str, str | None], LimitResult]] = {}
     for r in evaluation.limits:
         if r.value is not None:

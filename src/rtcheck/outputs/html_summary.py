@@ -110,7 +110,7 @@ def archive_summary_html(
                     "Lesions",
                     "Checked",
                     "Report / error",
-                ]  # fmt: skip
+                ]
             )
         ),
         "</tr></thead><tbody>",

@@ -16,8 +16,13 @@ from rtcheck.outputs.trial_fields import FIELDS, FORM, FORM_LABEL, TrialField, f
 
 NAMESPACE = "http://www.cdisc.org/ns/odm/v1.3"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-_DATA_TYPES = {"text": "text", "integer": "integer", "datetime": "datetime", "choice": "text",
-               "notes": "text"}  # fmt: skip
+_DATA_TYPES = {
+    "text": "text",
+    "integer": "integer",
+    "datetime": "datetime",
+    "choice": "text",
+    "notes": "text",
+}
 EVENT_OID = "SE.SCREENING"
 FORM_OID = f"F.{FORM.upper()}"
 GROUP_OID = f"IG.{FORM.upper()}"
@@ -43,12 +48,12 @@ def _metadata(study: ET.Element, study_oid: str) -> None:
     variables = _element(study, "GlobalVariables")
     for tag in ("StudyName", "StudyDescription", "ProtocolName"):
         _element(variables, tag).text = study_oid
-    version = _element(study, "MetaDataVersion", OID=METADATA_OID,
-                       Name=f"rtcheck {FORM_LABEL}")  # fmt: skip
+    version = _element(study, "MetaDataVersion", OID=METADATA_OID, Name=f"rtcheck {FORM_LABEL}")
     protocol = _element(version, "Protocol")
     _element(protocol, "StudyEventRef", StudyEventOID=EVENT_OID, Mandatory="Yes")
-    event = _element(version, "StudyEventDef", OID=EVENT_OID, Name="Screening",
-                     Repeating="No", Type="Scheduled")  # fmt: skip
+    event = _element(
+        version, "StudyEventDef", OID=EVENT_OID, Name="Screening", Repeating="No", Type="Scheduled"
+    )
     _element(event, "FormRef", FormOID=FORM_OID, Mandatory="Yes")
     form = _element(version, "FormDef", OID=FORM_OID, Name=FORM_LABEL, Repeating="Yes")
     _element(form, "ItemGroupRef", ItemGroupOID=GROUP_OID, Mandatory="Yes")
@@ -57,16 +62,18 @@ def _metadata(study: ET.Element, study_oid: str) -> None:
         mandatory = "Yes" if field.name == "rtdl_decision" else "No"
         _element(group, "ItemRef", ItemOID=_oid(field), Mandatory=mandatory)
     for field in FIELDS:
-        item = _element(version, "ItemDef", OID=_oid(field), Name=field.name,
-                        DataType=_DATA_TYPES[field.kind])  # fmt: skip
+        item = _element(
+            version, "ItemDef", OID=_oid(field), Name=field.name, DataType=_DATA_TYPES[field.kind]
+        )
         _translated(item, "Question", field.label)
         if field.choices:
             _element(item, "CodeListRef", CodeListOID=f"CL.{field.name.upper()}")
     for field in FIELDS:
         if not field.choices:
             continue
-        codes = _element(version, "CodeList", OID=f"CL.{field.name.upper()}", Name=field.label,
-                         DataType="text")  # fmt: skip
+        codes = _element(
+            version, "CodeList", OID=f"CL.{field.name.upper()}", Name=field.label, DataType="text"
+        )
         for code, label in field.choices:
             _translated(_element(codes, "CodeListItem", CodedValue=code), "Decode", label)
 
@@ -77,11 +84,19 @@ def odm_xml(keyed: Iterable[tuple[str, Mapping[str, Any]]], study_oid: str = "ST
     ET.register_namespace("", NAMESPACE)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     digest = hashlib.sha256("\x00".join(s + str(r.get("created")) for s, r in pairs).encode())
-    root = ET.Element(f"{{{NAMESPACE}}}ODM", {
-        "FileType": "Snapshot", "FileOID": f"RTCHECK.{digest.hexdigest()[:16]}",
-        "CreationDateTime": now, "ODMVersion": "1.3.2", "Granularity": "All",
-        "Originator": "rtcheck", "SourceSystem": "rtcheck", "SourceSystemVersion": __version__,
-    })  # fmt: skip
+    root = ET.Element(
+        f"{{{NAMESPACE}}}ODM",
+        {
+            "FileType": "Snapshot",
+            "FileOID": f"RTCHECK.{digest.hexdigest()[:16]}",
+            "CreationDateTime": now,
+            "ODMVersion": "1.3.2",
+            "Granularity": "All",
+            "Originator": "rtcheck",
+            "SourceSystem": "rtcheck",
+            "SourceSystemVersion": __version__,
+        },
+    )
     study = _element(root, "Study", OID=study_oid)
     _metadata(study, study_oid)
     clinical = _element(root, "ClinicalData", StudyOID=study_oid, MetaDataVersionOID=METADATA_OID)
@@ -92,8 +107,9 @@ def odm_xml(keyed: Iterable[tuple[str, Mapping[str, Any]]], study_oid: str = "ST
             subject_data = _element(clinical, "SubjectData", SubjectKey=subject)
             subjects[subject] = _element(subject_data, "StudyEventData", StudyEventOID=EVENT_OID)
         repeats[subject] = repeats.get(subject, 0) + 1
-        form = _element(subjects[subject], "FormData", FormOID=FORM_OID,
-                        FormRepeatKey=str(repeats[subject]))  # fmt: skip
+        form = _element(
+            subjects[subject], "FormData", FormOID=FORM_OID, FormRepeatKey=str(repeats[subject])
+        )
         group = _element(form, "ItemGroupData", ItemGroupOID=GROUP_OID)
         values = field_values(record)
         for field in FIELDS:

@@ -66,8 +66,17 @@ def protocol_table(protocol: Protocol, width: int = 100) -> str:
         fx_all = regime_fx[limit.regime] if limit.regime else "any"
         if limit.by_ptv_cc:
             metric = limit.by_fractions[0][1]
-            rows.append([structure, metric.text, "by PTV cc:", fx_all, limit.priority,
-                         wrapped[0], f"[{note}]"])  # fmt: skip
+            rows.append(
+                [
+                    structure,
+                    metric.text,
+                    "by PTV cc:",
+                    fx_all,
+                    limit.priority,
+                    wrapped[0],
+                    f"[{note}]",
+                ]
+            )
             for i, (volume, comparison) in enumerate(limit.by_ptv_cc):
                 tier = _row_tier(limit, i)
                 shown = str(comparison) + (f" | {tier.split()[-1]}" if tier else "")
@@ -76,15 +85,17 @@ def protocol_table(protocol: Protocol, width: int = 100) -> str:
         for i, (n, metric, comparison) in enumerate(limit.by_fractions):
             first = i == 0
             tier = _tier(limit, n)
-            rows.append([
-                structure if first else "",
-                metric.text,
-                str(comparison) + (f" | {tier.split()[-1]}" if tier else ""),
-                f"{n} fx" if n else fx_all,
-                limit.priority if first else "",
-                wrapped[i] if i < len(wrapped) else "",
-                f"[{note}]" if first else "",
-            ])  # fmt: skip
+            rows.append(
+                [
+                    structure if first else "",
+                    metric.text,
+                    str(comparison) + (f" | {tier.split()[-1]}" if tier else ""),
+                    f"{n} fx" if n else fx_all,
+                    limit.priority if first else "",
+                    wrapped[i] if i < len(wrapped) else "",
+                    f"[{note}]" if first else "",
+                ]
+            )
         for extra in wrapped[len(limit.by_fractions) :]:
             rows.append(["", "", "", "", "", extra, ""])
     header = ["Structure", "Metric", "Limit", "Fx", "Priority", "Applies to", "Src"]

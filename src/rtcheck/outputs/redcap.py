@@ -19,18 +19,35 @@ from rtcheck.outputs.trial_fields import FIELDS, FORM, FORM_LABEL, TrialField, f
 
 #: The column headers of a REDCap data dictionary, in REDCap's order.
 DICTIONARY_HEADER = (
-    "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
-    "Choices, Calculations, OR Slider Labels", "Field Note",
-    "Text Validation Type OR Show Slider Number", "Text Validation Min", "Text Validation Max",
-    "Identifier?", "Branching Logic (Show field only if...)", "Required Field?",
-    "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name", "Matrix Ranking?",
+    "Variable / Field Name",
+    "Form Name",
+    "Section Header",
+    "Field Type",
+    "Field Label",
+    "Choices, Calculations, OR Slider Labels",
+    "Field Note",
+    "Text Validation Type OR Show Slider Number",
+    "Text Validation Min",
+    "Text Validation Max",
+    "Identifier?",
+    "Branching Logic (Show field only if...)",
+    "Required Field?",
+    "Custom Alignment",
+    "Question Number (surveys only)",
+    "Matrix Group Name",
+    "Matrix Ranking?",
     "Field Annotation",
-)  # fmt: skip
+)
 RECORD_ID = "record_id"
 #: REDCap's form status: 0 Incomplete, 1 Unverified, 2 Complete.
 UNVERIFIED = "1"
-_TYPES = {"text": "text", "integer": "text", "datetime": "text", "choice": "radio",
-          "notes": "notes"}  # fmt: skip
+_TYPES = {
+    "text": "text",
+    "integer": "text",
+    "datetime": "text",
+    "choice": "radio",
+    "notes": "notes",
+}
 _VALIDATION = {"integer": "integer", "datetime": "datetime_seconds_ymd"}
 
 
@@ -70,20 +87,27 @@ def import_rows(keyed: Iterable[tuple[str, Mapping[str, Any]]]) -> list[dict[str
     instances: dict[str, int] = {}
     for subject, record in sorted(keyed, key=lambda kr: (kr[0], str(kr[1].get("created")))):
         instances[subject] = instances.get(subject, 0) + 1
-        rows.append({
-            RECORD_ID: subject,
-            "redcap_repeat_instrument": FORM,
-            "redcap_repeat_instance": str(instances[subject]),
-            **field_values(record),
-            f"{FORM}_complete": UNVERIFIED,
-        })  # fmt: skip
+        rows.append(
+            {
+                RECORD_ID: subject,
+                "redcap_repeat_instrument": FORM,
+                "redcap_repeat_instance": str(instances[subject]),
+                **field_values(record),
+                f"{FORM}_complete": UNVERIFIED,
+            }
+        )
     return rows
 
 
 def import_csv(rows: list[dict[str, str]]) -> str:
     """The flat CSV import file (REDCap's "Data Import Tool")."""
-    header = [RECORD_ID, "redcap_repeat_instrument", "redcap_repeat_instance",
-              *(f.name for f in FIELDS), f"{FORM}_complete"]  # fmt: skip
+    header = [
+        RECORD_ID,
+        "redcap_repeat_instrument",
+        "redcap_repeat_instance",
+        *(f.name for f in FIELDS),
+        f"{FORM}_complete",
+    ]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
     writer.writeheader()

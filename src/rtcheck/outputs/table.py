@@ -185,8 +185,18 @@ def merge_by_lesion(results: Sequence[LimitResult]) -> list[list[LimitResult]]:
         if r.lesion is None:
             groups[(id(r),)] = [r]
             continue
-        key = (r.result, r.priority, r.absent_optional, r.structure, r.rois, r.metric,
-               r.limit, r.value, r.reason, r.conversion)  # fmt: skip
+        key = (
+            r.result,
+            r.priority,
+            r.absent_optional,
+            r.structure,
+            r.rois,
+            r.metric,
+            r.limit,
+            r.value,
+            r.reason,
+            r.conversion,
+        )
         groups.setdefault(key, []).append(r)
     return list(groups.values())
 
@@ -282,6 +292,9 @@ def structure_terms(results: Sequence[LimitResult]) -> list[str]:
 
 def _wrapped(text: str, indent: int) -> list[str]:
     return textwrap.wrap(
-        text, WIDTH, subsequent_indent=" " * indent, break_on_hyphens=False,
+        text,
+        WIDTH,
+        subsequent_indent=" " * indent,
+        break_on_hyphens=False,
         break_long_words=True,
-    ) or [""]  # fmt: skip
+    ) or [""]

@@ -69,8 +69,9 @@ def records_from_files(paths: Iterable[str]) -> list[SourcedRecord]:
             raise RecordFileError(f"{path}: JSON nested too deeply to be a record") from None
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-            raise RecordFileError(f"{path}: not an rtcheck eligibility record (at {where}: "
-                                  f"{error.message[:120]})")  # fmt: skip
+            raise RecordFileError(
+                f"{path}: not an rtcheck eligibility record (at {where}: {error.message[:120]})"
+            )
         found.append(SourcedRecord(str(path), record))
     return found
 

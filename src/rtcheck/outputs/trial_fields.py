@@ -48,9 +48,13 @@ FORM = "rt_dose_limits"
 FORM_LABEL = "RT dose limits (exclusion criterion 19)"
 
 FIELDS: tuple[TrialField, ...] = (
-    TrialField("rtdl_decision", "Exclusion criterion 19 (RT dose limits), from the plan",
-               "choice", DECISIONS,
-               "Says whether the plan's doses exclude the patient; not an eligibility decision"),
+    TrialField(
+        "rtdl_decision",
+        "Exclusion criterion 19 (RT dose limits), from the plan",
+        "choice",
+        DECISIONS,
+        "Says whether the plan's doses exclude the patient; not an eligibility decision",
+    ),
     TrialField("rtdl_checked_at", "Checked at (UTC)", "datetime"),
     TrialField("rtdl_protocol", "Dose-limit protocol", "text"),
     TrialField("rtdl_protocol_version", "Protocol version", "text"),
@@ -58,23 +62,26 @@ FIELDS: tuple[TrialField, ...] = (
     TrialField("rtdl_software", "Checked by (software and version)", "text"),
     TrialField("rtdl_study_uid", "DICOM Study Instance UID", "text"),
     TrialField("rtdl_plan_uids", "RT Plan SOP Instance UIDs (one per line)", "notes"),
-    TrialField("rtdl_dose_mode", "Dose evaluated", "text",
-               note="physical dose, or EQD2 sum of plans"),
+    TrialField(
+        "rtdl_dose_mode", "Dose evaluated", "text", note="physical dose, or EQD2 sum of plans"
+    ),
     TrialField("rtdl_fractions", "Fractions (one per plan, in plan order)", "text"),
     TrialField("rtdl_lesion_count", "Metastatic lesions found", "integer"),
     TrialField("rtdl_organ_count", "Metastatic organs", "integer"),
     TrialField("rtdl_failed_count", "Mandatory limits failed", "integer"),
     TrialField("rtdl_not_evaluated_count", "Limits not evaluated", "integer"),
-    TrialField("rtdl_failed_limits", "Failed mandatory limits (structure, metric, value, limit)",
-               "notes"),
+    TrialField(
+        "rtdl_failed_limits", "Failed mandatory limits (structure, metric, value, limit)", "notes"
+    ),
     TrialField("rtdl_reasons", "Reasons for the decision", "notes"),
-)  # fmt: skip
+)
 
 
 def _is_mandatory_failure(limit: Mapping[str, Any]) -> bool:
     return limit.get("priority") == "mandatory" and limit.get("result") in (
-        Grade.FAIL, Grade.MAJOR_DEVIATION,
-    )  # fmt: skip
+        Grade.FAIL,
+        Grade.MAJOR_DEVIATION,
+    )
 
 
 def failed_limit_lines(record: Mapping[str, Any]) -> list[str]:

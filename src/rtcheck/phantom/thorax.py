@@ -276,9 +276,13 @@ def write_thorax_phantom(out_dir: str | Path, phantom: ThoraxPhantom | None = No
         label = f"M{number}"
         own_plan, own_dose = S.uid(p.seed, "rtplan", label), S.uid(p.seed, "rtdose", label)
         rp = S.build_rtplan(
-            patient, own_plan, ss_uid, label, fractions,
+            patient,
+            own_plan,
+            ss_uid,
+            label,
+            fractions,
             [(lesion.ptv_name, numbers[lesion.ptv_name], rx)],
-        )  # fmt: skip
+        )
         grid = lesion_dose_gy(
             p, lesion, rx, xs[None, None, :], ys[None, :, None], zs[:, None, None]
         )

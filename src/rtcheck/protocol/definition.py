@@ -246,8 +246,18 @@ class _Reader:
         for key in ("protocol", "version", "oar_limits"):
             if key not in doc:
                 raise self.fail("top level", f"'{key}' is missing")
-        known = {"protocol", "version", "title", "sources", "alpha_beta_gy", "derived",
-                 "allowed_synonyms", "oar_limits", "lesions", "fractionation"}  # fmt: skip
+        known = {
+            "protocol",
+            "version",
+            "title",
+            "sources",
+            "alpha_beta_gy",
+            "derived",
+            "allowed_synonyms",
+            "oar_limits",
+            "lesions",
+            "fractionation",
+        }
         unknown = sorted(set(doc) - known)
         if unknown:
             raise self.fail("top level", f"unknown key(s) {', '.join(unknown)}")
@@ -303,7 +313,7 @@ class _Reader:
                 "lesion_coverage",
                 None,
                 sources,
-            )  # fmt: skip
+            )
             for i, entry in enumerate(self.sequence(lesions.get("coverage"), "lesions.coverage"))
         )
         lesion_oar = tuple(
@@ -467,9 +477,19 @@ class _Reader:
                 raise self.fail(where, f"'{key}' is missing")
         if structure is None:
             raise self.fail(where, "'structure' is missing")
-        unknown = set(entry) - {"structure", "metric", "limit", "priority", "source",
-                                "optional", "sites", "fractions", "acceptable",
-                                "regime", "outside_table"}  # fmt: skip
+        unknown = set(entry) - {
+            "structure",
+            "metric",
+            "limit",
+            "priority",
+            "source",
+            "optional",
+            "sites",
+            "fractions",
+            "acceptable",
+            "regime",
+            "outside_table",
+        }
         if unknown:
             raise self.fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
         if isinstance(entry["limit"], dict) and "ptv_cc" in entry["limit"]:

@@ -32,25 +32,52 @@ _FRACTIONS_WORD = re.compile(r"^(\d+)(?:fx|f|fr|fractions?)$")
 _TARGET_ORDER = ("PTV", "ITV", "CTV", "GTV")
 
 SITE_WORDS: Mapping[str, str] = {
-    "lung": "lung", "pulm": "lung", "pulmonary": "lung",
-    "liver": "liver", "hepar": "liver", "hepatic": "liver",
-    "bone": "bone", "vertebra": "bone", "vert": "bone", "rib": "bone", "sacrum": "bone",
-    "spine": "bone", "osseous": "bone", "pelvis": "bone", "femur": "bone",
-    "node": "node", "ln": "node", "nodal": "node", "lymph": "node",
-    "adrenal": "adrenal", "brain": "brain", "cerebral": "brain",
-    "pleura": "pleura", "pleural": "pleura",
-    "meninges": "meninges", "meningeal": "meninges", "leptomeningeal": "meninges",
-    "pericardium": "pericardium", "pericardial": "pericardium",
-}  # fmt: skip
+    "lung": "lung",
+    "pulm": "lung",
+    "pulmonary": "lung",
+    "liver": "liver",
+    "hepar": "liver",
+    "hepatic": "liver",
+    "bone": "bone",
+    "vertebra": "bone",
+    "vert": "bone",
+    "rib": "bone",
+    "sacrum": "bone",
+    "spine": "bone",
+    "osseous": "bone",
+    "pelvis": "bone",
+    "femur": "bone",
+    "node": "node",
+    "ln": "node",
+    "nodal": "node",
+    "lymph": "node",
+    "adrenal": "adrenal",
+    "brain": "brain",
+    "cerebral": "brain",
+    "pleura": "pleura",
+    "pleural": "pleura",
+    "meninges": "meninges",
+    "meningeal": "meninges",
+    "leptomeningeal": "meninges",
+    "pericardium": "pericardium",
+    "pericardial": "pericardium",
+}
 #: Every lesion site rtcheck knows.
 KNOWN_SITES = frozenset(SITE_WORDS.values())
 _VERTEBRA_LEVEL = re.compile(r"^[tlcs]\d{1,2}$")
 _SITE_OF_STANDARD = {
-    "Lung_L": "lung", "Lung_R": "lung", "Lungs": "lung", "Liver": "liver",
-    "Bone_Vertebra": "bone", "Rib": "bone", "Glnd_Adrenal": "adrenal",
-    "Glnd_Adrenal_L": "adrenal", "Glnd_Adrenal_R": "adrenal", "Brain": "brain",
+    "Lung_L": "lung",
+    "Lung_R": "lung",
+    "Lungs": "lung",
+    "Liver": "liver",
+    "Bone_Vertebra": "bone",
+    "Rib": "bone",
+    "Glnd_Adrenal": "adrenal",
+    "Glnd_Adrenal_L": "adrenal",
+    "Glnd_Adrenal_R": "adrenal",
+    "Brain": "brain",
     "Pericardium": "pericardium",
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)

@@ -96,13 +96,19 @@ def api_whatif(request: WhatIfRequest, held: Held) -> dict[str, Any]:
     def plan(p: Any) -> dict[str, Any]:
         changes = [asdict(c) for c in p.outcome.changes]
         return {
-            "plan_key": p.plan_key, "patient_id": p.patient_id, "before": p.outcome.before,
-            "after": p.outcome.after, "changes": changes, "needs_check": p.outcome.needs_check,
-        }  # fmt: skip
+            "plan_key": p.plan_key,
+            "patient_id": p.patient_id,
+            "before": p.outcome.before,
+            "after": p.outcome.after,
+            "changes": changes,
+            "needs_check": p.outcome.needs_check,
+        }
 
     return {
-        "protocol": result.protocol, "edited": result.edited, "judged": result.judged,
+        "protocol": result.protocol,
+        "edited": result.edited,
+        "judged": result.judged,
         "seconds": round(result.seconds, 3),
         "changed": [plan(p) for p in result.changed],
         "needs_check": [plan(p) for p in result.needs_check],
-    }  # fmt: skip
+    }

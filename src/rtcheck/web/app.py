@@ -31,8 +31,13 @@ from rtcheck.web.pool import CheckPool
 __all__ = ["ServeSettings", "create_app"]
 
 #: The routers, by area.
-ROUTERS = (plan_pages.router, limit_pages.router, whatif_pages.router, check_pages.router,
-           api.router)  # fmt: skip
+ROUTERS = (
+    plan_pages.router,
+    limit_pages.router,
+    whatif_pages.router,
+    check_pages.router,
+    api.router,
+)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:

@@ -75,5 +75,6 @@ def archive_what_if(engine: Engine, protocol: str, edited: Protocol) -> ArchiveW
         elif outcome.changed:
             changed.append(PlanWhatIf(plan.plan_key, plan.patient_id, outcome))
     label = f"{edited.name} {edited.version}"
-    return ArchiveWhatIf(protocol, label, judged, tuple(changed), tuple(needs),
-                         time.perf_counter() - start)  # fmt: skip
+    return ArchiveWhatIf(
+        protocol, label, judged, tuple(changed), tuple(needs), time.perf_counter() - start
+    )

@@ -24,9 +24,15 @@ def limits_page(held: Held, protocol: str = "") -> HTMLResponse:
 
     keys = Q.limit_keys(held.engine, chosen) if chosen else []
     return page(
-        held, "limits.html", "limits", title="Limits", protocols=names, protocol=chosen,
-        keys=keys, query=query,
-    )  # fmt: skip
+        held,
+        "limits.html",
+        "limits",
+        title="Limits",
+        protocols=names,
+        protocol=chosen,
+        keys=keys,
+        query=query,
+    )
 
 
 @router.get("/limits/detail", response_class=HTMLResponse)
@@ -38,8 +44,14 @@ def limit_page(held: Held, protocol: str, structure: str, metric: str) -> HTMLRe
         return message(held, "No such limit", "No plan of that protocol has that limit.", 404)
     limits = [str(r["limit"]) for r in values.rows]
     return page(
-        held, "limit.html", "limits", title=f"{structure} {metric}", protocol=protocol,
-        structure=structure, metric=metric, values=values,
+        held,
+        "limit.html",
+        "limits",
+        title=f"{structure} {metric}",
+        protocol=protocol,
+        structure=structure,
+        metric=metric,
+        values=values,
         distribution=distribution_svg(values.values, limits, f"{structure} {metric}"),
         failure_rate=failure_rate_svg(values.failure_rate_by_month()),
-    )  # fmt: skip
+    )

@@ -18,9 +18,14 @@ router = APIRouter(include_in_schema=False)
 
 #: The list's columns: (sort key, or "" where it cannot be sorted by; heading).
 COLUMNS = [
-    ("patient_id", "Patient"), ("", "Plan"), ("protocol", "Protocol"), ("decision", "Decision"),
-    ("", "Failed mandatory limits"), ("lesion_count", "Lesions"), ("checked_at", "Checked (UTC)"),
-]  # fmt: skip
+    ("patient_id", "Patient"),
+    ("", "Plan"),
+    ("protocol", "Protocol"),
+    ("decision", "Decision"),
+    ("", "Failed mandatory limits"),
+    ("lesion_count", "Lesions"),
+    ("checked_at", "Checked (UTC)"),
+]
 
 
 @router.get("/")
@@ -46,19 +51,34 @@ def plans_page(
     key = sort if sort in Q.SORT_KEYS else "checked_at"
     found = Q.list_plans(held.engine, f, key, bool(desc), page_number)
     state = {
-        "decision": decision, "protocol": protocol, "since": since, "until": until, "q": q,
-        "sort": key, "desc": desc, "page": page_number,
-    }  # fmt: skip
+        "decision": decision,
+        "protocol": protocol,
+        "since": since,
+        "until": until,
+        "q": q,
+        "sort": key,
+        "desc": desc,
+        "page": page_number,
+    }
 
     def link(**changes: Any) -> str:
         merged = {k: v for k, v in {**state, **changes}.items() if v not in ("", None)}
         return "/plans?" + urlencode(merged)
 
     return page(
-        held, "plans.html", "plans", title="Plans", page=found, f=f, sort=key,
-        descending=bool(desc), decisions=Q.DECISIONS, protocols=Q.protocols(held.engine),
-        columns=COLUMNS, link=link,
-    )  # fmt: skip
+        held,
+        "plans.html",
+        "plans",
+        title="Plans",
+        page=found,
+        f=f,
+        sort=key,
+        descending=bool(desc),
+        decisions=Q.DECISIONS,
+        protocols=Q.protocols(held.engine),
+        columns=COLUMNS,
+        link=link,
+    )
 
 
 # Before the plan page: a key may hold slashes, and "/report" ends this one.

@@ -25,8 +25,13 @@ from rtcheck.dvh.engine import DVH
 from rtcheck.evaluation.results import BROKEN, Eligibility
 
 SortKey = Literal["checked_at", "patient_id", "decision", "protocol", "lesion_count"]
-SORT_KEYS: tuple[SortKey, ...] = ("checked_at", "patient_id", "decision", "protocol",
-                                  "lesion_count")  # fmt: skip
+SORT_KEYS: tuple[SortKey, ...] = (
+    "checked_at",
+    "patient_id",
+    "decision",
+    "protocol",
+    "lesion_count",
+)
 DECISIONS = (Eligibility.EXCLUDED, Eligibility.NOT_EXCLUDED, Eligibility.INDETERMINATE, "error")
 #: Most plans one page shows.
 MAX_PAGE_SIZE = 500
@@ -103,11 +108,28 @@ def list_plans(
         total = connection.execute(
             sa.select(sa.func.count()).select_from(plans_table).where(*where)
         ).scalar_one()
-        rows = connection.execute(
-            sa.select(p.id, p.plan_key, p.patient_id, p.study_uid, p.protocol, p.status,
-                      p.decision, p.failed_mandatory, p.lesion_count, p.checked_at)
-            .where(*where).order_by(*order).limit(size).offset((page - 1) * size)
-        ).mappings().all()  # fmt: skip
+        rows = (
+            connection.execute(
+                sa.select(
+                    p.id,
+                    p.plan_key,
+                    p.patient_id,
+                    p.study_uid,
+                    p.protocol,
+                    p.status,
+                    p.decision,
+                    p.failed_mandatory,
+                    p.lesion_count,
+                    p.checked_at,
+                )
+                .where(*where)
+                .order_by(*order)
+                .limit(size)
+                .offset((page - 1) * size)
+            )
+            .mappings()
+            .all()
+        )
     return PlanPage(tuple(dict(r) for r in rows), int(total), page, size)
 
 
@@ -133,17 +155,28 @@ def stored_plan(engine: Engine, key: str) -> StoredPlan | None:
     """The plan stored under ``key``, or None."""
     p = plans_table.c
     with engine.connect() as connection:
-        row = connection.execute(
-            sa.select(plans_table, records_table.c.record, errors_table.c.message.label("error"))
-            .select_from(plans_table.outerjoin(errors_table).outerjoin(records_table))
-            .where(p.plan_key == key)
-        ).mappings().first()  # fmt: skip
+        row = (
+            connection.execute(
+                sa.select(
+                    plans_table, records_table.c.record, errors_table.c.message.label("error")
+                )
+                .select_from(plans_table.outerjoin(errors_table).outerjoin(records_table))
+                .where(p.plan_key == key)
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
-        history = connection.execute(
-            sa.select(checks_table).where(checks_table.c.plan_key == key)
-            .order_by(checks_table.c.checked_at, checks_table.c.id)
-        ).mappings().all()  # fmt: skip
+        history = (
+            connection.execute(
+                sa.select(checks_table)
+                .where(checks_table.c.plan_key == key)
+                .order_by(checks_table.c.checked_at, checks_table.c.id)
+            )
+            .mappings()
+            .all()
+        )
     record = json.loads(row["record"]) if row["record"] else None
     plain = {k: v for k, v in row.items() if k not in ("record",)}
     return StoredPlan(plain, record, row["error"], tuple(dict(h) for h in history))
@@ -167,15 +200,21 @@ def limit_keys(engine: Engine, protocol: str) -> list[LimitKey]:
     failed = sa.func.sum(sa.case((lim.result.in_(BROKEN), 1), else_=0))
     with engine.connect() as connection:
         rows = connection.execute(
-            sa.select(lim.structure, lim.metric, lim.priority,
-                      sa.func.count().label("plans"), failed.label("failed"))
+            sa.select(
+                lim.structure,
+                lim.metric,
+                lim.priority,
+                sa.func.count().label("plans"),
+                failed.label("failed"),
+            )
             .select_from(limits_table.join(plans_table))
             .where(plans_table.c.protocol == protocol)
             .group_by(lim.structure, lim.metric, lim.priority)
             .order_by(sa.desc("failed"), lim.structure, lim.metric)
-        ).all()  # fmt: skip
-    return [LimitKey(r.structure, r.metric, r.priority, int(r.plans), int(r.failed or 0))
-            for r in rows]  # fmt: skip
+        ).all()
+    return [
+        LimitKey(r.structure, r.metric, r.priority, int(r.plans), int(r.failed or 0)) for r in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -209,12 +248,25 @@ def limit_values(engine: Engine, protocol: str, structure: str, metric: str) -> 
     """Every stored evaluation of one limit in plans of ``protocol``."""
     lim, p = limits_table.c, plans_table.c
     with engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(p.plan_key, p.patient_id, p.checked_at, lim.lesion, lim.limit, lim.value,
-                      lim.margin, lim.result, lim.priority)
-            .select_from(limits_table.join(plans_table))
-            .where(p.protocol == protocol, lim.structure == structure, lim.metric == metric)
-        ).mappings().all()  # fmt: skip
+        rows = (
+            connection.execute(
+                sa.select(
+                    p.plan_key,
+                    p.patient_id,
+                    p.checked_at,
+                    lim.lesion,
+                    lim.limit,
+                    lim.value,
+                    lim.margin,
+                    lim.result,
+                    lim.priority,
+                )
+                .select_from(limits_table.join(plans_table))
+                .where(p.protocol == protocol, lim.structure == structure, lim.metric == metric)
+            )
+            .mappings()
+            .all()
+        )
     return LimitValues(tuple(dict(r) for r in rows))
 
 
@@ -237,7 +289,7 @@ class _StoredDVHs(Mapping[tuple[str, str], DVH]):
             data = connection.execute(
                 sa.select(d.curve).where(
                     d.plan_id == self.plan_id, d.structure == key[0], d.dose == key[1]
-                )  # fmt: skip
+                )
             ).scalar()
         if data is None:
             raise KeyError(key)
@@ -250,7 +302,7 @@ class _StoredDVHs(Mapping[tuple[str, str], DVH]):
                 rows = connection.execute(
                     sa.select(d.structure, d.dose).where(
                         d.plan_id == self.plan_id, d.curve.is_not(None)
-                    )  # fmt: skip
+                    )
                 ).all()
             self._keys = [(r.structure, r.dose) for r in rows]
         return iter(self._keys)
@@ -276,11 +328,13 @@ def evidence(engine: Engine, protocol: str) -> Iterator[StoredEvidence]:
         rows = connection.execute(
             sa.select(p.id, p.plan_key, p.patient_id, records_table.c.record)
             .select_from(plans_table.join(records_table))
-            .where(p.protocol == protocol).order_by(p.plan_key)
-        ).all()  # fmt: skip
+            .where(p.protocol == protocol)
+            .order_by(p.plan_key)
+        ).all()
     for row in rows:
-        yield StoredEvidence(row.plan_key, row.patient_id, json.loads(row.record),
-                             _StoredDVHs(engine, int(row.id)))  # fmt: skip
+        yield StoredEvidence(
+            row.plan_key, row.patient_id, json.loads(row.record), _StoredDVHs(engine, int(row.id))
+        )
 
 
 def protocol_text(engine: Engine, protocol: str) -> str | None:

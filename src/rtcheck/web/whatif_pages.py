@@ -28,9 +28,16 @@ def whatif_form(held: Held, protocol: str = "") -> HTMLResponse:
             "has changed: upload it, or paste it here."
         )
     return page(
-        held, "whatif.html", "whatif", title="What-if", protocols=names, protocol=chosen,
-        text=text, error=note, result=None,
-    )  # fmt: skip
+        held,
+        "whatif.html",
+        "whatif",
+        title="What-if",
+        protocols=names,
+        protocol=chosen,
+        text=text,
+        error=note,
+        result=None,
+    )
 
 
 @router.post("/whatif", response_class=HTMLResponse)
@@ -49,13 +56,23 @@ async def whatif_page(
     context: dict[str, Any] = {"protocols": names, "protocol": protocol, "text": text}
     if protocol not in names:
         error = "No plan was checked against that protocol."
-        return page(held, "whatif.html", "whatif", 404, title="What-if", error=error,
-                    result=None, **context)  # fmt: skip
+        return page(
+            held, "whatif.html", "whatif", 404, title="What-if", error=error, result=None, **context
+        )
     try:
         edited = await run_in_threadpool(load_edited, text)
         result = await run_in_threadpool(archive_what_if, held.engine, protocol, edited)
     except RtcheckError as exc:
-        return page(held, "whatif.html", "whatif", 422, title="What-if", error=str(exc),
-                    result=None, **context)  # fmt: skip
-    return page(held, "whatif.html", "whatif", title="What-if", error=None, result=result,
-                **context)  # fmt: skip
+        return page(
+            held,
+            "whatif.html",
+            "whatif",
+            422,
+            title="What-if",
+            error=str(exc),
+            result=None,
+            **context,
+        )
+    return page(
+        held, "whatif.html", "whatif", title="What-if", error=None, result=result, **context
+    )
