@@ -78,7 +78,14 @@ def single_truth() -> dict[str, float]:
 
 
 def quality(target: Structure, others: list[Structure], grid: DoseGrid):
-    return lesion_quality(target, compute_dvh(target, grid), others, body_box(), grid, RX)
+    return lesion_quality(
+        target,
+        compute_dvh(target, grid),
+        others=others,
+        body=body_box(),
+        grid=grid,
+        prescription_gy=RX,
+    )
 
 
 def test_one_lesion_against_the_hand_computed_indices():
@@ -157,7 +164,9 @@ def test_the_body_outline_bounds_the_isodose_volumes():
     m1 = sphere("PTV_M1", (0.0, 0.0, 0.0))
     grid = grid_for([(0.0, 0.0, 0.0)], (-70.0, 70.0))
     skin = body_box(half=14.0)
-    q = lesion_quality(m1, compute_dvh(m1, grid), [], skin, grid, RX)
+    q = lesion_quality(
+        m1, compute_dvh(m1, grid), others=[], body=skin, grid=grid, prescription_gy=RX
+    )
     assert q.value("R100%") == pytest.approx(1.1**3, rel=0.01)  # 11 mm < 14 mm: all inside
     assert q.v50_cc < 4 / 3 * math.pi * 18**3 / 1000 * 0.99  # the 18 mm sphere is cut
 
@@ -182,7 +191,9 @@ def test_an_isodose_reaching_the_end_of_the_body_outline_is_not_attributed():
     short = Structure(99, "BODY", "EXTERNAL", tuple(
         ContourPlane(float(z), (square,), z - 1.0, z + 1.0) for z in np.arange(-9.0, 10.0, 2.0)
     ), ())  # fmt: skip
-    q = lesion_quality(m1, compute_dvh(m1, grid), [], short, grid, RX)
+    q = lesion_quality(
+        m1, compute_dvh(m1, grid), others=[], body=short, grid=grid, prescription_gy=RX
+    )
     assert math.isnan(q.value("R50%"))
     assert "end of the body outline (z -10 to 10 mm)" in (q.undefined("R50%") or "")
     assert "reaches 35 mm" not in (q.undefined("R50%") or "")

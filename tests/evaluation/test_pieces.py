@@ -32,7 +32,7 @@ def limit(metric: str, columns: dict[int, str], priority: str = "mandatory", **e
 def result(outcome: str, priority: str = "mandatory", optional: bool = False):
     published = limit("Max[Gy]", {0: "<= 45"}, priority, optional=optional)
     reason = "structure SpinalCord not found among the ROIs"
-    base = not_evaluated(published, "Max[Gy]", "<= 45", ("Cord",), reason, None)
+    base = not_evaluated(published, "Max[Gy]", "<= 45", rois=("Cord",), reason=reason, lesion=None)
     if outcome == "not_evaluated":
         return base
     from dataclasses import replace
@@ -124,11 +124,38 @@ def uniform_dvh(volume_cc: float = 100.0, in_grid_cc: float | None = None) -> DV
 def test_a_limit_is_judged_on_a_dvh_with_value_and_margin():
     cord = limit("D0.03cc[Gy]", {0: "<= 45"})
     metric, comparison = cord.by_fractions[0][1], cord.by_fractions[0][2]
-    failed = judge(cord, metric, comparison, uniform_dvh(), ("Cord",), None, None, None)
+    failed = judge(
+        cord,
+        metric,
+        comparison,
+        uniform_dvh(),
+        rois=("Cord",),
+        lesion=None,
+        conversion=None,
+        prescription=None,
+    )
     assert failed.result == "fail" and failed.value == pytest.approx(60 - 0.03 * 0.5, abs=1e-6)
     assert failed.margin == pytest.approx(45 - failed.value)
-    outside = judge(cord, metric, comparison, uniform_dvh(100, 90), ("Cord",), None, None, None)
+    outside = judge(
+        cord,
+        metric,
+        comparison,
+        uniform_dvh(100, 90),
+        rois=("Cord",),
+        lesion=None,
+        conversion=None,
+        prescription=None,
+    )
     assert outside.result == "not_evaluated" and "(90.0% inside)" in outside.reason
     big = limit("D150cc[Gy]", {0: "<= 45"})
-    undefined = judge(big, big.by_fractions[0][1], comparison, uniform_dvh(), (), None, None, None)
+    undefined = judge(
+        big,
+        big.by_fractions[0][1],
+        comparison,
+        uniform_dvh(),
+        rois=(),
+        lesion=None,
+        conversion=None,
+        prescription=None,
+    )
     assert undefined.result == "not_evaluated" and "is undefined" in undefined.reason

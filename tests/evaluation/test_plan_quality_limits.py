@@ -68,8 +68,9 @@ def test_stereotactic_lesions_get_the_indices_and_conventional_ones_do_not(plan,
     grid = plan.doses[0].grid
     others = [s for s in plan.structure_set.structures
               if s.name.upper().startswith("PTV") and s.name != m1.name]  # fmt: skip
-    direct = lesion_quality(m1, compute_dvh(m1, grid), others,
-                            plan.structure_set.by_name("BODY"), grid, 50.0)  # fmt: skip
+    body = plan.structure_set.by_name("BODY")
+    direct = lesion_quality(m1, compute_dvh(m1, grid), others=others, body=body, grid=grid,
+                            prescription_gy=50.0)  # fmt: skip
     for r in (r for r in indices if r.lesion == "M1"):
         assert r.value == pytest.approx(direct.value(r.metric), rel=1e-9), r.metric
         assert r.conversion and "interpolated between" in r.conversion

@@ -26,7 +26,7 @@ def archive_db(tmp_path_factory: pytest.TempPathFactory, phantom_dir: Path) -> t
     write_thorax_phantom(archive / "p3", ThoraxPhantom(patient_id="PHANTOM-003", seed="web-3",
                                                        renamed=(("Cord", None),)))  # fmt: skip
     db = root / "results.db"
-    summary = run_batch(archive, None, f"sqlite:///{db}", workers=1)
+    summary = run_batch(archive, None, db_url=f"sqlite:///{db}", workers=1)
     assert summary.checked == 3 and not summary.errors
     return archive, db
 

@@ -145,6 +145,7 @@ def _outcome(
 def run_batch(
     archive: str | Path,
     protocol_name: str | None = None,
+    *,
     db_url: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,

@@ -72,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
         summary = run_batch(
             args.archive,
             args.protocol,
-            url,
-            args.workers,
-            args.scheduler,
-            progress,
-            report_dir,
-            EndCaps(args.end_caps),
+            db_url=url,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=progress,
+            report_dir=report_dir,
+            end_caps=EndCaps(args.end_caps),
         )
     finally:
         bar.close()

@@ -73,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
     lesion_map = read_lesion_map(args.map, known_sites) if args.map else {}
     plan = load_plan(args.paths)
     evaluation = evaluate(
-        plan, protocol, mapping, lesion_map, args.fractions, EndCaps(args.end_caps)
+        plan,
+        protocol,
+        mapping,
+        lesion_map,
+        fractions=args.fractions,
+        end_caps=EndCaps(args.end_caps),
     )
     record = eligibility_record(evaluation)
     if args.json == "-":

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         from rtcheck.archive.store import open_store, plan_rows
 
         started = datetime.now(UTC).isoformat(timespec="seconds")
-        summary = run_batch(storage, args.protocol, url, workers=1, report_dir=args.reports)
+        summary = run_batch(storage, args.protocol, db_url=url, workers=1, report_dir=args.reports)
         if not summary.checked:
             return
         for row in plan_rows(open_store(url)):

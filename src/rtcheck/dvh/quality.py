@@ -122,6 +122,7 @@ class LesionQuality:
 def lesion_quality(
     target: Structure,
     target_dvh: DVH,
+    *,
     others: Sequence[Structure],
     body: Structure,
     grid: DoseGrid,

@@ -32,6 +32,7 @@ def evaluate(
     protocol: Protocol,
     mapping: Mapping[str, str] | None = None,
     lesion_map: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
     fractions: int | None = None,
     end_caps: EndCaps = EndCaps.HALF_SLAB,
 ) -> Evaluation:

@@ -111,12 +111,22 @@ class LimitEvaluator:
         except (NotEvaluable, RtcheckError) as exc:
             if applied is None:
                 reason = f"{exc}; published: {published_columns(limit)}"
-                return not_evaluated(limit, limit.label, None, rois, reason, lesion_name)
+                return not_evaluated(
+                    limit, limit.label, None, rois=rois, reason=reason, lesion=lesion_name
+                )
             stated = (applied[0].text, str(applied[1]))
-            return not_evaluated(limit, *stated, rois, str(exc), lesion_name)
+            return not_evaluated(limit, *stated, rois=rois, reason=str(exc), lesion=lesion_name)
         acceptable = self.acceptable(limit, lesion)
         return judge(
-            limit, metric, comparison, dvh, rois, lesion_name, conversion, None, acceptable
+            limit,
+            metric,
+            comparison,
+            dvh,
+            rois=rois,
+            lesion=lesion_name,
+            conversion=conversion,
+            prescription=None,
+            acceptable=acceptable,
         )
 
     def with_origin(
@@ -157,8 +167,12 @@ class LimitEvaluator:
             metric, comparison, _ = self.applied(limit, lesion)
         except (NotEvaluable, RtcheckError):
             reason += f"; published: {published_columns(limit)}"
-            return not_evaluated(limit, limit.label, None, (), reason, lesion.name)
-        return not_evaluated(limit, metric.text, str(comparison), (), reason, lesion.name)
+            return not_evaluated(
+                limit, limit.label, None, rois=(), reason=reason, lesion=lesion.name
+            )
+        return not_evaluated(
+            limit, metric.text, str(comparison), rois=(), reason=reason, lesion=lesion.name
+        )
 
     def coverage_limit(self, limit: Limit, lesion: Lesion) -> LimitResult | None:
         """A lesion's own limit (coverage, or a plan-quality index), on the lesion's own plan,
@@ -172,7 +186,9 @@ class LimitEvaluator:
         def unevaluated(reason: str) -> LimitResult:
             # Named by its target ROI, as an evaluated coverage limit is.
             own = replace(limit, structure=lesion.target_roi)
-            return not_evaluated(own, metric.text, str(comparison), rois, reason, lesion.name)
+            return not_evaluated(
+                own, metric.text, str(comparison), rois=rois, reason=reason, lesion=lesion.name
+            )
 
         if lesion.prescription_gy is None:
             return unevaluated(
@@ -211,11 +227,11 @@ class LimitEvaluator:
                 metric,
                 comparison,
                 dvh,
-                rois,
-                lesion.name,
-                note,
-                lesion.prescription_gy,
-                acceptable,
+                rois=rois,
+                lesion=lesion.name,
+                conversion=note,
+                prescription=lesion.prescription_gy,
+                acceptable=acceptable,
             )
         try:
             quality = self.quality(lesion, target, dvh, dose.grid)
@@ -224,7 +240,9 @@ class LimitEvaluator:
         reason = quality.undefined(metric.text)
         if reason:
             return replace(unevaluated(reason), conversion=note)
-        base = not_evaluated(own, metric.text, str(comparison), rois, "", lesion.name)
+        base = not_evaluated(
+            own, metric.text, str(comparison), rois=rois, reason="", lesion=lesion.name
+        )
         return graded(base, quality.value(metric.text), comparison, acceptable, note)
 
     def quality(self, lesion: Lesion, target: Structure, dvh: DVH, grid: DoseGrid) -> LesionQuality:
@@ -238,11 +256,11 @@ class LimitEvaluator:
             self._quality[lesion.name] = lesion_quality(
                 target,
                 dvh,
-                others,
-                self.structures.body(),
-                grid,
-                lesion.prescription_gy,
-                self.doses.end_caps,
+                others=others,
+                body=self.structures.body(),
+                grid=grid,
+                prescription_gy=lesion.prescription_gy,
+                end_caps=self.doses.end_caps,
             )
         return self._quality[lesion.name]
 
@@ -251,6 +269,7 @@ def not_evaluated(
     limit: Limit,
     metric: str,
     comparison: str | None,
+    *,
     rois: tuple[str, ...],
     reason: str,
     lesion: str | None,
@@ -281,6 +300,7 @@ def judge(
     metric: Metric,
     comparison: Comparison,
     dvh: DVH,
+    *,
     rois: tuple[str, ...],
     lesion: str | None,
     conversion: str | None,
@@ -296,19 +316,27 @@ def judge(
             limit,
             metric.text,
             str(comparison),
-            rois,
-            f"{limit.structure or lesion} is not fully inside the dose grid "
+            rois=rois,
+            reason=f"{limit.structure or lesion} is not fully inside the dose grid "
             f"({100 * dvh.dose_coverage:.1f}% inside)",
-            lesion,
-            dvh.dose_coverage,
+            lesion=lesion,
+            coverage=dvh.dose_coverage,
         )
         return replace(result, conversion=conversion)
     value = evaluate_metric(metric, dvh, prescription)
     if math.isnan(value):
         reason = undefined_reason(metric, dvh) or "no dose in the structure"
-        return not_evaluated(limit, metric.text, str(comparison), rois, reason, lesion)
+        return not_evaluated(
+            limit, metric.text, str(comparison), rois=rois, reason=reason, lesion=lesion
+        )
     evaluated = not_evaluated(
-        limit, metric.text, str(comparison), rois, "", lesion, dvh.dose_coverage
+        limit,
+        metric.text,
+        str(comparison),
+        rois=rois,
+        reason="",
+        lesion=lesion,
+        coverage=dvh.dose_coverage,
     )
     return graded(evaluated, value, comparison, acceptable, conversion)
 

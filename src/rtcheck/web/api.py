@@ -39,7 +39,7 @@ def api_plans(
 ) -> dict[str, Any]:
     """Stored plans matching the filters, one page of them."""
     f = Q.PlanFilter(decision, protocol, day(since, "since"), day(until, "until"), q)
-    found = Q.list_plans(held.engine, f, sort, desc, page, size)
+    found = Q.list_plans(held.engine, f, sort=sort, descending=desc, page=page, size=size)
     plans = [{k: v for k, v in r.items() if k != "id"} for r in found.rows]
     return {"total": found.total, "page": found.page, "size": found.size, "plans": plans}
 

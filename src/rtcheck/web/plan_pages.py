@@ -49,7 +49,7 @@ def plans_page(
         decision or None, protocol or None, day(since, "since"), day(until, "until"), q or None
     )
     key = sort if sort in Q.SORT_KEYS else "checked_at"
-    found = Q.list_plans(held.engine, f, key, bool(desc), page_number)
+    found = Q.list_plans(held.engine, f, sort=key, descending=bool(desc), page=page_number)
     state = {
         "decision": decision,
         "protocol": protocol,

@@ -92,6 +92,7 @@ def _where(f: PlanFilter, dialect: str) -> list[Any]:
 def list_plans(
     engine: Engine,
     f: PlanFilter,
+    *,
     sort: SortKey = "checked_at",
     descending: bool = True,
     page: int = 1,
