@@ -14,7 +14,7 @@ from rtcheck.cli._common import (
     write_text,
 )
 from rtcheck.errors import UsageError
-from rtcheck.outputs.trial_export import FORMATS
+from rtcheck.outputs.export_formats import FORMATS
 
 
 def add_parser(commands: Commands) -> None:

@@ -12,13 +12,11 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rtcheck.errors import RecordFileError
+from rtcheck.outputs.export_formats import ExportFormat
 from rtcheck.outputs.subjects import subject_key
-
-ExportFormat = Literal["fhir", "redcap", "redcap-json", "odm"]
-FORMATS: tuple[ExportFormat, ...] = ("fhir", "redcap", "redcap-json", "odm")
 
 
 @dataclass(frozen=True)
