@@ -52,12 +52,44 @@ def test_plain_decimals_read_exactly_as_float_reads_them():
         b"--5",
         b"5\\7-",
         b"1-2",
-        b"1234567890.1234567",  # 17 digits: not exact through the mantissa
         b"abc",
     ],
 )
 def test_anything_but_plain_decimals_is_left_to_the_general_path(text):
     assert parse_plain_decimals(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"-0\\0\\-0.0\\-0.000\\5\\-0",  # JSON reads an integer -0 as 0: the sign is kept
+        b".5\\-.25\\5.\\007\\-007.50\\0.5",  # plain decimals that JSON does not allow
+        b"1234567890.1234567\\0.12345678901234567890123",  # beyond 15 digits: still exact
+        b"9007199254740993\\-9007199254740995",  # integers beyond 2**53: rounded as float
+    ],
+)
+def test_every_plain_form_reads_as_float_reads_it(text):
+    parsed = parse_plain_decimals(text)
+    expected = np.array([float(v) for v in text.split(b"\\")])
+    assert parsed is not None
+    assert np.array_equal(parsed, expected)
+    assert np.array_equal(np.signbit(parsed), np.signbit(expected))
+
+
+def test_an_integer_beyond_64_bits_is_left_to_the_general_path():
+    assert parse_plain_decimals(b"1\\18446744073709551616") is None
+
+
+def test_both_readers_agree_on_values_json_also_reads():
+    from rtcheck.dicom.decimals import _as_json, _by_array_passes
+
+    rng = np.random.default_rng(3)
+    values = [f"{v:.{rng.integers(0, 6)}f}" for v in rng.uniform(-500, 500, 50_000)]
+    text = "\\".join(values).encode()
+    b = np.frombuffer(text, dtype=np.uint8)
+    fast, passes = _as_json(text, b), _by_array_passes(b)
+    assert fast is not None and passes is not None
+    assert np.array_equal(fast, passes) and np.array_equal(np.signbit(fast), np.signbit(passes))
 
 
 def test_structure_set_contours_read_the_same_by_both_paths():
