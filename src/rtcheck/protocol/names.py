@@ -15,11 +15,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from rtcheck.dicom.structures import Structure
 from rtcheck.errors import MapFileError, YamlFileError
-from rtcheck.protocol.yamlfile import read_yaml
+from rtcheck.protocol.yamlfile import parse_yaml, read_yaml
 
 LEFT = frozenset({"l", "lt", "left"})
 RIGHT = frozenset({"r", "rt", "right"})
@@ -37,7 +35,7 @@ def words(name: str) -> list[str]:
 @cache
 def _synonyms() -> dict[str, str]:
     text = resources.files("rtcheck").joinpath("data/tg263.yaml").read_text(encoding="utf-8")
-    table: dict[str, list[str]] = yaml.safe_load(text)
+    table: dict[str, list[str]] = parse_yaml(text)
     index: dict[str, str] = {}
     for standard, spellings in table.items():
         for spelling in [*spellings, standard]:

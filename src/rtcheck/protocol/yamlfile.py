@@ -1,9 +1,10 @@
 """Reading the YAML files users write (protocols, map files), within bounds.
 
-Protocol and map files are small tables: rtcheck reads them with PyYAML's safe loader, refuses a
-file larger than :data:`~rtcheck.caps.YAML_BYTES`, and refuses anchors and aliases, which
-such tables do not need and which let a few lines expand into gigabytes (an alias bomb). Only
-regular files are read.
+Protocol and map files are small tables: rtcheck reads them with PyYAML's safe loader (libyaml's
+C parser where PyYAML has it), refuses a file larger than :data:`~rtcheck.caps.YAML_BYTES`, and
+refuses anchors and aliases, which such tables do not need and which let a few lines expand
+into gigabytes (an alias bomb), and nesting deeper than such tables need. Only regular files
+are read.
 """
 
 from __future__ import annotations
@@ -23,35 +24,29 @@ from rtcheck.errors import YamlFileError
 MAX_NESTING = 50
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing anchors, aliases and deep nesting."""
+#: libyaml's parser where PyYAML was built with it (its wheels are), else PyYAML's own: the
+#: same documents, ten times faster to read.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
-    _depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_NESTING:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_NESTING} levels deep", mark
-                )
-            return self._compose(parent, index)
-        finally:
-            self._depth -= 1
-
-    def _compose(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed in rtcheck's files", mark
-            )
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if getattr(event, "anchor", None):
-            raise yaml.composer.ComposerError(
-                None, None, "anchors (&name) are not allowed in rtcheck's files", event.start_mark
-            )
-        return super().compose_node(parent, index)
+def _refuse_anchors_and_depth(data: bytes | str) -> None:
+    """Read the text's events once (no document is built) and refuse an alias, an anchor, or
+    nesting deeper than :data:`MAX_NESTING`, before anything is composed."""
+    depth = 0
+    for event in yaml.parse(data, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            why = "aliases (*name) are not allowed in rtcheck's files"
+        elif getattr(event, "anchor", None):
+            why = "anchors (&name) are not allowed in rtcheck's files"
+        elif isinstance(event, _OPEN) and depth >= MAX_NESTING:
+            why = f"nested more than {MAX_NESTING} levels deep"
+        else:
+            depth += isinstance(event, _OPEN) - isinstance(event, _CLOSE)
+            continue
+        mark: Any = event.start_mark  # libyaml's own Mark where its parser read the text
+        raise yaml.composer.ComposerError(None, None, why, mark)
 
 
 def read_yaml(path: str | os.PathLike[str], what: str) -> tuple[Any, bytes]:
@@ -86,9 +81,12 @@ def read_yaml(path: str | os.PathLike[str], what: str) -> tuple[Any, bytes]:
 def parse_yaml(data: bytes | str) -> Any:
     """The document of YAML text (see :func:`read_yaml`)."""
     try:
-        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a safe loader's subclass
-    except RecursionError:  # flow-style nesting ("[[[[...") recurses in the parser itself
+        _refuse_anchors_and_depth(data)
+        return yaml.load(data, Loader=_LOADER)  # noqa: S506 - a safe loader
+    except RecursionError:  # flow-style nesting ("[[[[...") recurses in PyYAML's own parser
         raise YamlFileError(f"nested more than {MAX_NESTING} levels deep") from None
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(exc):  # libyaml's scanner stops at 1000 flow levels
+            raise YamlFileError(f"nested more than {MAX_NESTING} levels deep") from None
         # PyYAML's messages span lines; rtcheck's errors are one line.
         raise YamlFileError(f"not valid YAML ({' '.join(str(exc).split())})") from None
