@@ -37,7 +37,7 @@ from rtcheck.phantom.thorax import (  # noqa: E402
     write_thorax_phantom,
 )
 from rtcheck.protocol.definition import load_protocol  # noqa: E402
-from rtcheck.runtime import keep_freed_memory  # noqa: E402
+from rtcheck.runtime import keep_freed_memory, one_blas_thread  # noqa: E402
 
 
 def protocols(folder: Path) -> tuple[Path, Path]:
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     keep_freed_memory()
+    one_blas_thread()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         lesions = (*DEFAULT_LESIONS, *MORE_LESIONS)

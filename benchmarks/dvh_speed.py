@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from rtcheck.dicom.plan import load_plan  # noqa: E402
 from rtcheck.dvh.engine import compute_dvh  # noqa: E402
 from rtcheck.dvh.metrics import evaluate_metric  # noqa: E402
-from rtcheck.runtime import keep_freed_memory  # noqa: E402
+from rtcheck.runtime import keep_freed_memory, one_blas_thread  # noqa: E402
 from tests.dense_reference import dense_dvh  # noqa: E402
 from tests.dicompyler_reference import dicompyler_dvh  # noqa: E402
 from tests.truth import polygon_area  # noqa: E402
@@ -148,6 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     # As the rtcheck command does; it applies to both engines, which share this process.
     keep_freed_memory()
+    one_blas_thread()
 
     folder = clinical_phantom() if args.clinical else PHANTOM
     plan = load_plan([folder])

@@ -42,7 +42,7 @@ from rtcheck.cli._common import (
 )
 from rtcheck.errors import RtcheckError, UsageError
 from rtcheck.logs import one_line
-from rtcheck.runtime import keep_freed_memory
+from rtcheck.runtime import keep_freed_memory, one_blas_thread
 
 __all__ = [
     "COMMANDS",
@@ -88,6 +88,7 @@ def _without_progress_bars() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     keep_freed_memory()
+    one_blas_thread()
     try:
         args = parser().parse_args(argv)
         if args.command in _QUIET:
