@@ -16,6 +16,7 @@ from rtcheck.dvh.engine import DVH, compute_dvh
 from rtcheck.dvh.regions import Region
 from rtcheck.evaluation.results import NotEvaluable
 from rtcheck.protocol import lq
+from rtcheck.protocol.lesions import Lesion
 
 
 class PlanDoses:
@@ -31,6 +32,18 @@ class PlanDoses:
     def mode(self) -> str:
         """How the dose is evaluated, as the record says it."""
         return "EQD2 sum of plans" if self.summed else "physical dose"
+
+    def own_doses(self, lesion: Lesion) -> list[DoseSet]:
+        """The dose sets of the plan that names ``lesion`` (its RTPLAN's label)."""
+        return [d for d in self.plan.doses if d.plan and d.plan.label == lesion.plan_label]
+
+    def lesion_dose(self, lesion: Lesion) -> DoseSet | None:
+        """The dose that treats ``lesion``: its own plan's, else the plan's only one; None when
+        neither is known."""
+        own = self.own_doses(lesion)
+        if own:
+            return own[0]
+        return self.plan.doses[0] if len(self.plan.doses) == 1 else None
 
     def fractions_of(self, dose: DoseSet) -> int:
         """The number of fractions of a dose set: its RTPLAN's, else ``--fractions``."""

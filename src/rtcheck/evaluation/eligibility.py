@@ -123,8 +123,7 @@ def _lesion_ptv_dvhs(plan: Plan, lesions: list[Lesion], doses: PlanDoses) -> Non
         target = by_name.get(lesion.target_roi)
         if lesion.target_roi in drawn or target is None or target.is_empty or target.defects:
             continue
-        own = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]
-        dose = own[0] if own else plan.doses[0] if len(plan.doses) == 1 else None
+        dose = doses.lesion_dose(lesion)
         if dose is None or dose.per_fraction:
             continue
         try:

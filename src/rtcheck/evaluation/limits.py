@@ -57,7 +57,7 @@ class LimitEvaluator:
         alpha_beta = self.protocol.alpha_beta(limit.structure)
         plan = self.doses.plan
         if lesion is not None and len(plan.doses) > 1 and lesion.plan_label:
-            own = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]
+            own = self.doses.own_doses(lesion)
             if len(own) == 1 and not own[0].per_fraction:
                 return own[0].grid, f"plan:{own[0].label}", self.doses.fractions_of(own[0])
         return self.doses.for_limits(alpha_beta)
@@ -199,13 +199,9 @@ class LimitEvaluator:
                 f"fractionation of lesion {lesion.name} unknown; the limit applies to "
                 f"{limit.regime} lesions"
             )
-        plan = self.doses.plan
-        doses = [d for d in plan.doses if d.plan and d.plan.label == lesion.plan_label]
-        if not doses and len(plan.doses) == 1:
-            doses = list(plan.doses)
-        if not doses:
+        dose = self.doses.lesion_dose(lesion)
+        if dose is None:
             return unevaluated(f"the plan treating lesion {lesion.name} is not known")
-        dose = doses[0]
         if dose.per_fraction:
             return unevaluated("the RTDOSE is the dose of one fraction")
         try:
