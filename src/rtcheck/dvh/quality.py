@@ -136,8 +136,7 @@ def lesion_quality(
     low, high = low - NEIGHBOURHOOD_MM, high + NEIGHBOURHOOD_MM
     step = max(SAMPLE_MM, (float(np.prod(high - low)) / MAX_POINTS) ** (1 / 3))
     counts = np.maximum(np.ceil((high - low) / step).astype(int), 1)
-    centres = [low[a] + (np.arange(counts[a]) + 0.5) * step for a in range(3)]
-    pixels = PixelGrid(float(low[0]), float(low[1]), step, int(counts[0]), int(counts[1]))
+    centres, pixels = _lattice(low, step, counts)
 
     def fraction(structure: Structure) -> NDArray[np.float64]:
         return _sampled(structure, pixels, centres[2], end_caps)
@@ -217,8 +216,7 @@ def _attribution(
     after = np.ceil((wide_high - high) / step - 1e-9).astype(int)
     start = low - before * step
     total = counts + before + after
-    centres = [start[a] + (np.arange(total[a]) + 0.5) * step for a in range(3)]
-    pixels = PixelGrid(float(start[0]), float(start[1]), step, int(total[0]), int(total[1]))
+    centres, pixels = _lattice(start, step, total)
     labels = np.zeros((len(centres[2]), len(centres[1]), len(centres[0])), dtype=np.int16)
     for number, other in enumerate(others, start=2):
         labels[_sampled(other, pixels, centres[2], end_caps) >= 0.5] = number
@@ -232,6 +230,15 @@ def _attribution(
     own = labels[tuple(nearest)] == 1
     box = tuple(slice(before[a], before[a] + counts[a]) for a in (2, 1, 0))
     return distance[box], own[box]
+
+
+def _lattice(
+    low: NDArray[np.float64], step: float, counts: NDArray[np.int_]
+) -> tuple[list[NDArray[np.float64]], PixelGrid]:
+    """The sample centres along x, y and z (mm) of ``counts`` cells of ``step`` mm from
+    ``low``, and the in-plane pixel grid they make."""
+    centres = [low[a] + (np.arange(counts[a]) + 0.5) * step for a in range(3)]
+    return centres, PixelGrid(float(low[0]), float(low[1]), step, int(counts[0]), int(counts[1]))
 
 
 def _z_extent(structure: Structure, end_caps: EndCaps) -> tuple[float, float]:
