@@ -60,7 +60,7 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 def batch_options(parser: argparse.ArgumentParser) -> None:
     """The options of a batch check (``batch`` and ``pull``)."""
     parser.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: eso-oligo-rt)")
-    parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    db_option(parser)
     parser.add_argument(
         "--workers", type=int, metavar="N", help="local worker processes (default: one per core)"
     )
@@ -75,6 +75,18 @@ def batch_options(parser: argparse.ArgumentParser) -> None:
         help="write an archive summary page, with each checked plan's report beside it",
     )
     end_caps_option(parser)
+
+
+def db_option(parser: argparse.ArgumentParser) -> None:
+    """``--db``, the results database, of every command that reads or writes it."""
+    parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+
+
+def ae_title_option(parser: argparse.ArgumentParser) -> None:
+    """``--ae-title``, this node's AE title, of the commands that speak DICOM."""
+    parser.add_argument(
+        "--ae-title", default="RTCHECK", type=ae_title, help="this node's AE title (RTCHECK)"
+    )
 
 
 def end_caps_option(parser: argparse.ArgumentParser) -> None:

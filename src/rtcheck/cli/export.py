@@ -8,6 +8,7 @@ import sys
 from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
+    db_option,
     db_url,
     existing_database,
     refuse_writing_over_inputs,
@@ -39,7 +40,7 @@ def add_parser(commands: Commands) -> None:
         "for a patient not in it, nothing is exported.",
     )
     parser.add_argument("records", nargs="*", metavar="RECORD.json", help="record files")
-    parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    db_option(parser)
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", metavar="FILE", help="write here (default: stdout)")
     parser.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rtcheck.cli._common import EXIT_OK, Commands, ae_title, db_url, port
+from rtcheck.cli._common import EXIT_OK, Commands, ae_title_option, db_option, db_url, port
 from rtcheck.errors import UsageError
 
 
@@ -34,9 +34,7 @@ def add_parser(commands: Commands) -> None:
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; another needs --allow)",
     )
-    parser.add_argument(
-        "--ae-title", default="RTCHECK", type=ae_title, help="this node's AE title (RTCHECK)"
-    )
+    ae_title_option(parser)
     parser.add_argument(
         "--allow",
         action="append",
@@ -46,7 +44,7 @@ def add_parser(commands: Commands) -> None:
         "on loopback only)",
     )
     parser.add_argument("--protocol", metavar="NAME|FILE", help="protocol (eso-oligo-rt)")
-    parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    db_option(parser)
     parser.add_argument("--reports", metavar="DIR", help="write each checked plan's report here")
     parser.add_argument(
         "--settle",

@@ -9,7 +9,7 @@ from pathlib import Path
 from rtcheck.cli._common import (
     EXIT_PLAN_ERRORS,
     Commands,
-    ae_title,
+    ae_title_option,
     batch_options,
     db_url,
     port,
@@ -38,9 +38,7 @@ def add_parser(commands: Commands) -> None:
         "checked, 2 bad input or the PACS unreachable.",
     )
     parser.add_argument("--pacs", metavar="AE@HOST:PORT", required=True, help="the PACS to query")
-    parser.add_argument(
-        "--ae-title", default="RTCHECK", type=ae_title, help="this node's AE title (RTCHECK)"
-    )
+    ae_title_option(parser)
     parser.add_argument("--patient", metavar="ID", help="only this PatientID (wildcards * and ?)")
     parser.add_argument("--study", metavar="UID", help="only this StudyInstanceUID")
     parser.add_argument("--since", metavar="DATE", help="only studies of this date or later")

@@ -8,6 +8,7 @@ import sys
 from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
+    db_option,
     db_url,
     existing_database,
 )
@@ -23,7 +24,7 @@ def add_parser(commands: Commands) -> None:
         help="what the database holds, one row per plan",
         description="List stored plans.",
     )
-    parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    db_option(parser)
     parser.add_argument(
         "--format",
         choices=("table", "csv", "json"),

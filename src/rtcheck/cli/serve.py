@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from rtcheck.cli._common import EXIT_OK, Commands, db_url, existing_database, port, shown_url
+from rtcheck.cli._common import (
+    EXIT_OK,
+    Commands,
+    db_option,
+    db_url,
+    existing_database,
+    port,
+    shown_url,
+)
 from rtcheck.errors import UsageError
 
 
@@ -27,7 +35,7 @@ def add_parser(commands: Commands) -> None:
         "(OpenAPI description at /openapi.json). Listens on 127.0.0.1 unless told otherwise; "
         "on another address it needs --token-file, and every request then carries the token.",
     )
-    parser.add_argument("--db", metavar="URL", help="database URL or SQLite file (rtcheck.db)")
+    db_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=8080, help="TCP port (default 8080)")
     parser.add_argument(
