@@ -304,3 +304,18 @@ def test_a_database_password_is_never_printed(tmp_path):
         done = subprocess.run([sys.executable, "-m", "rtcheck.cli", *command],
                               capture_output=True, text=True, timeout=60)  # fmt: skip
         assert "s3cret-pw" not in done.stdout + done.stderr, command
+
+
+def test_a_token_file_that_is_a_pipe_or_too_large_is_refused_in_one_line(tmp_path):
+    pipe = tmp_path / "token.fifo"
+    os.mkfifo(pipe)  # reading it would block for ever
+    large = tmp_path / "large.txt"
+    large.write_text("t" * 5000)
+    large.chmod(0o600)
+    for token, said in ((pipe, "not a regular file"), (large, "more than 4096 bytes")):
+        done = subprocess.run(
+            [sys.executable, "-m", "rtcheck.cli", "serve", "--token-file", str(token), "--db",
+             str(tmp_path / "x.db")], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1

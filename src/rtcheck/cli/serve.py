@@ -115,18 +115,30 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: The largest token file read (bytes): a token is a line of a few dozen characters.
+MAX_TOKEN_BYTES = 4096
+
+
 def _read_token(token_file: str) -> str:
     """The token in ``token_file``: a file only its owner may read (as ssh requires of a
     private key), of UTF-8 text, 16 characters or more."""
+    from rtcheck.dicom.files import is_regular_file
+
     path = Path(token_file)
     mode = path.stat().st_mode
+    if not path.is_dir() and not is_regular_file(path):  # a pipe's read would never end
+        raise UsageError(f"--token-file {token_file}: not a regular file (a pipe or device)")
     if path.is_file() and mode & 0o077:
         raise UsageError(
             f"--token-file {token_file}: readable by other users (mode {mode & 0o777:o}); "
             f"run: chmod 600 {token_file}"
         )
+    with path.open("rb") as handle:
+        data = handle.read(MAX_TOKEN_BYTES + 1)
+    if len(data) > MAX_TOKEN_BYTES:
+        raise UsageError(f"--token-file {token_file}: more than {MAX_TOKEN_BYTES} bytes")
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        token = data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise UsageError(f"--token-file {token_file}: not UTF-8 text") from None
     if len(token) < 16:
