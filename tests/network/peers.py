@@ -151,3 +151,8 @@ class Orthanc:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def plan_files(folder: Path) -> dict[str, Path]:
+    """A plan folder's RT files by kind: ``RS``, ``RP``, ``RD``."""
+    return {p.name[:2]: p for p in sorted(folder.glob("R[SDP]*.dcm"))}

@@ -10,30 +10,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pydicom
 import pytest
 
-from tests.network.peers import STORESCU, Node, free_port, require
+from tests.network.peers import STORESCU, Node, free_port, plan_files, require
 
 
 @pytest.fixture(autouse=True)
 def _dcmtk() -> None:
     require(STORESCU, "dcmtk")
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    running = Node(tmp_path, "--allow", "STORESCU")
-    yield running
-    if running.process.poll() is None:
-        running.process.kill()
-
-
-def plan_files(folder: Path) -> dict[str, Path]:
-    return {p.name[:2]: p for p in sorted(folder.glob("R[SDP]*.dcm"))}
 
 
 def test_idle_connections_do_not_lock_out_the_planning_system(node, phantom_dir):

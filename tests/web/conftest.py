@@ -63,3 +63,8 @@ class Served:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def plan_files(folder: Path) -> list[tuple[str, tuple[str, bytes]]]:
+    """A plan folder's DICOM files as a multipart upload's ``files`` fields."""
+    return [("files", (p.name, p.read_bytes())) for p in sorted(folder.glob("*.dcm"))]

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from rtcheck.web.app import ServeSettings, create_app
 from rtcheck.web.uploads import UploadLimits
-from tests.web.conftest import HOSTILE_ID
+from tests.web.conftest import HOSTILE_ID, plan_files
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +102,6 @@ def test_a_token_is_needed_when_set(archive_db):
     assert location.startswith("/") and "//" not in location
     # The API's description is behind the token too.
     assert app.get("/openapi.json").status_code == 401
-
-
-def plan_files(folder: Path) -> list[tuple[str, tuple[str, bytes]]]:
-    return [("files", (p.name, p.read_bytes())) for p in sorted(folder.glob("*.dcm"))]
 
 
 def test_an_uploaded_plan_is_checked_and_nothing_is_kept(client, archive_db, tmp_path):

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from rtcheck.web.app import ServeSettings, create_app
 from rtcheck.web.guard import GuardSettings, host_of
-from tests.web.conftest import Served
+from tests.web.conftest import Served, plan_files
 
 LOCAL = "http://127.0.0.1"
 
@@ -32,10 +32,6 @@ LOCAL = "http://127.0.0.1"
 def client(archive_db) -> TestClient:
     _, db = archive_db
     return TestClient(create_app(ServeSettings(f"sqlite:///{db}")), base_url=LOCAL)
-
-
-def plan_files(folder: Path) -> list[tuple[str, tuple[str, bytes]]]:
-    return [("files", (p.name, p.read_bytes())) for p in sorted(folder.glob("*.dcm"))]
 
 
 # Host and origin ------------------------------------------------------------------------------
