@@ -20,7 +20,8 @@ import shapely
 
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dicom.structures import ContourPlane, Structure
-from rtcheck.dvh.margins import Margin, clip, contract, expand
+from rtcheck.dvh.margin import Margin
+from rtcheck.dvh.margins import clip, contract, expand
 from rtcheck.errors import InvalidStructureError
 
 HALF = EndCaps.HALF_SLAB

@@ -90,13 +90,19 @@ def _slice_steps(gaps: NDArray[np.float64]) -> tuple[list[float], float]:
     if not recurring:
         smallest = float(ordered[0])
         return [smallest], smallest
-    typical = float(np.median(max(recurring, key=len)))
+    typical = _middle(max(recurring, key=len))
     steps = [
-        float(np.median(c))
+        _middle(c)
         for c in recurring
-        if typical / MAX_STEP_RATIO <= float(np.median(c)) <= typical * MAX_STEP_RATIO
+        if typical / MAX_STEP_RATIO <= _middle(c) <= typical * MAX_STEP_RATIO
     ]
     return steps, typical
+
+
+def _middle(ordered: NDArray[np.float64]) -> float:
+    """The median of values already in increasing order (``np.median`` would import numpy.ma)."""
+    n = len(ordered)
+    return float((ordered[(n - 1) // 2] + ordered[n // 2]) / 2)
 
 
 def capped_bounds(

@@ -28,9 +28,8 @@ Coordinates are DICOM patient coordinates (mm): +x towards the patient's left, +
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import shapely
@@ -39,7 +38,7 @@ from shapely.geometry.base import BaseGeometry
 
 from rtcheck.dicom.slabs import CONTIGUOUS_TOLERANCE_MM, EndCaps
 from rtcheck.dicom.structures import ContourPlane, Structure
-from rtcheck.errors import InvalidStructureError
+from rtcheck.dvh.margin import Margin
 
 #: Segments per full circle of an offset's rounded corners.
 ARC_SEGMENTS = 64
@@ -47,64 +46,6 @@ ARC_SEGMENTS = 64
 KERNEL_VERTICES = 64
 #: How far the swept outline of an anisotropic in-plane margin may be thinned (mm).
 SWEEP_TOLERANCE_MM = 0.01
-#: Largest margin accepted (mm).
-MAX_MARGIN_MM = 100.0
-
-
-#: The six directions a margin is given in.
-DIRECTIONS = ("right", "left", "anterior", "posterior", "inferior", "superior")
-
-
-@dataclass(frozen=True)
-class Margin:
-    """A margin (mm) in each of the six patient directions; all zero is no margin."""
-
-    right: float = 0.0
-    left: float = 0.0
-    anterior: float = 0.0
-    posterior: float = 0.0
-    inferior: float = 0.0
-    superior: float = 0.0
-
-    @classmethod
-    def isotropic(cls, mm: float) -> Margin:
-        """The same margin (mm) in every direction."""
-        return cls(mm, mm, mm, mm, mm, mm)
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if not (math.isfinite(value) and 0 <= value <= MAX_MARGIN_MM):
-                raise InvalidStructureError(
-                    f"margin {name} {value!r} mm: give 0 to {MAX_MARGIN_MM:g} mm"
-                )
-
-    @property
-    def is_zero(self) -> bool:
-        """True when every direction's margin is 0."""
-        return not any(vars(self).values())
-
-    @property
-    def in_plane(self) -> tuple[float, float, float, float]:
-        """(right, left, anterior, posterior) in mm."""
-        return self.right, self.left, self.anterior, self.posterior
-
-    def section(self, h_mm: float) -> float:
-        """The scale of the kernel's in-plane section at height ``h_mm`` above its centre
-        (below for negative), 0..1; -1 where the kernel does not reach."""
-        reach = self.superior if h_mm > 0 else self.inferior
-        if abs(h_mm) <= CONTIGUOUS_TOLERANCE_MM:
-            return 1.0
-        if abs(h_mm) > reach:
-            return -1.0
-        return math.sqrt(max(0.0, 1.0 - (h_mm / reach) ** 2))
-
-    def __str__(self) -> str:
-        values = set(vars(self).values())
-        if len(values) == 1:
-            return f"{values.pop():g} mm"
-        return ", ".join(f"{k} {v:g}" for k, v in vars(self).items()) + " mm"
-
-
 def expand(structure: Structure, margin: Margin, name: str, end_caps: EndCaps) -> Structure:
     """``structure`` grown by ``margin``, as a new structure named ``name``."""
     return replace(_built(structure, margin, end_caps, True), name=name)

@@ -38,7 +38,8 @@ from rtcheck.dicom.dose import AxisInterpolation, DoseGrid, interpolation_along
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dicom.structures import Structure
 from rtcheck.dvh.engine import DVH
-from rtcheck.dvh.margins import Margin, expand, plane_shapes
+from rtcheck.dvh.margin import Margin
+from rtcheck.dvh.margins import expand, plane_shapes
 from rtcheck.dvh.metrics import evaluate_metric
 from rtcheck.dvh.occupancy import PixelGrid, polygon_coverage
 from rtcheck.dvh.regions import Region

@@ -10,7 +10,6 @@ from difflib import SequenceMatcher
 
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dicom.structures import Structure
-from rtcheck.dvh.margins import clip, contract, expand
 from rtcheck.dvh.regions import Region
 from rtcheck.evaluation.results import MISSING, NotEvaluable
 from rtcheck.protocol.definition import DerivedStructure, Protocol, Term
@@ -96,6 +95,9 @@ class StructureResolver:
             return structure
         key = (structure.name, term, within_body)
         if key not in self._shaped:
+            # Polygon geometry (shapely) is loaded only by the protocols that grow or clip.
+            from rtcheck.dvh.margins import clip, contract, expand
+
             if term.shrink and term.name == "PTVs":
                 raise NotEvaluable(f"{term}: shrinking a group of ROIs is not defined here")
             label = str(Term(structure.name, term.margin, term.shrink))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcheck.dvh.indices import INDICES, parse_index
-from rtcheck.dvh.margins import DIRECTIONS, Margin
+from rtcheck.dvh.margin import DIRECTIONS, Margin
 from rtcheck.dvh.metrics import Metric, parse_metric
 from rtcheck.errors import InvalidStructureError, MetricSyntaxError, ProtocolError, YamlFileError
 from rtcheck.protocol.lesions import KNOWN_SITES
