@@ -164,7 +164,8 @@ def test_undefined_metrics_and_empty_rois_are_null_with_a_warning(tmp_path):
 
 @pytest.mark.parametrize(
     # The phantom draws with scipy, which imports numpy.ma itself.
-    ("command", "needed"), [("dvh", set()), ("check", {"yaml"}), ("phantom", {"numpy.ma"})]
+    ("command", "needed"),
+    [("dvh", set()), ("check", {"yaml"}), ("phantom", {"numpy.ma"})],
 )
 def test_a_command_imports_only_what_it_uses(tmp_path, command, needed):
     heavy = ("sqlalchemy", "tqdm", "dask", "distributed", "matplotlib", "yaml", "pandas",

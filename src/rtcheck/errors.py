@@ -10,6 +10,8 @@ an HTTP 4xx. The classes are defined here and imported where they are raised. ::
     ├── InvalidDoseError          an RTDOSE of a kind rtcheck refuses
     ├── InvalidStructureError     an RTSTRUCT or one of its ROIs cannot be used
     ├── PlanLinkError             the objects given are not one plan (of one patient)
+    ├── RegistrationError         a registration object cannot relate two courses safely
+    ├── PriorCourseError          an earlier course cannot be summed with the current one
     ├── MetricSyntaxError         a DVH metric is not TG-263 grammar
     ├── MetricEvaluationError     a well-formed metric cannot be evaluated
     ├── LimitExceededError        an input larger than an enforced size (rtcheck.caps)
@@ -59,6 +61,17 @@ class InvalidStructureError(RtcheckError):
 class PlanLinkError(RtcheckError):
     """The RT objects given do not form one consistent plan (missing or mismatched objects,
     or objects of two patients)."""
+
+
+class RegistrationError(RtcheckError):
+    """A Spatial Registration object cannot be used to relate two courses (no item for a
+    frame, several matrices in one item, a RIGID matrix that is not a rotation, a deformable
+    object read as rigid, a deformation the wrong way...)."""
+
+
+class PriorCourseError(RtcheckError):
+    """An earlier course cannot be summed with the current one (no dose, another patient, no
+    registration relating the two frames of reference...)."""
 
 
 class MetricSyntaxError(RtcheckError):

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import sys
+from datetime import date
+from typing import TYPE_CHECKING
 
 from rtcheck.cli._common import (
     EXIT_EXCLUDED,
@@ -18,6 +20,10 @@ from rtcheck.cli._common import (
 )
 from rtcheck.errors import UsageError
 
+if TYPE_CHECKING:
+    from rtcheck.dicom.plan import Plan
+    from rtcheck.dicom.prior import EarlierCourse, Placement
+
 
 def add_parser(commands: Commands) -> None:
     """Add the command's parser to ``commands``."""
@@ -26,7 +32,8 @@ def add_parser(commands: Commands) -> None:
         epilog=(
             "examples:\n"
             "  rtcheck check plan/\n"
-            "  rtcheck check plan/ --map names.yaml --json record.json --html report.html"
+            "  rtcheck check plan/ --map names.yaml --json record.json --html report.html\n"
+            "  rtcheck check plan/ --prior course1/ --registration REG.dcm --prior-end 2025-11-30"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="evaluate a protocol's dose limits and decide exclusion criterion 19",
@@ -47,6 +54,30 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--map", metavar="FILE", help="YAML map of ROI names to TG-263 names")
     parser.add_argument("--json", metavar="FILE", help="write the eligibility record ('-': stdout)")
     parser.add_argument("--html", metavar="FILE", help="write the plan report (one HTML file)")
+    parser.add_argument(
+        "--prior",
+        action="append",
+        nargs="+",
+        metavar="PATH",
+        default=[],
+        help="an earlier course of the patient: its RTDOSE, with its RTPLAN (fractions, "
+        "prescription, date) and optionally treatment records and registrations; once per "
+        "course. The protocol's cumulative limits are then evaluated on the EQD2 sum",
+    )
+    parser.add_argument(
+        "--registration",
+        action="append",
+        metavar="REG",
+        default=[],
+        help="a Spatial Registration or Deformable Spatial Registration object relating an "
+        "earlier course's frame of reference to the plan's (repeatable)",
+    )
+    parser.add_argument(
+        "--prior-end",
+        metavar="DATE",
+        help="the end of the earlier course (YYYY-MM-DD) where no treatment record or "
+        "RTPlanDate states it",
+    )
     end_caps_option(parser)
     parser.set_defaults(run=run)
 
@@ -65,13 +96,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fractions is not None and args.fractions < 1:
         raise UsageError("--fractions must be a positive number of fractions")
-    inputs = [*args.paths, *(f for f in (args.map, args.protocol) if f and os.path.isfile(f))]
+    prior_end = _date(args.prior_end) if args.prior_end else None
+    if (args.registration or prior_end) and not args.prior:
+        raise UsageError("--registration and --prior-end need --prior (an earlier course)")
+    earlier_paths = [path for course in args.prior for path in course]
+    inputs = [*args.paths, *earlier_paths, *args.registration]
+    inputs += [f for f in (args.map, args.protocol) if f and os.path.isfile(f)]
     refuse_writing_over_inputs([args.json, args.html], inputs)
     protocol = load_protocol(args.protocol)
     mapping = read_map_file(args.map, protocol.derived) if args.map else {}
     known_sites = KNOWN_SITES | protocol.lesion_sites
     lesion_map = read_lesion_map(args.map, known_sites) if args.map else {}
     plan = load_plan(args.paths)
+    earlier = _earlier_courses(plan, args.prior, args.registration, prior_end)
     evaluation = evaluate(
         plan,
         protocol,
@@ -79,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         lesion_map,
         fractions=args.fractions,
         end_caps=EndCaps(args.end_caps),
+        earlier=earlier,
     )
     record = eligibility_record(evaluation)
     if args.json == "-":
@@ -98,3 +136,27 @@ def run(args: argparse.Namespace) -> int:
     if decision == Eligibility.INDETERMINATE:
         return EXIT_INDETERMINATE
     return EXIT_OK
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--prior-end {text!r}: give a date as YYYY-MM-DD") from None
+
+
+def _earlier_courses(
+    plan: Plan, courses: list[list[str]], registrations: list[str], end: date | None
+) -> list[tuple[EarlierCourse, Placement]]:
+    """Each earlier course read and placed in the plan's frame of reference."""
+    if not courses:
+        return []
+    from rtcheck.dicom.prior import load_earlier_course, place
+    from rtcheck.dicom.registration import read_registration
+
+    objects = [read_registration(path) for path in registrations]
+    placed = []
+    for paths in courses:
+        course = load_earlier_course(paths, plan, end)
+        placed.append((course, place(course, plan, objects)))
+    return placed

@@ -12,6 +12,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -81,6 +82,8 @@ class PlanInfo:
         each target dose reference.
     structure_set_uid
         The referenced RTSTRUCT's SOPInstanceUID, or "".
+    plan_date
+        RTPlanDate, when it states a valid date.
     """
 
     sop_instance_uid: str
@@ -89,6 +92,7 @@ class PlanInfo:
     prescription_gy: float | None
     target_prescriptions: tuple[tuple[str, int | None, float], ...]
     structure_set_uid: str
+    plan_date: date | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +139,8 @@ class Plan:
         From the RTSTRUCT.
     warnings
         What was ignored or assumed while loading.
+    patient_birth_date
+        PatientBirthDate of the RTSTRUCT, as written ("" when absent).
     """
 
     structure_set: StructureSet
@@ -144,6 +150,12 @@ class Plan:
     patient_id: str
     study_instance_uid: str
     warnings: tuple[str, ...]
+    patient_birth_date: str = ""
+
+    @property
+    def plan_date(self) -> date | None:
+        """The latest RTPlanDate of its RTPLANs; None when none states one."""
+        return max((p.plan_date for p in self.plans if p.plan_date), default=None)
 
 
 def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) -> Plan:
@@ -166,8 +178,8 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
     InvalidDoseError, InvalidStructureError
         An object cannot be used.
     """
-    datasets, hashes, notes, skipped = _read_all(paths)
-    refusal_detail = _skipped_text(skipped)
+    datasets, hashes, notes, skipped = read_rt_objects(paths)
+    refusal_detail = skipped_text(skipped)
     by_class: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
     for path, ds in datasets:
         by_class[str(ds.get("SOPClassUID", ""))].append((path, ds))
@@ -179,7 +191,7 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
             raise PlanLinkError(f"no {kind} among the files given{refusal_detail}")
     _refuse_duplicate_uids(datasets)
 
-    plans = [_read_plan_info(ds, path) for path, ds in plan_files]
+    plans = [read_plan_info(ds, path) for path, ds in plan_files]
     plan_by_uid = {p.sop_instance_uid: p for p in plans}
     struct_path, struct_ds = _choose_structure_set(structs, plans, notes)
     structure_set = read_structure_set(struct_ds, struct_path)
@@ -199,7 +211,7 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
                 f"({structure_set.sop_instance_uid})"
             )
 
-    dose_sets = _dose_sets(doses, plan_by_uid, bool(plans), notes)
+    dose_sets = dose_sets_of(doses, plan_by_uid, bool(plans), notes)
     if sum_doses and len(dose_sets) > 1:
         if len({d.per_fraction for d in dose_sets}) > 1:
             raise PlanLinkError("cannot sum a per-fraction dose with a whole-course dose")
@@ -234,15 +246,16 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
         patient_id=str(struct_ds.get("PatientID", "")),
         study_instance_uid=str(struct_ds.get("StudyInstanceUID", "")),
         warnings=tuple(notes),
+        patient_birth_date=str(struct_ds.get("PatientBirthDate", "") or "").strip(),
     )
 
 
-def _read_all(
-    paths: Sequence[str | os.PathLike[str]],
+def read_rt_objects(
+    paths: Sequence[str | os.PathLike[str]], classes: frozenset[str] = RT_CLASSES
 ) -> tuple[list[tuple[str, Dataset]], dict[str, str], list[str], dict[str, int]]:
-    """Read every RT object under ``paths``, with the SHA-256 of each file read; images and
-    stray non-DICOM files in folders are skipped (and counted by why), a file named explicitly
-    must be DICOM."""
+    """Read every RT object (of SOP Class ``classes``) under ``paths``, with the SHA-256 of
+    each file read; images and stray non-DICOM files in folders are skipped (and counted by
+    why), a file named explicitly must be DICOM."""
     notes: list[str] = []
     found: list[tuple[str, bool]] = []
     skipped = {"not DICOM": 0, "not an RT object": 0, "not a regular file": 0}
@@ -263,7 +276,7 @@ def _read_all(
     datasets: list[tuple[str, Dataset]] = []
     hashes: dict[str, str] = {}
     for name, explicit in found:
-        read = _read_file(name, explicit)
+        read = _read_file(name, explicit, classes)
         if read is None:
             skipped["not DICOM"] += 1
             continue
@@ -285,7 +298,7 @@ def _read_all(
     return datasets, hashes, notes, skipped
 
 
-def _skipped_text(skipped: dict[str, int]) -> str:
+def skipped_text(skipped: dict[str, int]) -> str:
     """`` (3 files skipped: not DICOM; 2 files skipped: not an RT object)``, or ""."""
     parts = [f"{n} file{'s' if n > 1 else ''} skipped: {why}" for why, n in skipped.items() if n]
     return f" ({'; '.join(parts)})" if parts else ""
@@ -298,7 +311,9 @@ def _walk(folder: Path) -> Iterable[Path]:
             yield Path(root) / name
 
 
-def _read_file(path: str, explicit: bool) -> tuple[Dataset, str, str | None] | None:
+def _read_file(
+    path: str, explicit: bool, classes: frozenset[str]
+) -> tuple[Dataset, str, str | None] | None:
     """Read one file; None for a non-DICOM file found in a folder. An RT object is checked for
     completeness and comes with its SHA-256; other objects (images) with "". The third item is
     a note on how the file was read, or None."""
@@ -306,7 +321,7 @@ def _read_file(path: str, explicit: bool) -> tuple[Dataset, str, str | None] | N
         # Large values (image pixels) are read only when used: images are skipped quickly.
         ds, note = read_dicom(path, defer_size="64 KB")
         sop_class = sop_class_of(ds)
-        if sop_class in RT_CLASSES:
+        if sop_class in classes:
             syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta else ""
             data = Path(path).read_bytes()
             check_complete(path, data, syntax)
@@ -339,15 +354,15 @@ def _refuse_other_patients(
         other = str(ds.get("PatientID", "")).strip()
         if other != patient:
             raise PlanLinkError(
-                f"{path}: the {kind} is of patient {_masked(other)}, the RTSTRUCT "
-                f"({struct_path}) of patient {_masked(patient)}: a plan assembled from two "
+                f"{path}: the {kind} is of patient {masked_id(other)}, the RTSTRUCT "
+                f"({struct_path}) of patient {masked_id(patient)}: a plan assembled from two "
                 "patients is refused"
             )
         other_born = str(ds.get("PatientBirthDate", "")).strip()
         if born and other_born and other_born != born:
             raise PlanLinkError(
                 f"{path}: the {kind}'s PatientBirthDate differs from the RTSTRUCT's "
-                f"({struct_path}) for the same PatientID {_masked(patient)}: a plan assembled "
+                f"({struct_path}) for the same PatientID {masked_id(patient)}: a plan assembled "
                 "from two patients is refused"
             )
         linked = referenced_uid(ds, "ReferencedRTPlanSequence") or referenced_uid(
@@ -357,12 +372,12 @@ def _refuse_other_patients(
         if kind == "RTDOSE" and not linked and study and other_study != study:
             raise PlanLinkError(
                 f"{path}: the RTDOSE references no RTPLAN or RTSTRUCT and is of study "
-                f"{_masked(other_study)}, the RTSTRUCT ({struct_path}) of study "
-                f"{_masked(study)}: nothing shows it is this patient's plan's dose"
+                f"{masked_id(other_study)}, the RTSTRUCT ({struct_path}) of study "
+                f"{masked_id(study)}: nothing shows it is this patient's plan's dose"
             )
 
 
-def _masked(identifier: str) -> str:
+def masked_id(identifier: str) -> str:
     """An identifier as an error message shows it: its last 4 characters and the first 8 hex
     digits of its SHA-256 (a PatientID is never printed whole)."""
     if not identifier:
@@ -397,7 +412,7 @@ def _roi_frame_uid(ds: Dataset) -> str:
     return ""
 
 
-def _read_plan_info(ds: Dataset, path: str) -> PlanInfo:
+def read_plan_info(ds: Dataset, path: str) -> PlanInfo:
     def refuse(where: str) -> Callable[[str], InvalidInputError]:
         return lambda message: InvalidInputError(f"{path}: {where}: {message}")
 
@@ -427,7 +442,19 @@ def _read_plan_info(ds: Dataset, path: str) -> PlanInfo:
         prescription_gy=prescription,
         target_prescriptions=tuple(targets),
         structure_set_uid=referenced_uid(ds, "ReferencedStructureSetSequence"),
+        plan_date=dicom_date(ds.get("RTPlanDate")),
     )
+
+
+def dicom_date(value: object) -> date | None:
+    """A DA value (YYYYMMDD) as a date; None when absent or not a valid date."""
+    text = str(value or "").strip()
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
 
 
 def _choose_structure_set(
@@ -455,7 +482,7 @@ def _choose_structure_set(
     return structs[0]
 
 
-def _dose_sets(
+def dose_sets_of(
     doses: list[tuple[str, Dataset]],
     plan_by_uid: dict[str, PlanInfo],
     have_plans: bool,

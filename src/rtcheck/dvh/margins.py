@@ -46,6 +46,8 @@ ARC_SEGMENTS = 64
 KERNEL_VERTICES = 64
 #: How far the swept outline of an anisotropic in-plane margin may be thinned (mm).
 SWEEP_TOLERANCE_MM = 0.01
+
+
 def expand(structure: Structure, margin: Margin, name: str, end_caps: EndCaps) -> Structure:
     """``structure`` grown by ``margin``, as a new structure named ``name``."""
     return replace(_built(structure, margin, end_caps, True), name=name)

@@ -66,6 +66,14 @@ class PlanDoses:
             self._eqd2[alpha_beta] = self._eqd2_sum(alpha_beta)
         return self._eqd2[alpha_beta], f"eqd2:{alpha_beta:g}", None
 
+    def eqd2(self, alpha_beta: float) -> DoseGrid:
+        """The current course's EQD2 (Gy) at ``alpha_beta``: the plan's dose converted with its
+        fractions, or the EQD2 sum of its plans."""
+        grid, _, fractions = self.for_limits(alpha_beta)
+        if fractions is None:
+            return grid
+        return grid.with_dose(lq.eqd2_grid(grid.dose_gy, fractions, alpha_beta), "EQD2")
+
     def _eqd2_sum(self, alpha_beta: float) -> DoseGrid:
         grids = []
         for dose in self.plan.doses:

@@ -11,13 +11,15 @@ site and fractionation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rtcheck.dicom.plan import Plan
+from rtcheck.dicom.prior import EarlierCourse, Placement
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dvh.regions import Region
 from rtcheck.errors import RtcheckError
+from rtcheck.evaluation.cumulative import evaluate_cumulative
 from rtcheck.evaluation.decision import decide
 from rtcheck.evaluation.doses import PlanDoses
 from rtcheck.evaluation.limits import LimitEvaluator
@@ -35,6 +37,7 @@ def evaluate(
     *,
     fractions: int | None = None,
     end_caps: EndCaps = EndCaps.HALF_SLAB,
+    earlier: Sequence[tuple[EarlierCourse, Placement]] = (),
 ) -> Evaluation:
     """Evaluate every limit of ``protocol`` on ``plan`` and decide criterion 19.
 
@@ -52,6 +55,10 @@ def evaluate(
         Number of fractions to assume where no RTPLAN says (``--fractions``).
     end_caps
         How far the outermost contour planes reach along z in every DVH.
+    earlier
+        Earlier courses of the patient with how each is placed in the plan's frame: the
+        protocol's cumulative limits are then evaluated on the EQD2 sum
+        (:mod:`~rtcheck.evaluation.cumulative`).
     """
     structures = StructureResolver(plan.structure_set.structures, protocol, mapping or {}, end_caps)
     doses = PlanDoses(plan, fractions, end_caps)
@@ -76,6 +83,12 @@ def evaluate(
                 near = evaluator.site_unknown(limit, lesion)
             if near is not None:
                 results.append(evaluator.with_origin(near, "lesion_oar_limits", i, limit, lesion))
+    earlier_courses = None
+    if earlier:
+        cumulative, earlier_courses = evaluate_cumulative(
+            plan, protocol, structures, doses, earlier, lesions
+        )
+        results += cumulative
     warnings = _count_warnings(lesions, protocol)
     _primary_ptv_dvhs(plan, doses)
     _lesion_ptv_dvhs(plan, lesions, doses)
@@ -92,6 +105,7 @@ def evaluate(
         end_caps=end_caps,
         warnings=tuple(warnings),
         dvhs=tuple((name, dose, dvh) for (name, dose), dvh in doses.dvhs.items()),
+        earlier=earlier_courses,
     )
 
 

@@ -250,6 +250,87 @@ class Decision:
     minor_deviations: tuple[str, ...]
 
 
+#: How the earlier courses' doses are summed with the current one, as the record says it.
+RESAMPLING = (
+    "each earlier course's physical dose sampled at the current dose grid's points through its "
+    "registration (trilinear), converted to EQD2 voxel by voxel with its own fractions and the "
+    "limit's alpha/beta, and added to the current course's EQD2"
+)
+
+
+@dataclass(frozen=True)
+class CourseSummary:
+    """One earlier course as the record and the report show it.
+
+    Attributes
+    ----------
+    label, fractions, prescription_gy
+        From its RTPLAN (None when unknown).
+    end_date, end_date_source
+        When it ended (ISO 8601) and how that was found.
+    interval_months
+        Months from its end to the current plan (None when a date is unknown).
+    placement
+        ``same frame of reference``, ``rigid`` or ``deformable``.
+    registration_uid, registration_creator
+        The registration object used (SOP Instance UID; Manufacturer and ContentCreatorName).
+    matrix
+        For a rigid registration, the matrix (4 rows) carrying a current point into the earlier
+        frame.
+    outside_percent
+        % of the current dose grid's points beyond the earlier dose grid (given 0 Gy there).
+    edge_max_gy
+        The earlier dose's highest value on its grid's outer faces (Gy).
+    files
+        (path, SOP Instance UID, SHA-256) of the files used.
+    warnings
+        What was assumed or ignored.
+    """
+
+    label: str
+    fractions: int | None
+    prescription_gy: float | None
+    end_date: str | None
+    end_date_source: str
+    interval_months: float | None
+    placement: str
+    registration_uid: str | None
+    registration_creator: str
+    matrix: tuple[tuple[float, ...], ...] | None
+    outside_percent: float
+    edge_max_gy: float
+    files: tuple[tuple[str, str, str], ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EarlierDose:
+    """A lesion's dose from one earlier course (Gy, physical, and in that course's EQD2 at the
+    target's α/β), and whether it lies inside that course's field."""
+
+    lesion: str
+    course: str
+    d98_gy: float
+    d50_gy: float
+    max_gy: float
+    d50_eqd2_gy: float | None
+    d50_percent: float | None
+    inside_field: bool | None
+
+
+@dataclass(frozen=True)
+class EarlierCourses:
+    """What the earlier courses add to an evaluation."""
+
+    courses: tuple[CourseSummary, ...]
+    lesion_doses: tuple[EarlierDose, ...]
+    flags: tuple[str, ...]
+    plan_date: str | None
+    plan_date_source: str
+    status: str
+    resampling: str = RESAMPLING
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Everything ``rtcheck check`` found about a plan; ``dvhs`` holds (structure, dose, DVH)
@@ -265,6 +346,8 @@ class Evaluation:
     end_caps: EndCaps = EndCaps.HALF_SLAB
     warnings: tuple[str, ...] = field(default=())
     dvhs: tuple[tuple[str, str, DVH], ...] = field(default=())
+    #: The earlier courses summed with this one (re-irradiation), when given.
+    earlier: EarlierCourses | None = None
     #: When the evaluation was made: UTC, ISO 8601 to the second.
     evaluated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat("T", "seconds"))
 

@@ -121,6 +121,59 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class CumulativeLimit:
+    """A limit on the dose of an earlier course and the current one together, in EQD2.
+
+    Attributes
+    ----------
+    limit
+        The metric and threshold (Gy EQD2, volumes in cc or %), its priority and source.
+    alpha_beta
+        α/β (Gy) that both courses are converted with, voxel by voxel.
+    recovery
+        (months, percent) pairs, increasing: after at least ``months`` between the courses,
+        the earlier course's EQD2 counts ``percent`` % less. Empty: no recovery (the default;
+        only a protocol states one).
+    """
+
+    limit: Limit
+    alpha_beta: float
+    recovery: tuple[tuple[float, float], ...] = ()
+
+    def recovery_percent(self, interval_months: float | None) -> float:
+        """The recovery (%) that applies after ``interval_months``; 0 when none applies or
+        the interval is unknown."""
+        if interval_months is None:
+            return 0.0
+        return max((p for months, p in self.recovery if interval_months >= months), default=0.0)
+
+
+@dataclass(frozen=True)
+class Reirradiation:
+    """The protocol's rules for a patient irradiated before (``cumulative_limits:``).
+
+    Attributes
+    ----------
+    limits
+        The cumulative limits.
+    prior_field_percent
+        A lesion whose median dose (D50%) from an earlier course reaches this % of that
+        course's prescription lies inside the earlier field.
+    irradiated_gy
+        An organ whose highest dose from a course reaches this (Gy, physical) is irradiated by
+        that course: irradiated by both, it needs a cumulative limit.
+    status
+        What the protocol says of these limits (for instance that they are an example to be
+        confirmed); shown with every result.
+    """
+
+    limits: tuple[CumulativeLimit, ...] = ()
+    prior_field_percent: float = 50.0
+    irradiated_gy: float = 1.0
+    status: str = ""
+
+
+@dataclass(frozen=True)
 class Term:
     """One part of a derived structure: a structure (a TG-263 name, a derived one, or ``PTVs``),
     grown by a margin, or shrunk by it when ``shrink``."""
@@ -171,6 +224,8 @@ class Protocol:
     excluded_sites: Mapping[str, str] = field(default_factory=dict)
     #: A course of at most this many fractions is stereotactic; more, conventional.
     stereotactic_max_fractions: int = 8
+    #: Limits on the sum with an earlier course (re-irradiation), in EQD2.
+    reirradiation: Reirradiation = Reirradiation()
 
     def regime_of(self, fractions: int | None) -> str:
         """The regime of a course of ``fractions`` (None: an EQD2 sum, in 2 Gy fractions)."""
@@ -257,6 +312,7 @@ class _Reader:
             "oar_limits",
             "lesions",
             "fractionation",
+            "cumulative_limits",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -322,7 +378,10 @@ class _Reader:
                 self.sequence(lesions.get("oar_limits"), "lesions.oar_limits")
             )
         )
-        self.check_names(oar_limits + lesion_oar, derived)
+        reirradiation = self.reirradiation(doc.get("cumulative_limits"), sources)
+        self.check_names(
+            oar_limits + lesion_oar + tuple(c.limit for c in reirradiation.limits), derived
+        )
         return Protocol(
             name=str(doc["protocol"]),
             version=str(doc["version"]),
@@ -341,7 +400,69 @@ class _Reader:
             excluded_sites=self.excluded_sites(lesions.get("excluded_sites")),
             derived_terms=derived_terms,
             stereotactic_max_fractions=self.stereotactic_max(doc.get("fractionation")),
+            reirradiation=reirradiation,
         )
+
+    def reirradiation(self, value: Any, sources: Mapping[str, str]) -> Reirradiation:
+        """The ``cumulative_limits:`` section: ``limits`` (each with ``alpha_beta`` and
+        optionally ``recovery: {months: percent}``), ``prior_field: {percent_of_prescription:
+        P}``, ``irradiated_gy`` and ``status``."""
+        section = self.mapping(value, "cumulative_limits")
+        known = {"limits", "prior_field", "irradiated_gy", "status"}
+        if set(section) - known:
+            extra = ", ".join(sorted(map(str, set(section) - known)))
+            raise self.fail(
+                "cumulative_limits", f"unknown key(s) {extra} ({', '.join(sorted(known))})"
+            )
+        limits = []
+        for i, entry in enumerate(self.sequence(section.get("limits"), "cumulative_limits.limits")):
+            where = f"cumulative_limits.limits[{i}]"
+            entry = self.mapping(entry, where)
+            if "fractions" in entry or isinstance(entry.get("limit"), dict):
+                raise self.fail(where, "a cumulative limit is in EQD2: one threshold, no fractions")
+            if "alpha_beta" not in entry:
+                raise self.fail(where, "'alpha_beta' is missing (Gy, for the EQD2 of both courses)")
+            alpha_beta = entry["alpha_beta"]
+            if not _is_number(alpha_beta) or not 0 < alpha_beta < 1000:
+                raise self.fail(f"{where}.alpha_beta", f"{alpha_beta!r} is not a positive number")
+            rest = {k: v for k, v in entry.items() if k not in ("alpha_beta", "recovery")}
+            limit = self.limit(rest, where, "cumulative", None, sources)
+            metric = limit.by_fractions[0][1]
+            if metric.needs_prescription:
+                raise self.fail(
+                    where, f"{metric.text}: a sum of two courses has no one prescription; in Gy"
+                )
+            limits.append(
+                CumulativeLimit(
+                    limit, float(alpha_beta), self.recovery(entry.get("recovery"), where)
+                )
+            )
+        field_rule = self.mapping(section.get("prior_field"), "cumulative_limits.prior_field")
+        if set(field_rule) - {"percent_of_prescription"}:
+            raise self.fail("cumulative_limits.prior_field", "give percent_of_prescription only")
+        percent = field_rule.get("percent_of_prescription", 50)
+        if not _is_number(percent) or not 0 < percent <= 200:
+            raise self.fail(
+                "cumulative_limits.prior_field.percent_of_prescription",
+                f"{percent!r} is not 0-200 %",
+            )
+        irradiated = section.get("irradiated_gy", 1.0)
+        if not _is_number(irradiated) or not 0 < irradiated < 100:
+            raise self.fail(
+                "cumulative_limits.irradiated_gy", f"{irradiated!r} is not a dose in Gy"
+            )
+        status = self.text(section.get("status", ""), "cumulative_limits.status")
+        return Reirradiation(tuple(limits), float(percent), float(irradiated), status)
+
+    def recovery(self, value: Any, where: str) -> tuple[tuple[float, float], ...]:
+        pairs = []
+        for months, percent in self.mapping(value, f"{where}.recovery").items():
+            if not _is_number(months) or not 0 <= months <= 600:
+                raise self.fail(f"{where}.recovery", f"{months!r} is not a number of months")
+            if not _is_number(percent) or not 0 <= percent < 100:
+                raise self.fail(f"{where}.recovery.{months}", f"{percent!r} is not 0-100 %")
+            pairs.append((float(months), float(percent)))
+        return tuple(sorted(pairs))
 
     def excluded_sites(self, value: Any) -> dict[str, str]:
         sites = {}
