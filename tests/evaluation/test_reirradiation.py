@@ -419,3 +419,66 @@ def test_the_interval_is_counted_from_the_plan_dates_and_a_short_one_flagged(cas
     assert course.end_date_source == "RTPlanDate (planned, not delivered)"
     assert course.interval_months == 0
     assert any(f.startswith("inclusion 4:") for f in evaluation.earlier.flags)
+
+
+def rtcheck(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "rtcheck", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_with_an_earlier_course_writes_the_record_report_and_table(case):
+    import json
+
+    import jsonschema
+
+    from tests.evaluation.test_check import SCHEMA
+
+    tmp_path, plan_folder, course_folder, patient, current, earlier = case
+    reg = rigid_reg(
+        tmp_path / "reg.dcm", patient, current, [(earlier, np.linalg.inv(CURRENT_TO_EARLIER))]
+    )
+    record_path, report_path = tmp_path / "record.json", tmp_path / "report.html"
+    result = rtcheck(
+        "check", str(plan_folder), "--prior", str(course_folder), "--registration", str(reg),
+        "--protocol", protocol_file(tmp_path), "--json", str(record_path),
+        "--html", str(report_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "SpinalCord (sum)" in result.stdout
+    assert "Earlier courses" in result.stdout and "FLAG inclusion 4:" in result.stdout
+    record = json.loads(record_path.read_text())
+    jsonschema.validate(record, SCHEMA)
+    assert record["record_version"] == "1.4"
+    course = record["earlier_courses"]["courses"][0]
+    assert course["registration"]["method"] == "rigid"
+    assert course["registration"]["creator"] == "rtcheck tests / TEST^WRITER"
+    assert {row["group"] for row in record["limits"]} == {"oar", "cumulative"}
+    html = report_path.read_text()
+    assert "<h2>Earlier course</h2>" in html and 'data-kind="sum"' in html
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--registration", "REG"], "need --prior"),
+        (["--prior", "EARLIER", "--prior-end", "2025-13-01"], "give a date as YYYY-MM-DD"),
+        (["--prior", "EARLIER"], "no registration relates them"),
+        (["--prior", "EARLIER", "--registration", "PLAN/rtdose.dcm"], "not a Spatial Registration"),
+    ],
+)
+def test_check_refuses_bad_earlier_course_input_in_one_line(case, extra, fragment):
+    tmp_path, plan_folder, course_folder, patient, current, earlier = case
+    reg = rigid_reg(tmp_path / "reg.dcm", patient, current, [(earlier, np.eye(4))])
+    names = {
+        "REG": str(reg),
+        "EARLIER": str(course_folder),
+        "PLAN/rtdose.dcm": str(plan_folder / "rtdose.dcm"),
+    }
+    result = rtcheck("check", str(plan_folder), *(names.get(a, a) for a in extra))
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -143,6 +143,10 @@ def _judged(
     applied: AppliedCache,
 ) -> LimitResult | None:
     origin = row.get("origin")
+    if row.get("group") == "cumulative":
+        raise NeedsCheck(
+            f"{_label(row)}: a limit on the sum with earlier courses; its doses are not stored"
+        )
     if not origin:
         raise NeedsCheck("the record is older than 1.3: its results carry no origin")
     entries: Sequence[Limit] = getattr(protocol, str(origin["entry"]))

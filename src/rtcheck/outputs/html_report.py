@@ -155,6 +155,8 @@ def plan_report_html(evaluation: Evaluation) -> str:
             )
         parts.append("</tbody></table>")
 
+    parts += _earlier_section(evaluation)
+
     parts += ["<h2>Dose-volume histograms</h2>", LEGEND, '<div class="plots">']
     parts += _plots(evaluation)
     parts.append("</div>")
@@ -301,11 +303,13 @@ def _plots(evaluation: Evaluation) -> list[str]:
     prescriptions = {lesion.target_roi: lesion.prescription_gy for lesion in evaluation.lesions}
     by_structure: dict[str, dict[tuple[str, str | None], LimitResult]] = {}
     for r in evaluation.limits:
-        if r.value is not None:
+        if r.value is not None and r.group != "cumulative":
             # The same limit for several lesions is one point.
             by_structure.setdefault(r.structure, {}).setdefault((r.metric, r.limit), r)
     figures = []
-    ordered = sorted(evaluation.dvhs, key=lambda item: item[1].startswith("plan:"))
+    # The earlier courses' DVHs and their sums are drawn together in their own section.
+    own = [item for item in evaluation.dvhs if not item[1].startswith(_EARLIER_KEYS)]
+    ordered = sorted(own, key=lambda item: item[1].startswith("plan:"))
     for name, key, dvh in ordered:
         target = key.startswith("plan:")
         prescription = prescriptions.get(name) if target else None
@@ -325,6 +329,127 @@ def _plots(evaluation: Evaluation) -> list[str]:
             f'<figure class="dvh" data-structure="{_escape(name)}" data-kind="{kind}">{svg}'
             f"<figcaption>{_escape(name)} ({_escape(key)}); volume {dvh.volume_cc:.1f} cc, "
             f"mean {dvh.mean_gy:.2f} Gy{_escape(rx)}</figcaption></figure>"
+        )
+    return figures
+
+
+_EARLIER_KEYS = ("earlier:", "cumulative:")
+
+
+def _earlier_section(evaluation: Evaluation) -> list[str]:
+    """The earlier courses: dates, interval, registration, the lesions' earlier doses, the
+    flags, and for each structure with a cumulative limit its DVH in each course and of the
+    sum."""
+    earlier = evaluation.earlier
+    if earlier is None:
+        return []
+    parts = [
+        "<h2>Earlier course</h2>",
+        f'<p class="small">{_escape(earlier.resampling)}. The plan is dated '
+        f"{_escape(earlier.plan_date or '?')} ({_escape(earlier.plan_date_source)}).</p>",
+    ]
+    if earlier.status:
+        parts.append(f'<p class="flag">Cumulative limits: {_escape(earlier.status)}</p>')
+    parts += [
+        f'<p class="flag" data-flag="earlier-course">⚑ {_escape(flag)}</p>'
+        for flag in earlier.flags
+    ]
+    parts.append(
+        '<table id="earlier-courses"><thead><tr><th>Course</th><th>Prescription</th>'
+        "<th>Fractions</th><th>Ended</th><th>Interval</th><th>Registration</th>"
+        "<th>Current point → earlier frame</th></tr></thead><tbody>"
+    )
+    for c in earlier.courses:
+        registration = c.placement
+        if c.registration_uid:
+            registration += f" {c.registration_uid}"
+        if c.registration_creator:
+            registration += f" ({c.registration_creator})"
+        matrix = (
+            "<br>".join(" ".join(f"{v:.4f}" for v in row) for row in c.matrix) if c.matrix else "—"
+        )
+        interval = "?" if c.interval_months is None else f"{c.interval_months:.1f} months"
+        parts.append(
+            f"<tr><td>{_escape(c.label)}</td><td class='num'>{_number(c.prescription_gy)}</td>"
+            f"<td class='num'>{_escape(c.fractions or '?')}</td>"
+            f"<td>{_escape(c.end_date or '?')} <span class='small'>"
+            f"({_escape(c.end_date_source)})</span></td><td>{_escape(interval)}</td>"
+            f"<td>{_escape(registration)}</td><td class='num small'>{matrix}</td></tr>"
+        )
+    parts.append("</tbody></table>")
+    if earlier.lesion_doses:
+        parts.append(
+            '<table id="earlier-lesion-doses"><thead><tr><th>Lesion</th><th>Course</th>'
+            "<th>D98% (Gy)</th><th>D50% (Gy)</th><th>Max (Gy)</th><th>D50% EQD2 (Gy)</th>"
+            "<th>D50% of its prescription</th><th>Inside its field</th></tr></thead><tbody>"
+        )
+        for d in earlier.lesion_doses:
+            inside = {True: "yes", False: "no", None: "?"}[d.inside_field]
+            parts.append(
+                f"<tr><td>{_escape(d.lesion)}</td><td>{_escape(d.course)}</td>"
+                f"<td class='num'>{_number(d.d98_gy)}</td><td class='num'>{_number(d.d50_gy)}</td>"
+                f"<td class='num'>{_number(d.max_gy)}</td>"
+                f"<td class='num'>{_number(d.d50_eqd2_gy)}</td>"
+                f"<td class='num'>{_number(d.d50_percent)}</td><td>{inside}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+    parts += ['<div class="plots">', *_sum_plots(evaluation), "</div>"]
+    return parts
+
+
+def _sum_plots(evaluation: Evaluation) -> list[str]:
+    """For each structure with a cumulative DVH: the current course's, each earlier course's
+    (physical, resampled) and the sum's (EQD2) on one figure."""
+    private_matplotlib_config()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    sums = [(n, k, d) for n, k, d in evaluation.dvhs if k.startswith("cumulative:")]
+    figures = []
+    for name, key, total in sums:
+        curves = [(f"sum, EQD2 α/β {key.split(':')[1]} Gy", total, "#D55E00")]
+        curves += [
+            (f"earlier course {k.split(':')[1]} (physical)", d, "#009E73")
+            for n, k, d in evaluation.dvhs
+            if n == name and k.startswith("earlier:")
+        ]
+        curves += [
+            ("current course", d, "#0072B2")
+            for n, k, d in evaluation.dvhs
+            if n == name and not k.startswith(_EARLIER_KEYS)
+        ][:1]
+        figure = Figure(figsize=(4.2, 2.9), dpi=100)
+        axes = figure.add_subplot()
+        for label, dvh, colour in curves:
+            if dvh.volume_in_grid_cc > 0:
+                percent = 100 * dvh.cumulative_cc / dvh.volume_in_grid_cc
+                axes.plot(dvh.dose_edges_gy, percent, color=colour, linewidth=1.2, label=label)
+        limits = [r for r in evaluation.limits if r.group == "cumulative" and r.structure == name]
+        for r in limits:
+            point = limit_point(r, total)
+            if point is not None:
+                axes.plot(
+                    point[0], point[1], marker="v" if point[2] else "^",
+                    color=COLOURS[r.result], markersize=7, markeredgecolor="black",
+                    linestyle="none",
+                )  # fmt: skip
+        axes.legend(fontsize=6, loc="best", framealpha=0.8)
+        axes.set_xlabel("Dose (Gy)", fontsize=8)
+        axes.set_ylabel("Volume (%)", fontsize=8)
+        axes.set_ylim(0, 102)
+        axes.tick_params(labelsize=7)
+        axes.grid(True, linewidth=0.3)
+        axes.set_title(f"{name}: the courses and their sum", fontsize=9, parse_math=False)
+        figure.tight_layout()
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg")
+        svg = buffer.getvalue()
+        figures.append(
+            f'<figure class="dvh" data-structure="{_escape(name)}" data-kind="sum">'
+            f"{svg[svg.index('<svg') :]}<figcaption>{_escape(name)} ({_escape(key)})"
+            "</figcaption></figure>"
         )
     return figures
 

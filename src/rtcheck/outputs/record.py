@@ -12,8 +12,9 @@ from typing import Any
 from rtcheck import __version__
 from rtcheck.dvh.indices import ATTRIBUTION, INDICES
 from rtcheck.evaluation.results import Evaluation
+from rtcheck.numbers import json_number
 
-RECORD_VERSION = "1.3"
+RECORD_VERSION = "1.4"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"
 
 
@@ -87,6 +88,60 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
         "limits": [r.to_row() for r in evaluation.limits],
         "warnings": [*plan.warnings, *evaluation.warnings],
         **methods(evaluation),
+        **earlier_courses(evaluation),
+    }
+
+
+def earlier_courses(evaluation: Evaluation) -> dict[str, Any]:
+    """The earlier courses summed with this one (since record 1.4), where given."""
+    earlier = evaluation.earlier
+    if earlier is None:
+        return {}
+    return {
+        "earlier_courses": {
+            "plan_date": earlier.plan_date,
+            "plan_date_source": earlier.plan_date_source,
+            "method": earlier.resampling,
+            "status": earlier.status or None,
+            "flags": list(earlier.flags),
+            "courses": [
+                {
+                    "label": c.label,
+                    "fractions": c.fractions,
+                    "prescription_gy": json_number(c.prescription_gy),
+                    "end_date": c.end_date,
+                    "end_date_source": c.end_date_source,
+                    "interval_months": json_number(c.interval_months),
+                    "registration": {
+                        "method": c.placement,
+                        "sop_instance_uid": c.registration_uid,
+                        "creator": c.registration_creator or None,
+                        "matrix": [list(row) for row in c.matrix] if c.matrix else None,
+                    },
+                    "outside_grid_percent": json_number(c.outside_percent),
+                    "edge_dose_gy": json_number(c.edge_max_gy),
+                    "inputs": [
+                        {"path": path, "sop_instance_uid": uid, "sha256": sha}
+                        for path, uid, sha in c.files
+                    ],
+                    "warnings": list(c.warnings),
+                }
+                for c in earlier.courses
+            ],
+            "lesions": [
+                {
+                    "lesion": d.lesion,
+                    "course": d.course,
+                    "d98_gy": json_number(d.d98_gy),
+                    "d50_gy": json_number(d.d50_gy),
+                    "max_gy": json_number(d.max_gy),
+                    "d50_eqd2_gy": json_number(d.d50_eqd2_gy),
+                    "d50_percent_of_prescription": json_number(d.d50_percent),
+                    "inside_earlier_field": d.inside_field,
+                }
+                for d in earlier.lesion_doses
+            ],
+        }
     }
 
 

@@ -114,9 +114,45 @@ def check_table(evaluation: Evaluation) -> str:
                 indent=2,
             )
         lines += lesion_map_hint(evaluation.lesions)
+    lines += _earlier_lines(evaluation)
     for warning in [*evaluation.plan.warnings, *evaluation.warnings]:
         lines += _wrapped(f"Warning: {warning}", indent=2)
     return "\n".join(lines) + "\n"
+
+
+def _earlier_lines(evaluation: Evaluation) -> list[str]:
+    """The earlier courses: each with its dates, interval and registration; the flags."""
+    earlier = evaluation.earlier
+    if earlier is None:
+        return []
+    lines = ["", "Earlier courses ((sum): limits on the EQD2 sum with them):"]
+    for c in earlier.courses:
+        rx = "?" if c.prescription_gy is None else f"{c.prescription_gy:g} Gy"
+        fx = "?" if c.fractions is None else f"{c.fractions} fx"
+        interval = "?" if c.interval_months is None else f"{c.interval_months:.1f} months"
+        placed = c.placement
+        if c.registration_uid:
+            placed += f" registration {c.registration_uid}"
+            placed += f" ({c.registration_creator})" if c.registration_creator else ""
+        lines += _wrapped(
+            f"  {c.label}: {rx} in {fx}; ended {c.end_date or '?'} ({c.end_date_source}); "
+            f"{interval} before the plan; {placed}",
+            indent=4,
+        )
+        for warning in c.warnings:
+            lines += _wrapped(f"    Warning: {warning}", indent=6)
+    for d in earlier.lesion_doses:
+        percent = "" if d.d50_percent is None else f", {d.d50_percent:.0f}% of its prescription"
+        lines += _wrapped(
+            f"  Lesion {d.lesion} in {d.course}: D98% {d.d98_gy:.1f}, D50% {d.d50_gy:.1f}, "
+            f"max {d.max_gy:.1f} Gy{percent}",
+            indent=4,
+        )
+    if earlier.status:
+        lines += _wrapped(f"  Cumulative limits: {earlier.status}", indent=4)
+    for flag in earlier.flags:
+        lines += _wrapped(f"FLAG {flag}", indent=2)
+    return lines
 
 
 def lesion_map_hint(lesions: Sequence[Lesion]) -> list[str]:
@@ -205,6 +241,8 @@ def _row(group: list[LimitResult], notes: dict[str, int]) -> list[str]:
     r = group[0]
     lesions = [g.lesion for g in group if g.lesion]
     structure = r.structure + (f" [{lesion_list(lesions)}]" if lesions else "")
+    if r.group == "cumulative":
+        structure += " (sum)"
     unit = metric_unit(r.metric)
     shown, tier = shown_limit(r)
     limit = shown or "-"
@@ -233,7 +271,9 @@ def shown_limit(r: LimitResult) -> tuple[str | None, str | None]:
     unit's precision; a published one (and every volume limit) keeps the digits its source
     gave."""
     unit = metric_unit(r.metric)
-    computed = bool(r.conversion) and unit in ("Gy", "", "%") and not r.metric.startswith("V")
+    # A cumulative limit's note says how the sum was made; its threshold is the protocol's own.
+    converted = bool(r.conversion) and r.group != "cumulative"
+    computed = converted and unit in ("Gy", "", "%") and not r.metric.startswith("V")
 
     def shown(text: str | None) -> str | None:
         if text is None or not computed:
