@@ -120,3 +120,37 @@ def rotation_z(degrees: float, translation: Sequence[float]) -> NDArray[np.float
     m[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
     m[:3, 3] = translation
     return m
+
+
+def ct_series(folder: Path, patient: S.Patient, frame_uid: str, seed: str) -> Path:
+    """A small axial CT series (4 slices of 32 × 32 pixels of 4 mm) in ``frame_uid``: what
+    registration tools read a frame of reference from."""
+    from pydicom.uid import CTImageStorage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    series = S.uid(seed, "ct-series")
+    for k in range(4):
+        uid = S.uid(seed, "ct", k)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, uid, "CT"
+        ds.PatientID, ds.PatientName = patient.patient_id, patient.patient_name
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = S.uid(seed, "ct-study"), series
+        ds.FrameOfReferenceUID = frame_uid
+        ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber = "20260101", 1, k + 1
+        ds.ImagePositionPatient = [-64.0, -64.0, -6.0 + 4.0 * k]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [4.0, 4.0]
+        ds.SliceThickness = 4.0
+        ds.Rows = ds.Columns = 32
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 15, 1, 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = np.full((32, 32), 1024, dtype=np.int16).tobytes()
+        ds.save_as(folder / f"CT{k}.dcm", enforce_file_format=True)
+    return folder
