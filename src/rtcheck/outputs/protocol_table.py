@@ -6,9 +6,14 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from rtcheck.protocol.definition import Limit, Protocol
+from rtcheck.protocol.definition import CumulativeLimit, Limit, Protocol
 
-_GROUPS = {"oar": "whole plan", "lesion_coverage": "each lesion", "lesion_oar": "near a lesion"}
+_GROUPS = {
+    "oar": "whole plan",
+    "lesion_coverage": "each lesion",
+    "lesion_oar": "near a lesion",
+    "cumulative": "sum with earlier courses",
+}
 #: Width of the "Applies to" column; the sites a limit applies to wrap within it.
 _APPLIES_WIDTH = 26
 
@@ -44,9 +49,25 @@ def protocol_document(protocol: Protocol) -> dict[str, Any]:
                 ],
                 "outside_table": limit.outside_table if limit.by_ptv_cc else None,
                 "source": limit.source,
+                **_cumulative_fields(protocol, limit),
             }
             for limit in _limits(protocol)
         ],
+    }
+
+
+def _cumulative(protocol: Protocol, limit: Limit) -> CumulativeLimit:
+    return next(c for c in protocol.reirradiation.limits if c.limit is limit)
+
+
+def _cumulative_fields(protocol: Protocol, limit: Limit) -> dict[str, Any]:
+    """A cumulative limit's α/β and recovery rule (months → %), for the JSON view."""
+    if limit.group != "cumulative":
+        return {}
+    cumulative = _cumulative(protocol, limit)
+    return {
+        "alpha_beta_gy": cumulative.alpha_beta,
+        "recovery": [{"months": m, "percent": p} for m, p in cumulative.recovery],
     }
 
 
@@ -64,6 +85,8 @@ def protocol_table(protocol: Protocol, width: int = 100) -> str:
         most = protocol.stereotactic_max_fractions
         regime_fx = {"stereotactic": f"<={most} fx", "conventional": f">{most} fx"}
         fx_all = regime_fx[limit.regime] if limit.regime else "any"
+        if limit.group == "cumulative":
+            fx_all = f"EQD2 a/b {_cumulative(protocol, limit).alpha_beta:g}"
         if limit.by_ptv_cc:
             metric = limit.by_fractions[0][1]
             rows.append(
@@ -126,4 +149,10 @@ def _row_tier(limit: Limit, row: int) -> str | None:
 
 
 def _limits(protocol: Protocol) -> list[Limit]:
-    return [*protocol.oar_limits, *protocol.lesion_coverage, *protocol.lesion_oar_limits]
+    cumulative = [c.limit for c in protocol.reirradiation.limits]
+    return [
+        *protocol.oar_limits,
+        *protocol.lesion_coverage,
+        *protocol.lesion_oar_limits,
+        *cumulative,
+    ]

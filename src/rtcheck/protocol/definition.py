@@ -285,7 +285,30 @@ def load_protocol(name_or_path: str | None = None) -> Protocol:
         document, data = read_yaml(path, "the protocol")
     except YamlFileError as exc:
         raise ProtocolError(f"{path}: {exc}") from None
+    if isinstance(document, dict) and "extends" in document:
+        document, data = _extended(path, document, data)
     return _Reader(str(path), hashlib.sha256(data).hexdigest()).protocol(document)
+
+
+def _extended(path: Path, document: dict[Any, Any], data: bytes) -> tuple[dict[Any, Any], bytes]:
+    """A protocol that ``extends`` a bundled one: the bundled protocol's entries, each replaced
+    by the file's own where it gives one (``sources`` merged), and the bytes of both files (the
+    record's hash covers them)."""
+    base_name = document.pop("extends")
+    bundled = {p.stem: p for p in bundled_protocols()}
+    if not isinstance(base_name, str) or base_name not in bundled:
+        names = ", ".join(sorted(bundled))
+        raise ProtocolError(f"{path}: extends: {base_name!r} is no bundled protocol ({names})")
+    try:
+        base, base_data = read_yaml(bundled[base_name], "the protocol")
+    except YamlFileError as exc:
+        raise ProtocolError(f"{bundled[base_name]}: {exc}") from None
+    if not isinstance(base, dict) or "extends" in base:
+        raise ProtocolError(f"{path}: extends: {base_name} extends another protocol in turn")
+    merged = {**base, **document}
+    if isinstance(base.get("sources"), dict) and isinstance(document.get("sources"), dict):
+        merged["sources"] = {**base["sources"], **document["sources"]}
+    return merged, data + b"\n" + base_data
 
 
 class _Reader:
