@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -41,6 +41,10 @@ from rtcheck.outputs import cells
 from rtcheck.outputs.filenames import plan_file_name, report_name
 from rtcheck.protocol.definition import Protocol, load_protocol
 from rtcheck.runtime import keep_freed_memory, one_blas_thread
+
+if TYPE_CHECKING:
+    from rtcheck.dicom.plan import Plan
+    from rtcheck.dicom.prior import EarlierCourse, Placement
 
 #: Seconds to wait for a Dask scheduler before giving up.
 SCHEDULER_TIMEOUT_S = 10
@@ -96,7 +100,13 @@ def check_task(
     report = None
     try:
         plan = load_plan(list(task.files))
-        evaluation = evaluate(plan, _protocol(protocol_path), end_caps=end_caps)
+        evaluation = evaluate(
+            plan,
+            _protocol(protocol_path),
+            end_caps=end_caps,
+            earlier=_earlier_courses(task, plan),
+            unsummed=task.unsummed,
+        )
         record = eligibility_record(evaluation)
         if with_report:
             from rtcheck.outputs.html_report import plan_report_html
@@ -119,6 +129,19 @@ def check_task(
     except Exception as exc:  # a bug in rtcheck: stored, so the batch goes on
         error = f"internal error: {type(exc).__name__}: {exc}"
     return _outcome(task, record, summaries, error, report)
+
+
+def _earlier_courses(task: PlanTask, plan: Plan) -> list[tuple[EarlierCourse, Placement]]:
+    """The task's earlier plans read as earlier courses and placed in its frame."""
+    from rtcheck.dicom.prior import load_earlier_course, place
+    from rtcheck.dicom.registration import read_registration
+
+    placed = []
+    for earlier in task.earlier:
+        course = load_earlier_course(list(earlier.files), plan)
+        registrations = [read_registration(earlier.registration)] if earlier.registration else []
+        placed.append((course, place(course, plan, registrations)))
+    return placed
 
 
 def _outcome(

@@ -14,9 +14,10 @@ import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from rtcheck.dicom.files import (
@@ -30,6 +31,7 @@ from rtcheck.dicom.files import (
     sop_class_of,
 )
 from rtcheck.dicom.plan import referenced_uid
+from rtcheck.dicom.registration import REGISTRATION_CLASSES
 
 _HEADER_TAGS = [
     "SOPClassUID",
@@ -40,6 +42,9 @@ _HEADER_TAGS = [
     "ReferencedRTPlanSequence",
     "ReferencedStructureSetSequence",
     "ReferencedFrameOfReferenceSequence",
+    "RTPlanDate",
+    "RegistrationSequence",
+    "DeformableRegistrationSequence",
 ]
 
 
@@ -56,6 +61,29 @@ class Header:
     referenced_plan: str
     referenced_structure_set: str
     sha256: str
+    #: RTPlanDate (YYYYMMDD) of an RTPLAN, else "".
+    plan_date: str = ""
+    #: The frames of reference a registration object relates (its own among them).
+    related_frames: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EarlierTask:
+    """An earlier plan of the same patient, to be summed with a task's plan.
+
+    Attributes
+    ----------
+    key
+        The earlier task's key (its RTSTRUCT's SOP Instance UID).
+    files
+        Its files.
+    registration
+        The registration object relating the two frames; "" when they share one.
+    """
+
+    key: str
+    files: tuple[str, ...]
+    registration: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +100,15 @@ class PlanTask:
         SHA-256 over the files' own SHA-256 digests, in path order.
     patient_id, study_uid
         From the RTSTRUCT.
+    frame_uid, plan_date
+        The RTSTRUCT's frame of reference; the latest RTPlanDate of its RTPLANs (YYYYMMDD, or
+        "").
+    earlier
+        Earlier plans of the patient found in the archive, each with the registration that
+        relates it to this plan (or none, in the same frame): summed with it in EQD2.
+    unsummed
+        Other plans of the patient that could not be summed, and why: the check says that
+        earlier courses exist but were not summed.
     """
 
     key: str
@@ -79,6 +116,10 @@ class PlanTask:
     input_hash: str
     patient_id: str
     study_uid: str
+    frame_uid: str = ""
+    plan_date: str = ""
+    earlier: tuple[EarlierTask, ...] = ()
+    unsummed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +164,7 @@ def read_header(path: str) -> Header | None:
     """
     ds, _ = read_dicom(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     sop_class = sop_class_of(ds)
-    if sop_class not in RT_CLASSES:
+    if sop_class not in RT_CLASSES | REGISTRATION_CLASSES:
         return None
 
     frame = str(ds.get("FrameOfReferenceUID", ""))
@@ -139,7 +180,20 @@ def read_header(path: str) -> Header | None:
         referenced_plan=referenced_uid(ds, "ReferencedRTPlanSequence"),
         referenced_structure_set=referenced_uid(ds, "ReferencedStructureSetSequence"),
         sha256=file_sha256(path),
+        plan_date=str(ds.get("RTPlanDate", "") or "").strip(),
+        related_frames=_related_frames(ds, frame) if sop_class in REGISTRATION_CLASSES else (),
     )
+
+
+def _related_frames(ds: Dataset, own: str) -> tuple[str, ...]:
+    """The frames a registration object relates: its own, its items', its sources'."""
+    frames = [own]
+    frames += [str(i.get("FrameOfReferenceUID", "")) for i in ds.get("RegistrationSequence", [])]
+    frames += [
+        str(i.get("SourceFrameOfReferenceUID", ""))
+        for i in ds.get("DeformableRegistrationSequence", [])
+    ]
+    return tuple(dict.fromkeys(f for f in frames if f))
 
 
 def index_archive(root: str | Path) -> ArchiveIndex:
@@ -228,9 +282,72 @@ def _group(headers: list[Header], index: ArchiveIndex) -> None:
                 input_hash=digest,
                 patient_id=struct.patient_id,
                 study_uid=struct.study_uid,
+                frame_uid=struct.frame_uid,
+                plan_date=max((h.plan_date for h in group if h.plan_date), default=""),
             )
         )
+    registrations = [h for h in headers if h.sop_class_uid in REGISTRATION_CLASSES]
+    index.tasks = _with_earlier_courses(index.tasks, registrations)
     index.tasks.sort(key=lambda t: t.files[0])
+
+
+def _with_earlier_courses(tasks: list[PlanTask], registrations: list[Header]) -> list[PlanTask]:
+    """Each task with the patient's other plans: an earlier one (by RTPlanDate) is summed where
+    it shares the frame of reference or one registration in the archive relates the two;
+    otherwise, and where the order is unknown, the task says so."""
+    by_patient: dict[str, list[PlanTask]] = defaultdict(list)
+    for task in tasks:
+        if task.patient_id:
+            by_patient[task.patient_id].append(task)
+    linked = []
+    for task in tasks:
+        others = [t for t in by_patient.get(task.patient_id, []) if t.key != task.key]
+        earlier: list[EarlierTask] = []
+        unsummed: list[str] = []
+        for other in others:
+            when = _date_text(other.plan_date)
+            if not (task.plan_date and other.plan_date) or other.plan_date == task.plan_date:
+                unsummed.append(
+                    f"another plan of this patient ({when}, study {other.study_uid}): which "
+                    "course came first is unknown (RTPlanDate missing or equal)"
+                )
+                continue
+            if other.plan_date > task.plan_date:
+                continue  # a later course: this plan is its earlier one
+            if other.frame_uid == task.frame_uid:
+                earlier.append(EarlierTask(other.key, other.files, ""))
+                continue
+            relating = [
+                r
+                for r in registrations
+                if r.patient_id == task.patient_id
+                and {task.frame_uid, other.frame_uid} <= set(r.related_frames)
+            ]
+            if len(relating) == 1:
+                earlier.append(EarlierTask(other.key, other.files, relating[0].path))
+            else:
+                why = "no registration" if not relating else f"{len(relating)} registrations"
+                unsummed.append(
+                    f"an earlier plan of this patient ({when}, study {other.study_uid}) in "
+                    f"another frame of reference: {why} in the archive relating it to this "
+                    "plan's"
+                )
+        if not (earlier or unsummed):
+            linked.append(task)
+            continue
+        used = [e.registration for e in earlier if e.registration]
+        digests = [task.input_hash, *(o.input_hash for o in others), *map(file_sha256, used)]
+        digest = hashlib.sha256("".join(digests).encode()).hexdigest()
+        linked.append(
+            replace(task, earlier=tuple(earlier), unsummed=tuple(unsummed), input_hash=digest)
+        )
+    return linked
+
+
+def _date_text(value: str) -> str:
+    if len(value) == 8 and value.isdigit():
+        return f"planned {value[:4]}-{value[4:6]}-{value[6:]}"
+    return "no RTPlanDate"
 
 
 def file_sha256(path: str) -> str:

@@ -269,6 +269,22 @@ def _uncovered(
 _MAX: Metric = parse_metric("Max[Gy]")
 
 
+def unsummed_course(note: str) -> LimitResult:
+    """An earlier course known to exist that was not summed with the plan (``note`` says which
+    and why): not evaluated, so that a single-course result is never taken for the patient's."""
+    stand_in = Limit(
+        structure="earlier course",
+        by_fractions=((0, _MAX, Comparison("<=", 0.0)),),
+        priority="mandatory",
+        source="rtcheck: the cumulative dose of every course",
+        optional=False,
+        sites=(),
+        group="cumulative",
+    )
+    reason = f"earlier courses exist but were not summed: {note}"
+    return not_evaluated(stand_in, "EQD2 sum", None, rois=(), reason=reason, lesion=None)
+
+
 def _lesion_doses(
     plan: Plan,
     protocol: Protocol,

@@ -19,7 +19,7 @@ from rtcheck.dicom.prior import EarlierCourse, Placement
 from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dvh.regions import Region
 from rtcheck.errors import RtcheckError
-from rtcheck.evaluation.cumulative import evaluate_cumulative
+from rtcheck.evaluation.cumulative import evaluate_cumulative, unsummed_course
 from rtcheck.evaluation.decision import decide
 from rtcheck.evaluation.doses import PlanDoses
 from rtcheck.evaluation.limits import LimitEvaluator
@@ -38,6 +38,7 @@ def evaluate(
     fractions: int | None = None,
     end_caps: EndCaps = EndCaps.HALF_SLAB,
     earlier: Sequence[tuple[EarlierCourse, Placement]] = (),
+    unsummed: Sequence[str] = (),
 ) -> Evaluation:
     """Evaluate every limit of ``protocol`` on ``plan`` and decide criterion 19.
 
@@ -59,6 +60,9 @@ def evaluate(
         Earlier courses of the patient with how each is placed in the plan's frame: the
         protocol's cumulative limits are then evaluated on the EQD2 sum
         (:mod:`~rtcheck.evaluation.cumulative`).
+    unsummed
+        Earlier courses known to exist that could not be summed, each said with why: each is a
+        limit not evaluated (the decision is then indeterminate).
     """
     structures = StructureResolver(plan.structure_set.structures, protocol, mapping or {}, end_caps)
     doses = PlanDoses(plan, fractions, end_caps)
@@ -89,6 +93,7 @@ def evaluate(
             plan, protocol, structures, doses, earlier, lesions
         )
         results += cumulative
+    results += [unsummed_course(note) for note in unsummed]
     warnings = _count_warnings(lesions, protocol)
     _primary_ptv_dvhs(plan, doses)
     _lesion_ptv_dvhs(plan, lesions, doses)
