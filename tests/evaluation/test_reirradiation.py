@@ -482,3 +482,45 @@ def test_check_refuses_bad_earlier_course_input_in_one_line(case, extra, fragmen
     assert result.returncode == 2, result.stderr
     assert fragment in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_the_example_protocol_on_the_thorax_phantom_summed_with_its_own_dose(tmp_path):
+    """The bundled phantom re-planned on the same CT a year after the same course: every
+    organ of the example's cumulative limits is evaluated on the sum; an organ covered by a
+    derived structure's ROIs (Lungs - PTVs, of Lungs) is no gap; one without a cumulative limit
+    that both courses irradiate is."""
+    import pydicom
+
+    phantom = Path(__file__).resolve().parents[2] / "phantom_data" / "thorax"
+    course = tmp_path / "earlier"
+    course.mkdir()
+    plan_uid = S.uid("thorax-earlier", "plan")
+    for name in ("RD.thorax.dcm", "RP.thorax.dcm"):
+        ds = pydicom.dcmread(phantom / name)
+        new = plan_uid if name.startswith("RP") else S.uid("thorax-earlier", "dose")
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = new
+        if name.startswith("RP"):
+            ds.RTPlanDate = "20250101"
+        else:
+            ds.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID = plan_uid
+        ds.save_as(course / name)
+    plan = load_plan([phantom])
+    earlier = load_earlier_course([course], plan)
+    evaluation = evaluate(
+        plan,
+        load_protocol("eso-oligo-rt-reirradiation-example"),
+        earlier=[(earlier, place(earlier, plan, []))],
+    )
+    sums = [r for r in evaluation.limits if r.group == "cumulative"]
+    gaps = {r.structure for r in sums if "no cumulative limit" in (r.reason or "")}
+    assert "Lungs-PTVs" not in gaps and "Lungs" not in gaps
+    judged = {r.structure for r in sums if r.value is not None}
+    assert {"SpinalCord", "Esophagus", "Heart", "Lungs"} <= judged
+    # The sum of a course with itself: at alpha/beta 3, twice the EQD2 of the one course.
+    heart = next(r for r in sums if r.structure == "Heart" and r.metric == "D0.1cc[Gy]")
+    physical = next(d for n, k, d in evaluation.dvhs if n == "Heart" and k == "physical")
+    d01 = physical.dose_at_volume(0.1)
+    fractions = evaluation.plan.doses[0].plan.fractions
+    assert heart.value == pytest.approx(2 * lq.eqd2(d01, fractions, 2.5), rel=0.01)
+    assert evaluation.earlier.courses[0].interval_months == pytest.approx(12.0, abs=0.1)
+    assert evaluation.earlier.courses[0].placement == "same frame of reference"

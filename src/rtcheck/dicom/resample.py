@@ -67,32 +67,43 @@ def sample(
     beyond the grid (by more than :data:`GRID_EDGE_TOLERANCE_MM`; their dose is 0)."""
     points = np.asarray(points_mm, dtype=np.float64)
     beyond = np.zeros(len(points), dtype=bool)
-    lows, fracs = [], []
+    dose = grid.dose_gy
+    sizes = (dose.shape[2], dose.shape[1], dose.shape[0])  # along x, y, z
+    lows, uppers = [], []
     for axis, coords in enumerate((grid.x_mm, grid.y_mm, grid.z_mm)):
         p = points[:, axis]
-        beyond |= (p < coords[0] - GRID_EDGE_TOLERANCE_MM) | (
-            p > coords[-1] + GRID_EDGE_TOLERANCE_MM
-        )
+        beyond |= p < coords[0] - GRID_EDGE_TOLERANCE_MM
+        beyond |= p > coords[-1] + GRID_EDGE_TOLERANCE_MM
         if len(coords) == 1:
-            lows.append(np.zeros(len(p), dtype=np.intp))
-            fracs.append(np.zeros(len(p)))
+            lows.append((np.zeros(len(p), dtype=np.intp), 0))
+            uppers.append(np.zeros(len(p)))
             continue
         index = np.interp(p, coords, np.arange(len(coords), dtype=np.float64))
-        low = np.minimum(np.floor(index).astype(np.intp), len(coords) - 2)
-        lows.append(low)
-        fracs.append(index - low)
-    dose = grid.dose_gy
-    nz, ny, nx = dose.shape
-    values = np.zeros(len(points))
-    for corner in range(8):
-        pick = [(corner >> axis) & 1 for axis in range(3)]
-        ix = np.minimum(lows[0] + pick[0], nx - 1)
-        iy = np.minimum(lows[1] + pick[1], ny - 1)
-        iz = np.minimum(lows[2] + pick[2], nz - 1)
-        weight = np.ones(len(points))
-        for axis in range(3):
-            weight *= fracs[axis] if pick[axis] else 1.0 - fracs[axis]
-        values += weight * dose[iz, iy, ix]
+        low = np.minimum(index.astype(np.intp), len(coords) - 2)  # index >= 0: floor
+        lows.append((low, 1))
+        uppers.append(index - low)
+    (ix, sx), (iy, sy), (iz, sz) = lows
+    fx, fy, fz = uppers
+    # Flat indices of the lower corner and the steps to the others (0 along a one-point axis).
+    step_y, step_z = sizes[0] * sy, sizes[0] * sizes[1] * sz
+    base = (iz * sizes[1] + iy) * sizes[0] + ix
+    flat = dose.reshape(-1)
+
+    def along_x(offset: int) -> NDArray[np.float64]:
+        at = base + offset if offset else base
+        lower = np.take(flat, at).astype(np.float64)
+        upper = np.take(flat, at + sx) if sx else lower
+        interpolated: NDArray[np.float64] = lower + fx * (upper - lower)
+        return interpolated
+
+    def along_xy(offset: int) -> NDArray[np.float64]:
+        front = along_x(offset)
+        back = along_x(offset + step_y) if sy else front
+        return front + fy * (back - front)
+
+    below = along_xy(0)
+    above = along_xy(step_z) if sz else below
+    values = below + fz * (above - below)
     values[beyond] = 0.0
     return values, beyond
 

@@ -80,8 +80,8 @@ def evaluate_cumulative(
     results: list[LimitResult] = []
     covered: set[str] = set()
     for cumulative in rules.limits:
-        result, rois = _judge(cumulative, structures, sums, placed, rules.irradiated_gy)
-        covered.update(rois or (cumulative.limit.structure,))
+        result, added = _judge(cumulative, structures, sums, placed, rules.irradiated_gy)
+        covered.update(added or (cumulative.limit.structure,))
         if rules.status:
             result = replace(result, source=f"{result.source} [{rules.status}]")
         results.append(result)
@@ -151,12 +151,15 @@ def _judge(
     placed: list[_Placed],
     irradiated_gy: float,
 ) -> tuple[LimitResult, tuple[str, ...]]:
+    """The limit's result, and the ROIs its structure adds up (the organs it covers)."""
     limit = cumulative.limit
     _, metric, comparison = limit.by_fractions[0]
     rois: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
     recovery = [cumulative.recovery_percent(p.interval_months) for p in placed]
     try:
         region, rois = structures.region(limit.structure)
+        added = tuple(s.name for s in region.plus)
         _refuse_open_grid(region, placed, irradiated_gy)
         grid, key = sums.grid(cumulative.alpha_beta, recovery)
         dvh = sums.doses.dvh(region, grid, key)
@@ -181,7 +184,7 @@ def _judge(
             not_evaluated(
                 limit, metric.text, str(comparison), rois=rois, reason=str(exc), lesion=None
             ),
-            rois,
+            added,
         )
     return (
         judge(
@@ -194,7 +197,7 @@ def _judge(
             conversion=conversion,
             prescription=None,
         ),
-        rois,
+        added,
     )
 
 
@@ -237,7 +240,8 @@ def _uncovered(
             region, rois = structures.region(name)
         except (NotEvaluable, RtcheckError):
             continue
-        if set(rois) <= covered or name in covered:
+        # A structure made of covered ROIs (Lungs - PTVs, where Lungs has a limit) is covered.
+        if {s.name for s in region.plus} <= covered or name in covered:
             continue
         try:
             grid, key, _ = doses.for_limits(protocol.alpha_beta(name))
