@@ -78,3 +78,32 @@ def test_plans_of_one_patient_without_dates_are_not_ordered_and_say_so(tmp_path)
     index = index_archive(archive)
     assert all(t.unsummed and not t.earlier for t in index.tasks)
     assert "which course came first is unknown" in index.tasks[0].unsummed[0]
+
+
+def test_the_dashboard_and_the_exports_carry_the_earlier_course(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rtcheck.archive.store import stored_records
+    from rtcheck.outputs.trial_export import export_text
+    from rtcheck.web.app import ServeSettings, create_app
+
+    archive = tmp_path / "archive"
+    current_plan(archive)
+    folder = earlier_plan(archive)
+    plan = pydicom.dcmread(folder / "rtplan.dcm")
+    plan.RTPlanLabel = "<b>first</b>"  # text from a DICOM file, shown escaped
+    plan.save_as(folder / "rtplan.dcm")
+    patient, current, earlier = frames(tmp_path)
+    rigid_reg(archive / "reg.dcm", patient, current, [(earlier, np.linalg.inv(CURRENT_TO_EARLIER))])
+    db = tmp_path / "r.db"
+    run_batch(archive, db_url=f"sqlite:///{db}", workers=1)
+    client = TestClient(create_app(ServeSettings(f"sqlite:///{db}")), base_url="http://127.0.0.1")
+    page = client.get(f"/plans/{S.uid('current', 'ss')}").text
+    assert "<h2>Earlier courses</h2>" in page and "(sum with earlier courses)" in page
+    assert "&lt;b&gt;first&lt;/b&gt;" in page and "<b>first</b>" not in page
+    records = list(stored_records(open_store(f"sqlite:///{db}")))
+    subjects = {patient.patient_id: "ESO-0001"}
+    fhir = export_text(records, "fhir", subjects)
+    assert "(EQD2 sum with earlier courses)" in fhir
+    for form in ("redcap", "redcap-json", "odm"):
+        assert export_text(records, form, subjects)

@@ -58,6 +58,8 @@ def _quantity(value: float, unit: str) -> dict[str, Any]:
 def _component(limit: Mapping[str, Any]) -> dict[str, Any]:
     unit = metric_unit(str(limit["metric"]))
     where = str(limit["structure"]) + (f" [{limit['lesion']}]" if limit.get("lesion") else "")
+    if limit.get("group") == "cumulative":
+        where += " (EQD2 sum with earlier courses)"
     component: dict[str, Any] = {
         "code": {
             "coding": [{"system": CODES, "code": f"{where} {limit['metric']}"}],
