@@ -524,3 +524,121 @@ def test_the_example_protocol_on_the_thorax_phantom_summed_with_its_own_dose(tmp
     assert heart.value == pytest.approx(2 * lq.eqd2(d01, fractions, 2.5), rel=0.01)
     assert evaluation.earlier.courses[0].interval_months == pytest.approx(12.0, abs=0.1)
     assert evaluation.earlier.courses[0].placement == "same frame of reference"
+
+
+def test_two_earlier_courses_are_both_summed(case):
+    """A second earlier course in a third frame (turned by -20°, shifted (-5, 12, -4) mm), in the
+    same REG object: 30 Gy in 12 fractions over a box that the mapped cord lies in, nothing
+    beyond it (so a wrong mapping of this course shows). Uniform there, it keeps the sum a
+    monotone function of the first course's linear dose, whose median over the sphere is its
+    value at the centre."""
+    tmp_path, plan_folder, course_folder, patient, current, earlier = case
+    second_to = rotation_z(-20.0, (-5.0, 12.0, -4.0))
+
+    def second_dose(x, y, z):
+        inside = (np.abs(x - 15) <= 30) & (np.abs(y - 30) <= 30) & (np.abs(z) <= 30)
+        return np.where(inside, 30.0, 0.0)
+
+    rois = [S.RoiSpec.from_shape("PTV", "PTV", S.sphere(0, 0, 0, 20), np.arange(-20, 20.1, 2))]
+    second = write_case(
+        tmp_path / "second", rois, second_dose, 3.0, lo=(-90, -90, -90), hi=(90, 90, 90),
+        fractions=12, prescription=36.0, seed="second",
+    )  # fmt: skip
+    (second / "rtstruct.dcm").unlink()
+    items = [
+        (earlier, np.linalg.inv(CURRENT_TO_EARLIER)),
+        (S.uid("second", "frame"), np.linalg.inv(second_to)),
+        (current, np.eye(4)),
+    ]
+    reg = rigid_reg(tmp_path / "reg.dcm", patient, current, items)
+    plan = load_plan([plan_folder])
+    registration = read_registration(reg)
+    placed = []
+    for folder in (course_folder, second):
+        course = load_earlier_course([folder], plan)
+        placed.append((course, place(course, plan, [registration])))
+    evaluation = evaluate(plan, load_protocol(protocol_file(tmp_path)), earlier=placed)
+    median = cumulative(evaluation, "D50%[Gy]")
+    p2 = to_earlier(CORD, second_to)[0]
+    d2 = second_dose(*p2)
+    expected = sum_eqd2(earlier_at(CORD)[0], 2.0) + d2 * (d2 / 12 + 2) / 4
+    assert median.value == pytest.approx(expected, abs=0.02)
+    assert "EQD2 sum of 3 courses" in median.conversion
+    assert len(evaluation.earlier.courses) == 2
+
+
+def test_the_end_of_a_course_from_its_treatment_records_or_as_given(case):
+    tmp_path, plan_folder, course_folder, patient, current, earlier = case
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    plan = load_plan([plan_folder])
+    for day, name in (("20250611", "RT1.dcm"), ("20250704", "RT2.dcm")):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.4"
+        ds.file_meta.MediaStorageSOPInstanceUID = S.uid("record", day)
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.4"
+        ds.SOPInstanceUID = S.uid("record", day)
+        ds.Modality = "RTRECORD"
+        ds.PatientID = patient.patient_id
+        ds.TreatmentDate = day
+        ds.save_as(course_folder / name, enforce_file_format=True)
+    course = load_earlier_course([course_folder], plan)
+    assert (str(course.end_date), course.end_date_source) == (
+        "2025-07-04",
+        "RT Beams Treatment Record (latest TreatmentDate: delivered)",
+    )
+    # Without records or an RTPlanDate, the date the user gives.
+    import pydicom
+
+    for name in ("RT1.dcm", "RT2.dcm"):
+        (course_folder / name).unlink()
+    rp = pydicom.dcmread(course_folder / "rtplan.dcm")
+    del rp.RTPlanDate
+    rp.save_as(course_folder / "rtplan.dcm")
+    from datetime import date
+
+    given = load_earlier_course([course_folder], plan, date(2025, 5, 31))
+    assert (str(given.end_date), given.end_date_source) == ("2025-05-31", "given (--prior-end)")
+    unknown = load_earlier_course([course_folder], plan)
+    assert unknown.end_date is None and unknown.end_date_source == "unknown"
+
+
+def test_an_organ_beyond_an_earlier_grid_that_ends_in_dose_is_not_evaluated(tmp_path):
+    """The earlier grid ends 2 mm past the cord's centre, where its dose is still 40 Gy."""
+    plan_folder = current_plan(tmp_path)
+    rois = [S.RoiSpec.from_shape("PTV", "PTV", S.sphere(0, 0, 0, 5), np.arange(-4, 4.1, 2))]
+    course_folder = write_case(
+        tmp_path / "earlier", rois, earlier_dose, 3.0, lo=(-90, -90, -90), hi=(31, 90, 90),
+        fractions=20, prescription=60.0, seed="earlier",
+    )  # fmt: skip
+    (course_folder / "rtstruct.dcm").unlink()
+    patient, current, earlier = frames(tmp_path)
+    reg = rigid_reg(
+        tmp_path / "reg.dcm", patient, current, [(earlier, np.linalg.inv(CURRENT_TO_EARLIER))]
+    )
+    evaluation = run(tmp_path, plan_folder, course_folder, reg)
+    median = cumulative(evaluation, "D50%[Gy]")
+    assert median.result == Grade.NOT_EVALUATED
+    assert "reaches beyond the dose grid of the earlier course" in median.reason
+    assert evaluation.decision.decision == Eligibility.INDETERMINATE
+
+
+def test_hostile_registration_text_is_one_printable_line(case):
+    tmp_path, plan_folder, course_folder, patient, current, earlier = case
+    import pydicom
+
+    reg = rigid_reg(
+        tmp_path / "reg.dcm", patient, current, [(earlier, np.linalg.inv(CURRENT_TO_EARLIER))]
+    )
+    ds = pydicom.dcmread(reg)
+    ds.Manufacturer = "Evil\nCriterion 19: NOT_EXCLUDED<script>"
+    ds.save_as(reg)
+    shown = read_registration(reg).manufacturer
+    assert "\n" not in shown and shown.startswith("Evil?Criterion")
+    evaluation = run(tmp_path, plan_folder, course_folder, reg)
+    from rtcheck.outputs.html_report import plan_report_html
+
+    assert "<script>" not in plan_report_html(evaluation)

@@ -279,8 +279,8 @@ def registration_from(ds: Dataset, path: str) -> Registration:
         str(ds.get("SOPInstanceUID", "")),
         "rigid" if sop_class == RIGID_REGISTRATION else "deformable",
         frame,
-        str(ds.get("Manufacturer", "") or ""),
-        str(ds.get("ContentCreatorName", "") or ""),
+        _shown(ds.get("Manufacturer")),
+        _shown(ds.get("ContentCreatorName")),
         str(ds.get("PatientID", "") or ""),
     )
     if sop_class == RIGID_REGISTRATION:
@@ -421,6 +421,12 @@ def _deformation(item: Dataset, where: str) -> DeformationGrid | None:
     shaped = vectors.reshape(dims[2], dims[1], dims[0], 3)
     axes = np.stack([row, column, np.cross(row, column)])
     return DeformationGrid(source, origin, axes, spacing, shaped)
+
+
+def _shown(value: object) -> str:
+    """A text of the file as rtcheck shows it: one line of printable characters, at most 64."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value or ""))
+    return text[:64]
 
 
 def _row(values: NDArray[np.float64]) -> str:
