@@ -63,7 +63,7 @@ def test_the_cord_limit_graded_by_tiers(plan, tmp_path, limit, acceptable, resul
         assert any("acceptable <= 21: minor deviation" in d
                    for d in evaluation.decision.minor_deviations)  # fmt: skip
     record = eligibility_record(evaluation)
-    assert record["record_version"] == "1.3"
+    assert record["record_version"] == "1.4"
     jsonschema.validate(record, SCHEMA)
     table = check_table(evaluation)
     assert f"{limit} | {acceptable.split()[-1]}" in table and "a per protocol" in table
