@@ -28,6 +28,7 @@ from rtcheck.cli import (
     protocols,
     pull,
     results,
+    screen,
     serve,
 )
 from rtcheck.cli._common import (
@@ -58,9 +59,9 @@ __all__ = [
 ]
 
 #: The commands, in the order ``rtcheck --help`` lists them.
-COMMANDS = (dvh, check, batch, results, protocols, phantom, listen, pull, export, serve)
+COMMANDS = (dvh, check, screen, batch, results, protocols, phantom, listen, pull, export, serve)
 #: Commands that draw no progress bar (see :func:`_without_progress_bars`).
-_QUIET = ("dvh", "check", "phantom")
+_QUIET = ("dvh", "check", "screen", "phantom")
 
 
 def parser() -> Parser:

@@ -70,6 +70,13 @@ def add_parser(commands: Commands) -> None:
         help="where each lesion's dose falls to half "
         "beyond its PTV, mm: 4 (default) is conformal, 9 poorly conformal",
     )
+    parser.add_argument(
+        "--esophagus-overlap",
+        type=float,
+        metavar="CC",
+        help="add a mediastinal node lesion (the last) whose PTV overlaps the oesophagus by "
+        "this volume (cc, as contoured): a plan made to fail on geometry",
+    )
     parser.set_defaults(run=run)
 
 
@@ -82,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_LESIONS,
         MORE_LESIONS,
         ThoraxPhantom,
+        esophagus_lesion,
         write_thorax_phantom,
     )
 
@@ -111,6 +119,18 @@ def run(args: argparse.Namespace) -> int:
         phantom = replace(phantom, lesion_margin_mm=args.lesion_margin)
     if args.no_primary:
         phantom = replace(phantom, primary=False)
+    if args.esophagus_overlap is not None:
+        number = len(phantom.lesions) + 1
+        try:
+            node = esophagus_lesion(
+                number,
+                args.esophagus_overlap,
+                phantom.z_range_mm[0],
+                phantom.contour_spacing_mm,
+            )
+        except ValueError as exc:
+            raise UsageError(f"--esophagus-overlap: {exc}") from None
+        phantom = replace(phantom, lesions=(*phantom.lesions, node))
     if args.lesion_plan:
         plans = []
         for text in args.lesion_plan:

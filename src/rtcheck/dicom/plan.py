@@ -250,6 +250,53 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
     )
 
 
+def load_contours(paths: Sequence[str | os.PathLike[str]]) -> Plan:
+    """Load a structure set and the RTPLANs that reference it, before any dose exists (a
+    screening): a :class:`Plan` without doses. RTDOSE objects among the files are ignored,
+    and the warnings say so.
+
+    Raises
+    ------
+    InvalidInputError, PlanLinkError, InvalidStructureError
+        As :func:`load_plan`, an RTDOSE aside.
+    """
+    datasets, hashes, notes, skipped = read_rt_objects(paths)
+    by_class: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
+    for path, ds in datasets:
+        by_class[str(ds.get("SOPClassUID", ""))].append((path, ds))
+    structs = by_class[RTSTRUCT]
+    if not structs:
+        raise PlanLinkError(f"no RTSTRUCT among the files given{skipped_text(skipped)}")
+    _refuse_duplicate_uids(datasets)
+    plan_files = [item for cls in PLAN_CLASSES for item in by_class[cls]]
+    plans = [read_plan_info(ds, path) for path, ds in plan_files]
+    struct_path, struct_ds = _choose_structure_set(structs, plans, notes)
+    structure_set = read_structure_set(struct_ds, struct_path)
+    kept = [
+        (path, ds)
+        for path, ds in plan_files
+        if read_plan_info(ds, path).structure_set_uid in ("", structure_set.sop_instance_uid)
+    ]
+    _refuse_other_patients(struct_path, struct_ds, [("RTPLAN", path, ds) for path, ds in kept])
+    if by_class[RTDOSE]:
+        notes.append(f"{len(by_class[RTDOSE])} RTDOSE ignored: a screening reads the contours")
+    used = {structure_set.sop_instance_uid, *(str(ds.SOPInstanceUID) for _, ds in kept)}
+    return Plan(
+        structure_set=structure_set,
+        doses=(),
+        plans=tuple(read_plan_info(ds, path) for path, ds in kept),
+        files=tuple(
+            SourceFile(path, str(ds.Modality), str(ds.SOPInstanceUID), hashes[path])
+            for path, ds in datasets
+            if str(ds.get("SOPInstanceUID", "")) in used
+        ),
+        patient_id=str(struct_ds.get("PatientID", "")),
+        study_instance_uid=str(struct_ds.get("StudyInstanceUID", "")),
+        warnings=tuple(notes),
+        patient_birth_date=str(struct_ds.get("PatientBirthDate", "") or "").strip(),
+    )
+
+
 def read_rt_objects(
     paths: Sequence[str | os.PathLike[str]], classes: frozenset[str] = RT_CLASSES
 ) -> tuple[list[tuple[str, Dataset]], dict[str, str], list[str], dict[str, int]]:

@@ -105,7 +105,61 @@ class ThoraxPhantom:
 
 # Primary target and organs (mm).
 ESOPHAGUS_XY = (0.0, 18.0)
+ESOPHAGUS_RADIUS = 9.0
 PRIMARY_Z = (-30.0, 40.0)
+#: The node lesion placed against the oesophagus (``esophagus_lesion``): its PTV's radius and
+#: height (mm), above the primary tumour and beside no other organ.
+NODE_PTV_RADIUS, NODE_Z = 12.0, 100.0
+
+
+def esophagus_lesion(
+    number: int, overlap_cc: float, first_plane_mm: float, contour_spacing_mm: float
+) -> PhantomLesion:
+    """A mediastinal node lesion (``PTV_M<number>_node``) whose PTV overlaps the oesophagus by
+    ``overlap_cc`` as the contours draw them: the overlap summed over the contour planes
+    (``first_plane_mm`` + k × ``contour_spacing_mm``; the circles' lens area times the spacing,
+    each plane standing for a slab of it), the node moved sideways until it matches.
+
+    Raises
+    ------
+    ValueError
+        If no position gives that overlap (at most the PTV's volume inside the oesophagus when
+        centred on it).
+    """
+    radius, r = NODE_PTV_RADIUS, ESOPHAGUS_RADIUS
+    t = contour_spacing_mm
+    k = np.arange(
+        math.ceil((NODE_Z - radius - first_plane_mm) / t),
+        (NODE_Z + radius - first_plane_mm) // t + 1,
+    )
+    z = first_plane_mm + k * t  # the contour planes the node's PTV is drawn on
+    sections = np.sqrt(np.clip(radius**2 - (z - NODE_Z) ** 2, 0.0, None))
+
+    def overlap(offset: float) -> float:
+        return float(sum(_lens_mm2(a, r, offset) for a in sections) * contour_spacing_mm / 1000)
+
+    most = overlap(0.0)
+    if not 0 < overlap_cc < most:
+        raise ValueError(f"an overlap of {overlap_cc:g} cc: give more than 0 and under {most:.2f}")
+    low, high = 0.0, radius + r  # overlap falls from `most` to 0 as the node moves away
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if overlap(middle) > overlap_cc else (low, middle)
+    ex, ey = ESOPHAGUS_XY
+    centre = (ex + (low + high) / 2, ey, NODE_Z)
+    return PhantomLesion(f"GTV_M{number}_node", f"PTV_M{number}_node", centre, 7.0, radius)
+
+
+def _lens_mm2(a: float, b: float, d: float) -> float:
+    """The area (mm²) common to two circles of radii ``a`` and ``b`` whose centres are ``d``
+    apart."""
+    if a <= 0 or b <= 0 or d >= a + b:
+        return 0.0
+    if d <= abs(a - b):
+        return math.pi * min(a, b) ** 2
+    alpha = math.acos((d * d + a * a - b * b) / (2 * d * a))
+    beta = math.acos((d * d + b * b - a * a) / (2 * d * b))
+    return a * a * (alpha - math.sin(2 * alpha) / 2) + b * b * (beta - math.sin(2 * beta) / 2)
 
 
 def rois(phantom: ThoraxPhantom) -> list[S.RoiSpec]:
@@ -122,7 +176,12 @@ def rois(phantom: ThoraxPhantom) -> list[S.RoiSpec]:
         ("LUNG LT", "ORGAN", S.ellipsoid(85, 5, 20, 55, 75, 110, outline=o), (0, 200, 255)),
         ("heart", "ORGAN", S.ellipsoid(10, -45, -40, 45, 40, 50, outline=o), (255, 0, 128)),
         ("Cord", "ORGAN", S.cylinder(0, 75, 5, z0 + 10, z1 - 10, outline=o), (255, 255, 0)),
-        ("Oesophagus", "ORGAN", S.cylinder(ex, ey, 9, -110, 150, outline=o), (128, 64, 0)),
+        (
+            "Oesophagus",
+            "ORGAN",
+            S.cylinder(ex, ey, ESOPHAGUS_RADIUS, -110, 150, outline=o),
+            (128, 64, 0),
+        ),
         ("LIVER", "ORGAN", S.ellipsoid(-40, -10, -130, 85, 70, 45, outline=o), (128, 0, 0)),
         ("Vert T8", "ORGAN", S.cylinder(0, 48, 16, 48, 76, outline=o), (200, 200, 200)),
         ("GTV_T", "GTV", S.cylinder(ex, ey, 13, pz0 + 10, pz1 - 10, outline=o), (255, 0, 0)),

@@ -174,6 +174,15 @@ class Reirradiation:
 
 
 @dataclass(frozen=True)
+class ScreenRule:
+    """A rule of the protocol's ``screen:`` section: an organ closer than ``min_distance_mm``
+    to a target (of ``regime``, any when None) is flagged ``at_risk`` at screening."""
+
+    min_distance_mm: float
+    regime: str | None = None
+
+
+@dataclass(frozen=True)
 class Term:
     """One part of a derived structure: a structure (a TG-263 name, a derived one, or ``PTVs``),
     grown by a margin, or shrunk by it when ``shrink``."""
@@ -226,6 +235,8 @@ class Protocol:
     stereotactic_max_fractions: int = 8
     #: Limits on the sum with an earlier course (re-irradiation), in EQD2.
     reirradiation: Reirradiation = Reirradiation()
+    #: Structure → the distance rule that flags it ``at_risk`` at screening.
+    screen_rules: Mapping[str, ScreenRule] = field(default_factory=dict)
 
     def regime_of(self, fractions: int | None) -> str:
         """The regime of a course of ``fractions`` (None: an EQD2 sum, in 2 Gy fractions)."""
@@ -336,6 +347,7 @@ class _Reader:
             "lesions",
             "fractionation",
             "cumulative_limits",
+            "screen",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -402,6 +414,7 @@ class _Reader:
             )
         )
         reirradiation = self.reirradiation(doc.get("cumulative_limits"), sources)
+        screen_rules = self.screen_rules(doc.get("screen"), derived)
         self.check_names(
             oar_limits + lesion_oar + tuple(c.limit for c in reirradiation.limits), derived
         )
@@ -424,7 +437,29 @@ class _Reader:
             derived_terms=derived_terms,
             stereotactic_max_fractions=self.stereotactic_max(doc.get("fractionation")),
             reirradiation=reirradiation,
+            screen_rules=screen_rules,
         )
+
+    def screen_rules(
+        self, value: Any, derived: Mapping[str, tuple[tuple[str, ...], ...]]
+    ) -> dict[str, ScreenRule]:
+        """The ``screen:`` section: structure → ``{min_distance_mm: D, regime: R}``."""
+        rules = {}
+        for name, rule in self.mapping(value, "screen").items():
+            where = f"screen.{name}"
+            rule = self.mapping(rule, where)
+            if "min_distance_mm" not in rule or set(rule) - {"min_distance_mm", "regime"}:
+                raise self.fail(where, "give min_distance_mm (and optionally regime)")
+            distance = rule["min_distance_mm"]
+            if not _is_number(distance) or not 0 < distance <= 100:
+                raise self.fail(f"{where}.min_distance_mm", f"{distance!r} is not 0-100 mm")
+            name = str(name)
+            if name not in derived and not is_tg263_name(name):
+                raise self.fail(
+                    where, f"{name!r} is neither a TG-263 name nor derived in this file"
+                )
+            rules[name] = ScreenRule(float(distance), self.regime(rule.get("regime"), where))
+        return rules
 
     def reirradiation(self, value: Any, sources: Mapping[str, str]) -> Reirradiation:
         """The ``cumulative_limits:`` section: ``limits`` (each with ``alpha_beta`` and

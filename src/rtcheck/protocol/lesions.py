@@ -263,7 +263,8 @@ def _contains(organ: Structure, point: tuple[float, float, float]) -> bool:
 def _prescription(
     target: Structure, plan: Plan, mapped: Mapping[str, Any], fractions: int | None
 ) -> tuple[float | None, int | None, str, str | None]:
-    plans = [d.plan for d in plan.doses if d.plan is not None]
+    # Before any dose exists (a screening), the RTPLANs given stand for the doses' plans.
+    plans = [d.plan for d in plan.doses if d.plan is not None] or list(plan.plans)
     if mapped.get("prescription_gy"):
         n = mapped.get("fractions")
         label = plans[0].label if len(plans) == 1 else None

@@ -139,7 +139,7 @@ def read_map_file(path: str | Path, derived: Collection[str] = ()) -> dict[str, 
     document = _load_map_document(path)
     names: dict[str, str] = {}
     for key, value in document.items():
-        if key == "lesions":
+        if key in ("lesions", "primary"):
             continue
         if not isinstance(key, str) or not isinstance(value, str):
             raise MapFileError(f"{path}: entry {key!r} must map an ROI name to a TG-263 name")
@@ -184,44 +184,66 @@ def read_lesion_map(
     section = _load_map_document(path).get("lesions") or {}
     if not isinstance(section, dict):
         raise MapFileError(f"{path}: 'lesions' must map ROI names to their facts")
-    out: dict[str, dict[str, object]] = {}
-    for roi, facts in section.items():
-        where = f"{path}: lesions.{roi}"
-        if not isinstance(facts, dict) or set(facts) - {"site", "prescription_gy", "fractions"}:
-            raise MapFileError(f"{where}: give site, prescription_gy and/or fractions")
-        checked: dict[str, object] = {}
-        site = facts.get("site")
-        if site is not None:
-            if not isinstance(site, str) or (known_sites and site.lower() not in known_sites):
-                choices = ", ".join(sorted(known_sites)) or "a site name"
-                raise MapFileError(f"{where}.site: {site!r} is not a known site ({choices})")
-            checked["site"] = site.lower()
-        dose = facts.get("prescription_gy")
-        if dose is not None:
-            if (
-                isinstance(dose, bool)
-                or not isinstance(dose, int | float)
-                or not 0 < dose <= MAX_PRESCRIPTION_GY
-            ):
-                raise MapFileError(
-                    f"{where}.prescription_gy: {dose!r} is not a dose in Gy "
-                    f"(a number above 0, at most {MAX_PRESCRIPTION_GY:g})"
-                )
-            checked["prescription_gy"] = float(dose)
-        fractions = facts.get("fractions")
-        if fractions is not None:
-            if (
-                isinstance(fractions, bool)
-                or not isinstance(fractions, int)
-                or not 1 <= fractions <= MAX_FRACTIONS
-            ):
-                raise MapFileError(
-                    f"{where}.fractions: {fractions!r} is not a whole number of fractions "
-                    f"from 1 to {MAX_FRACTIONS}"
-                )
-            checked["fractions"] = fractions
-        out[str(roi)] = checked
-    return out
+    return {
+        str(roi): _facts(f"{path}: lesions.{roi}", facts, known_sites)
+        for roi, facts in section.items()
+    }
+
+
+def read_primary(path: str | Path) -> dict[str, object]:
+    """The ``primary:`` section of a map file: the primary tumour's ``{prescription_gy,
+    fractions}``, for a screening before any RTPLAN exists; {} when absent.
+
+    Raises
+    ------
+    MapFileError
+        On anything else, naming the file and the entry.
+    """
+    section = _load_map_document(path).get("primary")
+    if section is None:
+        return {}
+    if not isinstance(section, dict) or "site" in section:
+        raise MapFileError(f"{path}: primary: give prescription_gy and/or fractions")
+    return _facts(f"{path}: primary", section, ())
+
+
+def _facts(where: str, facts: object, known_sites: Collection[str]) -> dict[str, object]:
+    """One entry's facts, validated: a known site, a prescription in Gy, a number of
+    fractions."""
+    if not isinstance(facts, dict) or set(facts) - {"site", "prescription_gy", "fractions"}:
+        raise MapFileError(f"{where}: give site, prescription_gy and/or fractions")
+    checked: dict[str, object] = {}
+    site = facts.get("site")
+    if site is not None:
+        if not isinstance(site, str) or (known_sites and site.lower() not in known_sites):
+            choices = ", ".join(sorted(known_sites)) or "a site name"
+            raise MapFileError(f"{where}.site: {site!r} is not a known site ({choices})")
+        checked["site"] = site.lower()
+    dose = facts.get("prescription_gy")
+    if dose is not None:
+        if (
+            isinstance(dose, bool)
+            or not isinstance(dose, int | float)
+            or not 0 < dose <= MAX_PRESCRIPTION_GY
+        ):
+            raise MapFileError(
+                f"{where}.prescription_gy: {dose!r} is not a dose in Gy "
+                f"(a number above 0, at most {MAX_PRESCRIPTION_GY:g})"
+            )
+        checked["prescription_gy"] = float(dose)
+    fractions = facts.get("fractions")
+    if fractions is not None:
+        if (
+            isinstance(fractions, bool)
+            or not isinstance(fractions, int)
+            or not 1 <= fractions <= MAX_FRACTIONS
+        ):
+            raise MapFileError(
+                f"{where}.fractions: {fractions!r} is not a whole number of fractions "
+                f"from 1 to {MAX_FRACTIONS}"
+            )
+        checked["fractions"] = fractions
+    return checked
 
 
 def _load_map_document(path: str | Path) -> dict[str, object]:

@@ -1,0 +1,88 @@
+"""``rtcheck screen``: criterion 19 before a plan exists, from the contours alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rtcheck.cli._common import (
+    EXIT_EXCLUDED,
+    EXIT_INDETERMINATE,
+    EXIT_OK,
+    Commands,
+    end_caps_option,
+    refuse_writing_over_inputs,
+    write_text,
+)
+
+
+def add_parser(commands: Commands) -> None:
+    """Add the command's parser to ``commands``."""
+    parser = commands.add_parser(
+        "screen",
+        epilog=(
+            "examples:\n"
+            "  rtcheck screen RS.dcm --map facts.yaml\n"
+            "  rtcheck screen contours/ --json screening.json --html screening.html\n"
+            "map file: ROI names as for check, lesions: {PTV_M1: {site: lung, "
+            "prescription_gy: 54, fractions: 3}}, primary: {prescription_gy: 50, fractions: 25}"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="criterion 19 before a plan exists: what the contours alone prove",
+        description="Give every OAR limit the lowest value any plan meeting the protocol's "
+        "mandatory coverage limits must have, from the overlap of organs and targets. Exit "
+        "status: 0 plan_needed (nothing proven), 1 excluded_by_geometry, 3 indeterminate, "
+        "2 bad input.",
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="the RTSTRUCT (and any RTPLAN), files or folders"
+    )
+    parser.add_argument(
+        "--protocol",
+        metavar="NAME|FILE",
+        help="bundled protocol name or YAML file (default: eso-oligo-rt)",
+    )
+    parser.add_argument(
+        "--map", metavar="FILE", help="YAML map: ROI names, lesions: and primary: facts"
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the screening record ('-': stdout)")
+    parser.add_argument("--html", metavar="FILE", help="write the screening report (HTML)")
+    end_caps_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rtcheck screen``; its exit status."""
+    from rtcheck.dicom.plan import load_contours
+    from rtcheck.dicom.slabs import EndCaps
+    from rtcheck.outputs.screening import screening_html, screening_record, screening_table
+    from rtcheck.protocol.definition import load_protocol
+    from rtcheck.protocol.lesions import KNOWN_SITES
+    from rtcheck.protocol.names import read_lesion_map, read_map_file, read_primary
+    from rtcheck.screening.screen import ScreenDecision, screen
+
+    inputs = [*args.paths, *(f for f in (args.map, args.protocol) if f and os.path.isfile(f))]
+    refuse_writing_over_inputs([args.json, args.html], inputs)
+    protocol = load_protocol(args.protocol)
+    mapping = read_map_file(args.map, protocol.derived) if args.map else {}
+    lesion_map = read_lesion_map(args.map, KNOWN_SITES | protocol.lesion_sites) if args.map else {}
+    primary = read_primary(args.map) if args.map else {}
+    plan = load_contours(args.paths)
+    result = screen(plan, protocol, mapping, lesion_map, primary, end_caps=EndCaps(args.end_caps))
+    record = screening_record(result)
+    if args.json == "-":
+        json.dump(record, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(screening_table(result))
+        if args.json:
+            write_text(args.json, json.dumps(record, indent=2, allow_nan=False))
+    if args.html:
+        write_text(args.html, screening_html(result))
+    if result.decision == ScreenDecision.EXCLUDED_BY_GEOMETRY:
+        return EXIT_EXCLUDED
+    if result.decision == ScreenDecision.INDETERMINATE:
+        return EXIT_INDETERMINATE
+    return EXIT_OK
