@@ -159,3 +159,35 @@ def test_a_missing_prescription_or_organ_is_indeterminate_and_an_optional_one_no
     calm = screen(load_contours([folder]), load_protocol(optional), lesion_map=FACTS)
     assert rows(calm)["D2cc[Gy]"].absent_optional
     assert calm.decision == ScreenDecision.PLAN_NEEDED
+
+
+def test_distances_and_the_protocols_at_risk_rule(tmp_path):
+    """A PTV box 3 mm beside the organ's face (x = 23..43): 3 mm apart, no volume within 0
+    and 3 mm minus a hair, at risk under a 5 mm rule for stereotactic courses, not under 2 mm."""
+    rois = [
+        S.RoiSpec("Oesophagus", "ORGAN", [(z, box(-20, 20, -20, 20)) for z in range(-20, 21, 2)]),
+        S.RoiSpec("PTV_M1", "PTV", [(z, box(23, 43, -10, 10)) for z in range(-10, 11, 2)]),
+    ]
+    patient = S.Patient(study_uid=S.uid("near", "study"), frame_uid=S.uid("near", "frame"))
+    folder = tmp_path / "near"
+    folder.mkdir()
+    S.save(S.build_rtstruct(rois, patient, S.uid("near", "ss")), str(folder / "RS.dcm"))
+    for rule, risk in ((5, True), (2, False)):
+        path = Path(protocol(tmp_path, COVERAGE, ['metric: "Max[Gy]", limit: "<= 100"']))
+        path.write_text(
+            path.read_text()
+            + f"screen:\n  Esophagus: {{min_distance_mm: {rule}, regime: stereotactic}}\n"
+        )
+        result = screen(load_contours([folder]), load_protocol(str(path)), lesion_map=FACTS)
+        (near,) = [p for p in result.proximity if p.target == "PTV_M1"]
+        assert near.distance_mm == pytest.approx(3.0, abs=1e-6)
+        within = dict(near.within_cc)
+        assert within[0.0] == 0 and within[5.0] > 0
+        # Within 5 mm: the organ's slab 3-5 mm from the PTV's face, where the section of the
+        # box (20 x 22 mm) grown by a ball is 440 + 84 r + pi r^2, r^2 = 25 - d^2: 1.404 cc.
+        r = lambda d: np.sqrt(25 - d * d)  # noqa: E731
+        d = np.linspace(3, 5, 20001)
+        exact = np.trapezoid(440 + 84 * r(d) + np.pi * r(d) ** 2, d) / 1000
+        assert exact == pytest.approx(1.404, abs=1e-3)
+        assert within[5.0] == pytest.approx(exact, rel=0.01)
+        assert (near.at_risk is not None) is risk

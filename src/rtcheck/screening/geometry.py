@@ -79,9 +79,9 @@ def smallest_distance_mm(
 ) -> float:
     """The smallest distance (mm) between the organ and the target: 0 where the target
     overlaps the organ's added ROIs (for a derived organ such as Lungs - PTVs, a target carved
-    out of it touches it); else between their contour points as drawn (within the points'
-    spacing of the surfaces' distance; for a derived organ, to its added ROIs, which can only
-    be nearer)."""
+    out of it touches it); else between their contours, sampled every 0.5 mm along each
+    outline, on the planes they are drawn on (for a derived organ, to its added ROIs, which can
+    only be nearer)."""
     from scipy.spatial import cKDTree
 
     if overlap_cc(Region(organ.name, organ.plus), target, end_caps) > 0:
@@ -94,11 +94,27 @@ def smallest_distance_mm(
     return float(np.min(distances))
 
 
+#: Contour edges are sampled this finely (mm) for distances: a distance between points is
+#: then within half of it of the distance between the drawn outlines on those planes.
+EDGE_STEP_MM = 0.5
+
+
 def _points(structures: Sequence[Structure]) -> np.ndarray:
-    parts = [
-        np.column_stack([polygon, np.full(len(polygon), plane.z_mm)])
-        for s in structures
-        for plane in s.planes
-        for polygon in plane.polygons
-    ]
+    parts = []
+    for s in structures:
+        for plane in s.planes:
+            for polygon in plane.polygons:
+                outline = _along_edges(polygon)
+                parts.append(np.column_stack([outline, np.full(len(outline), plane.z_mm)]))
     return np.concatenate(parts) if parts else np.zeros((0, 3))
+
+
+def _along_edges(polygon: np.ndarray) -> np.ndarray:
+    """The polygon's outline as points at most :data:`EDGE_STEP_MM` apart."""
+    start = np.asarray(polygon, dtype=np.float64)
+    end = np.roll(start, -1, axis=0)
+    lengths = np.hypot(*(end - start).T)
+    steps = np.maximum(np.ceil(lengths / EDGE_STEP_MM).astype(int), 1)
+    index = np.repeat(np.arange(len(start)), steps)
+    fraction = np.concatenate([np.arange(n) / n for n in steps])
+    return start[index] + fraction[:, None] * (end - start)[index]
