@@ -60,6 +60,7 @@ CSV_COLUMNS = (
     "protocol",
     "checked_at",
     "error",
+    "kind",
 )
 
 
@@ -94,6 +95,8 @@ def check_task(
     from rtcheck.outputs.record import eligibility_record
 
     keep_freed_memory()  # a worker process's own setting; applying it again costs nothing
+    if task.kind == "screen":
+        return _screen_task(task, protocol_path, with_report, end_caps)
     record: dict[str, Any] | None = None
     summaries: tuple[dict[str, Any], ...] = ()
     error = None
@@ -129,6 +132,26 @@ def check_task(
     except Exception as exc:  # a bug in rtcheck: stored, so the batch goes on
         error = f"internal error: {type(exc).__name__}: {exc}"
     return _outcome(task, record, summaries, error, report)
+
+
+def _screen_task(
+    task: PlanTask, protocol_path: str, with_report: bool, end_caps: EndCaps
+) -> PlanOutcome:
+    """Screen one structure set without a dose (runs in a worker). Never raises."""
+    from rtcheck.dicom.plan import load_contours
+    from rtcheck.outputs.screening import screening_html, screening_record
+    from rtcheck.screening.screen import screen
+
+    try:
+        result = screen(
+            load_contours(list(task.files)), _protocol(protocol_path), end_caps=end_caps
+        )
+        report = screening_html(result) if with_report else None
+        return _outcome(task, screening_record(result), (), None, report)
+    except RtcheckError as exc:
+        return _outcome(task, error=str(exc))
+    except Exception as exc:  # a bug in rtcheck: stored, so the batch goes on
+        return _outcome(task, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _earlier_courses(task: PlanTask, plan: Plan) -> list[tuple[EarlierCourse, Placement]]:
@@ -175,6 +198,7 @@ def run_batch(
     progress: Callable[[BatchSummary, int], None] | None = None,
     report_dir: str | Path | None = None,
     end_caps: EndCaps = EndCaps.HALF_SLAB,
+    screen: bool = False,
 ) -> BatchSummary:
     """Index ``archive``, check every plan not already stored, store every outcome.
 
@@ -196,6 +220,8 @@ def run_batch(
         Write each checked plan's HTML report there, named as :func:`report_name` says.
     end_caps
         The end-cap convention of every DVH. A plan stored under another one is checked again.
+    screen
+        Also screen every structure set without a dose (``rtcheck screen``), stored as screens.
     """
     protocol = load_protocol(protocol_name)
     if not Path(archive).is_dir():
@@ -203,11 +229,12 @@ def run_batch(
     engine = open_store(db_url or DEFAULT_URL)
     summary = BatchSummary()
     summary.index = index_archive(archive)
-    summary.plans_found = len(summary.index.tasks)
+    tasks = [*summary.index.tasks, *(summary.index.screens if screen else ())]
+    summary.plans_found = len(tasks)
     stored = stored_hashes(engine)
     settings = settings_hash(protocol.sha256, end_caps)
     todo = []
-    for task in summary.index.tasks:
+    for task in tasks:
         previous = stored.get(task.key)
         if previous == (task.input_hash, settings, "ok"):
             summary.skipped += 1
@@ -394,7 +421,8 @@ def results_json(engine: Engine) -> str:
 
 def write_records(engine: Engine, folder: str | Path, keys: Iterable[str] | None = None) -> int:
     """Write each stored plan's eligibility record to ``folder``, named by sanitised identifiers
-    (``<PatientID>_<plan key>.json``). Returns the number written."""
+    (``<PatientID>_<plan key>.json``; a screen's record ``….screening.json``). Returns the
+    number written."""
     from rtcheck.archive.store import plan_record
 
     target = Path(folder)
@@ -407,7 +435,8 @@ def write_records(engine: Engine, folder: str | Path, keys: Iterable[str] | None
         record = plan_record(engine, row["plan_key"])
         if record is None:
             continue
-        name = plan_file_name(row["patient_id"], row["plan_key"], ".json")
+        suffix = ".screening.json" if row["kind"] == "screen" else ".json"
+        name = plan_file_name(row["patient_id"], row["plan_key"], suffix)
         (target / name).write_text(json.dumps(record, indent=2), encoding="utf-8")
         written += 1
     return written

@@ -120,6 +120,8 @@ class PlanTask:
     plan_date: str = ""
     earlier: tuple[EarlierTask, ...] = ()
     unsummed: tuple[str, ...] = ()
+    #: ``check`` (a plan), or ``screen`` (a structure set without a dose, screened).
+    kind: str = "check"
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ class ArchiveIndex:
 
     tasks: list[PlanTask] = field(default_factory=list)
     orphans: list[Orphan] = field(default_factory=list)
+    #: Structure sets without a dose, as screening tasks (``batch --screen`` runs them).
+    screens: list[PlanTask] = field(default_factory=list)
     files_seen: int = 0
     images_skipped: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)
@@ -270,11 +274,22 @@ def _group(headers: list[Header], index: ArchiveIndex) -> None:
             )
     for uid, group in members.items():
         struct = structs[uid]
-        if uid not in has_dose:
-            index.orphans.append(Orphan(struct.path, "RTSTRUCT", "no RTDOSE references it"))
-            continue
         ordered = sorted(group, key=lambda h: h.path)
         digest = hashlib.sha256("".join(h.sha256 for h in ordered).encode()).hexdigest()
+        if uid not in has_dose:
+            index.orphans.append(Orphan(struct.path, "RTSTRUCT", "no RTDOSE references it"))
+            index.screens.append(
+                PlanTask(
+                    key=uid,
+                    files=tuple(h.path for h in ordered),
+                    input_hash=digest,
+                    patient_id=struct.patient_id,
+                    study_uid=struct.study_uid,
+                    frame_uid=struct.frame_uid,
+                    kind="screen",
+                )
+            )
+            continue
         index.tasks.append(
             PlanTask(
                 key=uid,

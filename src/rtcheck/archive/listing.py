@@ -28,6 +28,8 @@ def results_table(rows: Iterable[Mapping[str, Any]]) -> str:
     for r in plans:
         patient = str(r.get("patient_id") or "(none)")
         decision = "error" if r.get("status") == "error" else str(r.get("decision") or "-")
+        if r.get("kind") == "screen" and decision != "error":
+            decision = f"screen: {decision}"  # never shown as a plan check's
         detail = r.get("error") if decision == "error" else r.get("failed_mandatory")
         cells.append(
             [

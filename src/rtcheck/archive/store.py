@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from rtcheck.outputs.html_summary import FailingLimit
     from rtcheck.outputs.trial_export import SourcedRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Tries at creating or migrating the schema, for batches that start at the same moment.
 SCHEMA_ATTEMPTS = 5
 DEFAULT_URL = "sqlite:///rtcheck.db"
@@ -47,7 +47,7 @@ plans_table = sa.Table(
     sa.Column("protocol_hash", sa.String(64), nullable=False),
     sa.Column("protocol", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # ok | error
-    sa.Column("decision", sa.String(16)),
+    sa.Column("decision", sa.String(32)),
     sa.Column("patient_id", sa.Text),
     sa.Column("study_uid", sa.Text),
     sa.Column("lesion_count", sa.Integer),
@@ -55,6 +55,9 @@ plans_table = sa.Table(
     sa.Column("files", sa.Text, nullable=False),
     sa.Column("checked_at", sa.String(32), nullable=False),
     sa.Column("protocol_version", sa.Text),
+    #: ``check`` (a plan's eligibility record) or ``screen`` (a structure set screened before
+    #: any plan: a screening record, never shown as a plan check).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="check"),
     # Indexes for the dashboard's filters and sorts over many plans.
     sa.Index("ix_plans_decision_checked_at", "decision", "checked_at"),
     sa.Index("ix_plans_checked_at", "checked_at"),
@@ -84,7 +87,7 @@ checks_table = sa.Table(
     sa.Column("protocol_hash", sa.String(64), nullable=False),
     sa.Column("input_hash", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("decision", sa.String(16)),
+    sa.Column("decision", sa.String(32)),
 )
 
 limits_table = sa.Table(
@@ -190,6 +193,8 @@ def _create_or_migrate(engine: Engine) -> None:
             _text_columns(connection)
         if version < 3:
             _history(connection)
+        if version < 4:
+            _screens(connection)
         if version < SCHEMA_VERSION or len(versions) > 1:
             connection.execute(schema_table.delete())
             connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
@@ -262,6 +267,22 @@ def _history(connection: sa.Connection) -> None:
         )
 
 
+def _screens(connection: sa.Connection) -> None:
+    """Version 3 → 4: the kind of each row (every earlier one a check) and decisions as long as
+    a screen's (``excluded_by_geometry``; PostgreSQL enforced 16 characters, SQLite never
+    did)."""
+    columns = {c["name"] for c in sa.inspect(connection).get_columns("plans")}
+    if "kind" not in columns:
+        connection.execute(
+            sa.text("ALTER TABLE plans ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'check'")
+        )
+    if connection.dialect.name == "postgresql":
+        for table in ("plans", "checks"):
+            connection.execute(
+                sa.text(f"ALTER TABLE {table} ALTER COLUMN decision TYPE VARCHAR(32)")
+            )
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     # The default rollback journal (not WAL) keeps the whole database in its one file, so that a
@@ -324,10 +345,17 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
         dvh_summaries=tuple(storable(dict(row)) for row in outcome.dvh_summaries),
     )
     decision = record["criterion_19"]["decision"] if record else None
+    screening = bool(record) and record.get("record_type") == "screening"
+    limit_rows = (
+        [_screened_row(lim) for lim in record["limits"]]
+        if screening
+        else (record["limits"] if record else [])
+    )
     failed = [
         f"{lim['structure']} {lim['metric']}" + (f" [{lim['lesion']}]" if lim.get("lesion") else "")
-        for lim in (record["limits"] if record else [])
-        if lim["result"] in (Grade.FAIL, Grade.MAJOR_DEVIATION) and lim["priority"] == "mandatory"
+        for lim in limit_rows
+        if lim["result"] in (Grade.FAIL, Grade.MAJOR_DEVIATION, "cannot_be_met")
+        and lim["priority"] == "mandatory"
     ]
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     protocol_version = ((record or {}).get("protocol") or {}).get("version")
@@ -356,10 +384,11 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
                 decision=decision,
                 patient_id=outcome.patient_id,
                 study_uid=outcome.study_uid,
-                lesion_count=record["lesion_count"] if record else None,
+                lesion_count=_lesion_count(record),
                 failed_mandatory="; ".join(failed),
                 files=json.dumps(storable(list(outcome.files))),
                 checked_at=checked_at,
+                kind="screen" if screening else "check",
             )
         ).inserted_primary_key
         assert inserted is not None
@@ -382,7 +411,7 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
                     "priority": lim["priority"],
                     "reason": lim["reason"],
                 }
-                for lim in record["limits"]
+                for lim in limit_rows
             ]
             if rows:
                 connection.execute(limits_table.insert(), rows)
@@ -392,6 +421,31 @@ def _save(engine: Engine, outcome: PlanOutcome, protocol: str, protocol_hash: st
             )
         if outcome.error:
             connection.execute(errors_table.insert().values(plan_id=plan_id, message=outcome.error))
+
+
+def _screened_row(limit: Mapping[str, Any]) -> dict[str, Any]:
+    """A screening record's limit as the limits table holds a check's: its verdict as the
+    result, its bound as the value, its course as the lesion."""
+    return {
+        "structure": limit["structure"],
+        "roi": limit["roi"],
+        "lesion": limit["course"],
+        "metric": limit["metric"],
+        "limit": limit["limit"],
+        "value": limit["bound"],
+        "margin": None,
+        "result": limit["verdict"],
+        "priority": limit["priority"],
+        "reason": limit["evidence"] or limit["reason"],
+    }
+
+
+def _lesion_count(record: Mapping[str, Any] | None) -> int | None:
+    if not record:
+        return None
+    if record.get("record_type") == "screening":
+        return sum(1 for c in record["courses"] if c["name"] != "primary")
+    return int(record["lesion_count"])
 
 
 def plan_rows(engine: Engine, with_files: bool = False) -> Iterator[dict[str, Any]]:
@@ -411,6 +465,7 @@ def plan_rows(engine: Engine, with_files: bool = False) -> Iterator[dict[str, An
                 plans_table.c.lesion_count,
                 plans_table.c.protocol,
                 plans_table.c.checked_at,
+                plans_table.c.kind,
                 errors_table.c.message.label("error"),
             )
             .select_from(plans_table.outerjoin(errors_table))
@@ -456,11 +511,13 @@ def failing_limits(engine: Engine, count: int = 15) -> list[FailingLimit]:
 
 
 def stored_records(engine: Engine) -> Iterator[SourcedRecord]:
-    """The record of every stored plan (plans whose check failed have none and are left
-    out), named by its plan key."""
+    """The eligibility record of every stored plan (plans whose check failed have none, and
+    screens are no eligibility records: both are left out), named by its plan key."""
     from rtcheck.outputs.trial_export import SourcedRecord
 
     for row in plan_rows(engine):
+        if row["kind"] != "check":
+            continue
         record = plan_record(engine, row["plan_key"])
         if record is not None:
             yield SourcedRecord(f"plan {row['plan_key']}", record)

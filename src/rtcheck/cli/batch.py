@@ -36,6 +36,12 @@ def add_parser(commands: Commands) -> None:
     )
     parser.add_argument("archive", metavar="ARCHIVE", help="folder to index (searched recursively)")
     batch_options(parser)
+    parser.add_argument(
+        "--screen",
+        action="store_true",
+        help="also screen every structure set that has no dose yet (as rtcheck screen does); "
+        "stored as screens, never as plan checks",
+    )
     parser.set_defaults(run=run)
 
 
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             report_dir=report_dir,
             end_caps=EndCaps(args.end_caps),
+            screen=args.screen,
         )
     finally:
         bar.close()

@@ -69,7 +69,7 @@ def archive_summary_html(
     protocols = Counter(str(r["protocol"]) for r in rows if r["protocol"])
     patients = len({r["patient_id"] for r in rows})
     made = datetime.now(UTC).isoformat(" ", "seconds").replace("+00:00", " UTC")
-    counts = Counter(r["decision"] or r["status"] for r in rows)
+    counts = Counter(r["decision"] or r["status"] for r in rows if r.get("kind") != "screen")
     total = len(rows)
     parts = [
         "<!DOCTYPE html>",
@@ -126,6 +126,9 @@ def archive_summary_html(
         if r["error"]:
             link = f'<span class="small">{_e(r["error"])}</span>'
         colour, label = DECISIONS.get(decision, (COLOURS["absent"], "! ERROR"))
+        if r.get("kind") == "screen" and r["status"] == "ok":
+            # A screen of the contours, never shown as a plan check.
+            colour, label = COLOURS["absent"], f"SCREEN: {_e(decision)}"
         parts.append(
             f'<tr class="plan" data-decision="{_e(decision)}" data-patient="{_e(r["patient_id"])}">'
             f"<td>{_e(r['patient_id'])}</td>"

@@ -105,7 +105,14 @@ def report_again(plan: StoredPlan) -> str:
         except RtcheckError:
             continue
         if rules.sha256 == stated.get("sha256"):
-            return plan_report_html(evaluate(load_plan([str(f) for f in files]), rules))
+            paths = [str(f) for f in files]
+            if plan.record.get("record_type") == "screening":
+                from rtcheck.dicom.plan import load_contours
+                from rtcheck.outputs.screening import screening_html
+                from rtcheck.screening.screen import screen
+
+                return screening_html(screen(load_contours(paths), rules))
+            return plan_report_html(evaluate(load_plan(paths), rules))
     raise ReportUnavailableError(
         f"protocol {stated.get('name')} {stated.get('version')} is no longer the file the plan "
         "was checked against"

@@ -122,6 +122,7 @@ def list_plans(
                     p.failed_mandatory,
                     p.lesion_count,
                     p.checked_at,
+                    p.kind,
                 )
                 .where(*where)
                 .order_by(*order)
@@ -272,8 +273,12 @@ def limit_values(engine: Engine, protocol: str, structure: str, metric: str) -> 
 
 
 def shown_decision(row: dict[str, Any]) -> str:
-    """A plan's decision, or "error" for a plan whose check failed."""
-    return "error" if row.get("status") == "error" else str(row.get("decision") or "-")
+    """A plan's decision, or "error" for a plan whose check failed; a screen's says it is one
+    (``screen: plan_needed``), never a plan check's."""
+    if row.get("status") == "error":
+        return "error"
+    decision = str(row.get("decision") or "-")
+    return f"screen: {decision}" if row.get("kind") == "screen" else decision
 
 
 class _StoredDVHs(Mapping[tuple[str, str], DVH]):
