@@ -276,31 +276,21 @@ def _group(headers: list[Header], index: ArchiveIndex) -> None:
         struct = structs[uid]
         ordered = sorted(group, key=lambda h: h.path)
         digest = hashlib.sha256("".join(h.sha256 for h in ordered).encode()).hexdigest()
+        task = PlanTask(
+            key=uid,
+            files=tuple(h.path for h in ordered),
+            input_hash=digest,
+            patient_id=struct.patient_id,
+            study_uid=struct.study_uid,
+            frame_uid=struct.frame_uid,
+            plan_date=max((h.plan_date for h in group if h.plan_date), default=""),
+            kind="check" if uid in has_dose else "screen",
+        )
         if uid not in has_dose:
             index.orphans.append(Orphan(struct.path, "RTSTRUCT", "no RTDOSE references it"))
-            index.screens.append(
-                PlanTask(
-                    key=uid,
-                    files=tuple(h.path for h in ordered),
-                    input_hash=digest,
-                    patient_id=struct.patient_id,
-                    study_uid=struct.study_uid,
-                    frame_uid=struct.frame_uid,
-                    kind="screen",
-                )
-            )
-            continue
-        index.tasks.append(
-            PlanTask(
-                key=uid,
-                files=tuple(h.path for h in ordered),
-                input_hash=digest,
-                patient_id=struct.patient_id,
-                study_uid=struct.study_uid,
-                frame_uid=struct.frame_uid,
-                plan_date=max((h.plan_date for h in group if h.plan_date), default=""),
-            )
-        )
+            index.screens.append(task)
+        else:
+            index.tasks.append(task)
     registrations = [h for h in headers if h.sop_class_uid in REGISTRATION_CLASSES]
     index.tasks = _with_earlier_courses(index.tasks, registrations)
     index.tasks.sort(key=lambda t: t.files[0])

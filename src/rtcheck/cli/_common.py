@@ -4,10 +4,12 @@ several commands take, argparse ``type=`` validators, and the guards on output p
 from __future__ import annotations
 
 import argparse
+import json
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 from rtcheck.errors import UsageError
 from rtcheck.logs import one_line
@@ -186,3 +188,17 @@ def write_text(path: str, text: str) -> None:
     if not target.parent.is_dir():
         raise UsageError(f"{path}: folder {target.parent} does not exist")
     target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def print_or_write_record(
+    record: dict[str, Any], table: Callable[[], str], json_path: str | None
+) -> None:
+    """A command's record and table: the record on stdout for ``--json -`` (and no table),
+    else the table on stdout and the record written to ``json_path`` when given."""
+    if json_path == "-":
+        json.dump(record, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+        return
+    sys.stdout.write(table())
+    if json_path:
+        write_text(json_path, json.dumps(record, indent=2, allow_nan=False))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -15,6 +13,7 @@ from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
     end_caps_option,
+    print_or_write_record,
     refuse_writing_over_inputs,
     write_text,
 )
@@ -118,14 +117,9 @@ def run(args: argparse.Namespace) -> int:
         end_caps=EndCaps(args.end_caps),
         earlier=earlier,
     )
-    record = eligibility_record(evaluation)
-    if args.json == "-":
-        json.dump(record, sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(check_table(evaluation))
-        if args.json:
-            write_text(args.json, json.dumps(record, indent=2, allow_nan=False))
+    print_or_write_record(
+        eligibility_record(evaluation), lambda: check_table(evaluation), args.json
+    )
     if args.html:
         from rtcheck.outputs.html_report import plan_report_html
 

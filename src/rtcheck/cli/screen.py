@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 
 from rtcheck.cli._common import (
     EXIT_EXCLUDED,
@@ -13,6 +11,7 @@ from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
     end_caps_option,
+    print_or_write_record,
     refuse_writing_over_inputs,
     write_text,
 )
@@ -71,14 +70,7 @@ def run(args: argparse.Namespace) -> int:
     primary = read_primary(args.map) if args.map else {}
     plan = load_contours(args.paths)
     result = screen(plan, protocol, mapping, lesion_map, primary, end_caps=EndCaps(args.end_caps))
-    record = screening_record(result)
-    if args.json == "-":
-        json.dump(record, sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(screening_table(result))
-        if args.json:
-            write_text(args.json, json.dumps(record, indent=2, allow_nan=False))
+    print_or_write_record(screening_record(result), lambda: screening_table(result), args.json)
     if args.html:
         write_text(args.html, screening_html(result))
     if result.decision == ScreenDecision.EXCLUDED_BY_GEOMETRY:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from rtcheck import __version__
+from rtcheck.dicom.plan import Plan
 from rtcheck.dvh.indices import ATTRIBUTION, INDICES
 from rtcheck.evaluation.results import Evaluation
 from rtcheck.numbers import json_number
+from rtcheck.protocol.definition import Protocol
 
 RECORD_VERSION = "1.4"
 SCHEMA_RESOURCE = "data/eligibility-record.schema.json"
@@ -38,21 +40,8 @@ def eligibility_record(evaluation: Evaluation) -> dict[str, Any]:
         "study_instance_uid": plan.study_instance_uid,
         "rtstruct_sop_instance_uid": plan.structure_set.sop_instance_uid,
         "plans": plans,
-        "inputs": [
-            {
-                "path": f.path,
-                "modality": f.modality,
-                "sop_instance_uid": f.sop_instance_uid,
-                "sha256": f.sha256,
-            }
-            for f in plan.files
-        ],
-        "protocol": {
-            "name": protocol.name,
-            "version": protocol.version,
-            "sha256": protocol.sha256,
-            "path": protocol.path,
-        },
+        "inputs": input_rows(plan),
+        "protocol": protocol_row(protocol),
         "dose_mode": evaluation.dose_mode,
         "end_caps": evaluation.end_caps.value,
         "criterion_19": {
@@ -142,6 +131,29 @@ def earlier_courses(evaluation: Evaluation) -> dict[str, Any]:
                 for d in earlier.lesion_doses
             ],
         }
+    }
+
+
+def input_rows(plan: Plan) -> list[dict[str, str]]:
+    """The files a record was made from, with their hashes."""
+    return [
+        {
+            "path": f.path,
+            "modality": f.modality,
+            "sop_instance_uid": f.sop_instance_uid,
+            "sha256": f.sha256,
+        }
+        for f in plan.files
+    ]
+
+
+def protocol_row(protocol: Protocol) -> dict[str, str]:
+    """The protocol a record was made against: name, version, hash and file."""
+    return {
+        "name": protocol.name,
+        "version": protocol.version,
+        "sha256": protocol.sha256,
+        "path": protocol.path,
     }
 
 
