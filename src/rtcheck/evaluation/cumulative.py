@@ -174,7 +174,10 @@ def _judge(
                 for p, r in zip(placed, recovery, strict=True)
                 if r
             )
-            conversion += f"; recovery stated by the protocol: {parts}; without it {plain:.2f} Gy"
+            unit = metric.result_unit
+            conversion += (
+                f"; recovery stated by the protocol: {parts}; without it {plain:.2f} {unit}"
+            )
         elif cumulative.recovery:
             unknown = [p.course.label for p in placed if p.interval_months is None]
             if unknown:
