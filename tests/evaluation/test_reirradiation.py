@@ -642,3 +642,21 @@ def test_hostile_registration_text_is_one_printable_line(case):
     from rtcheck.outputs.html_report import plan_report_html
 
     assert "<script>" not in plan_report_html(evaluation)
+
+
+def test_a_dose_grid_beyond_the_deformation_grid_is_said(case):
+    """A deformation grid of ±20 mm under a dose grid of ±60 mm: beyond it the edge vectors
+    hold (here the same shift everywhere, so the sum is unchanged), and the record says so."""
+    tmp_path, plan_folder, course_folder, patient, current, earlier = case
+    shift = np.array([12.0, -4.0, 2.0], dtype=np.float32)
+    vectors = np.broadcast_to(shift, (5, 5, 5, 3)).copy()
+    reg = deformable_reg(
+        tmp_path / "d.dcm", patient, current, earlier, (-20, -20, -20), (10, 10, 10), vectors
+    )
+    evaluation = run(tmp_path, plan_folder, course_folder, reg)
+    median = cumulative(evaluation, "D50%[Gy]")
+    assert median.value == pytest.approx(
+        sum_eqd2(earlier_dose(*(np.array(CORD) + shift)), 2.0), abs=0.02
+    )
+    warnings = evaluation.earlier.courses[0].warnings
+    assert any("beyond the deformation grid (8 of its 8 corners)" in w for w in warnings)

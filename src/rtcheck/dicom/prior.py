@@ -30,8 +30,10 @@ from rtcheck.dicom.plan import (
 )
 from rtcheck.dicom.registration import (
     REGISTRATION_CLASSES,
+    DeformationGrid,
     PointMap,
     Registration,
+    outside_deformation,
     registration_from,
 )
 from rtcheck.errors import PlanLinkError, PriorCourseError
@@ -216,6 +218,23 @@ class Placement:
     method: str
     registration: Registration | None
     matrix: tuple[tuple[float, ...], ...] | None
+    #: For a deformable registration, its grid (beyond it the nearest edge vector is used).
+    deformation: DeformationGrid | None = None
+
+    def corners_beyond_deformation(self, grid: DoseGrid) -> int:
+        """How many of the 8 corners of ``grid`` lie beyond the deformation grid (0: the whole
+        dose grid is inside it, both being boxes)."""
+        if self.deformation is None:
+            return 0
+        corners = np.array(
+            [
+                [x, y, z]
+                for x in grid.x_mm[[0, -1]]
+                for y in grid.y_mm[[0, -1]]
+                for z in grid.z_mm[[0, -1]]
+            ]
+        )
+        return outside_deformation(self.deformation, corners)
 
 
 def place(course: EarlierCourse, current: Plan, registrations: Sequence[Registration]) -> Placement:
@@ -268,4 +287,7 @@ def place(course: EarlierCourse, current: Plan, registrations: Sequence[Registra
         combined[:3, 3] = moved[0]
         combined[:3, :3] = (moved[1:] - moved[0]).T
         matrix = tuple(tuple(float(v) for v in row) for row in combined)
-    return Placement(point_map, chosen.kind, chosen, matrix)
+    deformation = next(
+        (d for d in chosen.deformations if d.source_frame_uid == earlier_frame), None
+    )
+    return Placement(point_map, chosen.kind, chosen, matrix, deformation)

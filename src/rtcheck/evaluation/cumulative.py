@@ -359,6 +359,12 @@ def _summary(p: _Placed) -> CourseSummary:
         )
     if course.end_date is None:
         warnings.append("the end of the earlier course is unknown: give --prior-end")
+    beyond = placement.corners_beyond_deformation(resampled.grid)
+    if beyond:
+        warnings.append(
+            f"the current dose grid reaches beyond the deformation grid ({beyond} of its 8 "
+            "corners): there the nearest edge vector of the deformation is used"
+        )
     return CourseSummary(
         label=course.label,
         fractions=course.fractions,
