@@ -269,22 +269,22 @@ def load_contours(paths: Sequence[str | os.PathLike[str]]) -> Plan:
         raise PlanLinkError(f"no RTSTRUCT among the files given{skipped_text(skipped)}")
     _refuse_duplicate_uids(datasets)
     plan_files = [item for cls in PLAN_CLASSES for item in by_class[cls]]
-    plans = [read_plan_info(ds, path) for path, ds in plan_files]
-    struct_path, struct_ds = _choose_structure_set(structs, plans, notes)
+    read = [(path, ds, read_plan_info(ds, path)) for path, ds in plan_files]
+    struct_path, struct_ds = _choose_structure_set(structs, [info for *_, info in read], notes)
     structure_set = read_structure_set(struct_ds, struct_path)
     kept = [
-        (path, ds)
-        for path, ds in plan_files
-        if read_plan_info(ds, path).structure_set_uid in ("", structure_set.sop_instance_uid)
+        (path, ds, info)
+        for path, ds, info in read
+        if info.structure_set_uid in ("", structure_set.sop_instance_uid)
     ]
-    _refuse_other_patients(struct_path, struct_ds, [("RTPLAN", path, ds) for path, ds in kept])
+    _refuse_other_patients(struct_path, struct_ds, [("RTPLAN", path, ds) for path, ds, _ in kept])
     if by_class[RTDOSE]:
         notes.append(f"{len(by_class[RTDOSE])} RTDOSE ignored: a screening reads the contours")
-    used = {structure_set.sop_instance_uid, *(str(ds.SOPInstanceUID) for _, ds in kept)}
+    used = {structure_set.sop_instance_uid, *(info.sop_instance_uid for *_, info in kept)}
     return Plan(
         structure_set=structure_set,
         doses=(),
-        plans=tuple(read_plan_info(ds, path) for path, ds in kept),
+        plans=tuple(info for *_, info in kept),
         files=tuple(
             SourceFile(path, str(ds.Modality), str(ds.SOPInstanceUID), hashes[path])
             for path, ds in datasets
