@@ -79,3 +79,22 @@ def test_a_database_of_schema_3_gains_the_kind_of_each_row(tmp_path):
     shutil.copy(db_file, copy)
     rows = list(plan_rows(open_store(f"sqlite:///{copy}")))
     assert [r["kind"] for r in rows] == ["check"]
+
+
+def test_the_batch_and_pull_commands_take_screen(tmp_path):
+    import subprocess
+    import sys
+
+    archive = archive_with_a_screen(tmp_path)
+    db = tmp_path / "cli.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "rtcheck", "batch", str(archive), "--db", str(db),
+         "--workers", "1", "--screen"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 excluded_by_geometry" in done.stdout
+    helped = subprocess.run(
+        [sys.executable, "-m", "rtcheck", "pull", "--help"], capture_output=True, text=True
+    )
+    assert "--screen" in helped.stdout

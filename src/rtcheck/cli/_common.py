@@ -77,6 +77,12 @@ def batch_options(parser: argparse.ArgumentParser) -> None:
         help="write an archive summary page, with each checked plan's report beside it",
     )
     end_caps_option(parser)
+    parser.add_argument(
+        "--screen",
+        action="store_true",
+        help="also screen every structure set that has no dose yet (as rtcheck screen does); "
+        "stored as screens, never as plan checks",
+    )
 
 
 def db_option(parser: argparse.ArgumentParser) -> None:

@@ -36,12 +36,6 @@ def add_parser(commands: Commands) -> None:
     )
     parser.add_argument("archive", metavar="ARCHIVE", help="folder to index (searched recursively)")
     batch_options(parser)
-    parser.add_argument(
-        "--screen",
-        action="store_true",
-        help="also screen every structure set that has no dose yet (as rtcheck screen does); "
-        "stored as screens, never as plan checks",
-    )
     parser.set_defaults(run=run)
 
 
