@@ -660,3 +660,21 @@ def test_a_dose_grid_beyond_the_deformation_grid_is_said(case):
     )
     warnings = evaluation.earlier.courses[0].warnings
     assert any("beyond the deformation grid (8 of its 8 corners)" in w for w in warnings)
+
+
+def test_a_registration_that_is_a_pipe_a_folder_or_missing_is_one_line(case):
+    import os
+
+    tmp_path, plan_folder, course_folder, *_ = case
+    pipe = tmp_path / "reg.pipe"
+    os.mkfifo(pipe)  # reading it would block for ever
+    for reg, fragment in (
+        (pipe, "not a regular file"),
+        (tmp_path, "not a regular file"),
+        (tmp_path / "none.dcm", "no such file"),
+    ):
+        result = rtcheck(
+            "check", str(plan_folder), "--prior", str(course_folder), "--registration", str(reg)
+        )
+        assert result.returncode == 2 and fragment in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from rtcheck.dicom.files import read_dicom, sop_class_of
+from rtcheck.dicom.files import is_regular_file, read_dicom, sop_class_of
 from rtcheck.errors import InvalidInputError, RegistrationError
 
 RIGID_REGISTRATION = "1.2.840.10008.5.1.4.1.1.66.1"
@@ -242,6 +242,9 @@ def read_registration(path: str | os.PathLike[str]) -> Registration:
         If the object cannot be used safely (see the module's refusals).
     """
     name = str(path)
+    if not is_regular_file(name):
+        what = "no such file" if not os.path.exists(name) else "not a regular file"
+        raise InvalidInputError(f"{name}: {what} (a registration object is a DICOM file)")
     try:
         ds, _ = read_dicom(name)
     except InvalidInputError:
