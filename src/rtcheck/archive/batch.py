@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -41,10 +41,6 @@ from rtcheck.outputs import cells
 from rtcheck.outputs.filenames import plan_file_name, report_name
 from rtcheck.protocol.definition import Protocol, load_protocol
 from rtcheck.runtime import keep_freed_memory, one_blas_thread
-
-if TYPE_CHECKING:
-    from rtcheck.dicom.plan import Plan
-    from rtcheck.dicom.prior import EarlierCourse, Placement
 
 #: Seconds to wait for a Dask scheduler before giving up.
 SCHEDULER_TIMEOUT_S = 10
@@ -90,6 +86,7 @@ def check_task(
     """Check one plan (runs in a worker). Never raises: an error becomes the outcome. With
     ``with_report``, the outcome carries the plan's HTML report."""
     from rtcheck.dicom.plan import load_plan
+    from rtcheck.dicom.prior import placed_courses
     from rtcheck.dvh.compact import encode_dvh
     from rtcheck.evaluation.eligibility import evaluate
     from rtcheck.outputs.record import eligibility_record
@@ -107,7 +104,9 @@ def check_task(
             plan,
             _protocol(protocol_path),
             end_caps=end_caps,
-            earlier=_earlier_courses(task, plan),
+            earlier=placed_courses(
+                plan, [(e.files, [e.registration] if e.registration else []) for e in task.earlier]
+            ),
             unsummed=task.unsummed,
         )
         record = eligibility_record(evaluation)
@@ -152,19 +151,6 @@ def _screen_task(
         return _outcome(task, error=str(exc))
     except Exception as exc:  # a bug in rtcheck: stored, so the batch goes on
         return _outcome(task, error=f"internal error: {type(exc).__name__}: {exc}")
-
-
-def _earlier_courses(task: PlanTask, plan: Plan) -> list[tuple[EarlierCourse, Placement]]:
-    """The task's earlier plans read as earlier courses and placed in its frame."""
-    from rtcheck.dicom.prior import load_earlier_course, place
-    from rtcheck.dicom.registration import read_registration
-
-    placed = []
-    for earlier in task.earlier:
-        course = load_earlier_course(list(earlier.files), plan)
-        registrations = [read_registration(earlier.registration)] if earlier.registration else []
-        placed.append((course, place(course, plan, registrations)))
-    return placed
 
 
 def _outcome(

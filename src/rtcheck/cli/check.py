@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import date
-from typing import TYPE_CHECKING
 
 from rtcheck.cli._common import (
     EXIT_EXCLUDED,
@@ -18,10 +17,6 @@ from rtcheck.cli._common import (
     write_text,
 )
 from rtcheck.errors import UsageError
-
-if TYPE_CHECKING:
-    from rtcheck.dicom.plan import Plan
-    from rtcheck.dicom.prior import EarlierCourse, Placement
 
 
 def add_parser(commands: Commands) -> None:
@@ -107,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
     known_sites = KNOWN_SITES | protocol.lesion_sites
     lesion_map = read_lesion_map(args.map, known_sites) if args.map else {}
     plan = load_plan(args.paths)
-    earlier = _earlier_courses(plan, args.prior, args.registration, prior_end)
+    from rtcheck.dicom.prior import placed_courses
+
+    # Every registration given is offered for every earlier course; each finds its own.
+    earlier = placed_courses(plan, [(paths, args.registration) for paths in args.prior], prior_end)
     evaluation = evaluate(
         plan,
         protocol,
@@ -137,20 +135,3 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"--prior-end {text!r}: give a date as YYYY-MM-DD") from None
-
-
-def _earlier_courses(
-    plan: Plan, courses: list[list[str]], registrations: list[str], end: date | None
-) -> list[tuple[EarlierCourse, Placement]]:
-    """Each earlier course read and placed in the plan's frame of reference."""
-    if not courses:
-        return []
-    from rtcheck.dicom.prior import load_earlier_course, place
-    from rtcheck.dicom.registration import read_registration
-
-    objects = [read_registration(path) for path in registrations]
-    placed = []
-    for paths in courses:
-        course = load_earlier_course(paths, plan, end)
-        placed.append((course, place(course, plan, objects)))
-    return placed

@@ -180,9 +180,7 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], sum_doses: bool = False) 
     """
     datasets, hashes, notes, skipped = read_rt_objects(paths)
     refusal_detail = skipped_text(skipped)
-    by_class: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
-    for path, ds in datasets:
-        by_class[str(ds.get("SOPClassUID", ""))].append((path, ds))
+    by_class = by_sop_class(datasets)
     structs = by_class[RTSTRUCT]
     doses = by_class[RTDOSE]
     plan_files = [item for cls in PLAN_CLASSES for item in by_class[cls]]
@@ -261,9 +259,7 @@ def load_contours(paths: Sequence[str | os.PathLike[str]]) -> Plan:
         As :func:`load_plan`, an RTDOSE aside.
     """
     datasets, hashes, notes, skipped = read_rt_objects(paths)
-    by_class: dict[str, list[tuple[str, Dataset]]] = defaultdict(list)
-    for path, ds in datasets:
-        by_class[str(ds.get("SOPClassUID", ""))].append((path, ds))
+    by_class = by_sop_class(datasets)
     structs = by_class[RTSTRUCT]
     if not structs:
         raise PlanLinkError(f"no RTSTRUCT among the files given{skipped_text(skipped)}")
@@ -295,6 +291,16 @@ def load_contours(paths: Sequence[str | os.PathLike[str]]) -> Plan:
         warnings=tuple(notes),
         patient_birth_date=str(struct_ds.get("PatientBirthDate", "") or "").strip(),
     )
+
+
+def by_sop_class(
+    datasets: list[tuple[str, Dataset]],
+) -> defaultdict[str, list[tuple[str, Dataset]]]:
+    """The (path, dataset) pairs grouped by SOP Class UID (an absent class: [])."""
+    groups: defaultdict[str, list[tuple[str, Dataset]]] = defaultdict(list)
+    for path, ds in datasets:
+        groups[str(ds.get("SOPClassUID", ""))].append((path, ds))
+    return groups
 
 
 def read_rt_objects(

@@ -21,6 +21,7 @@ from rtcheck.dicom.files import PLAN_CLASSES, RT_CLASSES, RTDOSE
 from rtcheck.dicom.plan import (
     Plan,
     SourceFile,
+    by_sop_class,
     dicom_date,
     dose_sets_of,
     masked_id,
@@ -34,6 +35,7 @@ from rtcheck.dicom.registration import (
     PointMap,
     Registration,
     outside_deformation,
+    read_registration,
     registration_from,
 )
 from rtcheck.errors import PlanLinkError, PriorCourseError
@@ -112,18 +114,14 @@ def load_earlier_course(
     """
     datasets, hashes, notes, skipped = read_rt_objects(paths, COURSE_CLASSES)
     where = ", ".join(str(p) for p in paths)
-    by_class: dict[str, list[tuple[str, Dataset]]] = {}
-    for path, ds in datasets:
-        by_class.setdefault(str(ds.get("SOPClassUID", "")), []).append((path, ds))
-    doses = by_class.get(RTDOSE, [])
+    by_class = by_sop_class(datasets)
+    doses = by_class[RTDOSE]
     if not doses:
         raise PriorCourseError(f"{where}: no RTDOSE of the earlier course{skipped_text(skipped)}")
-    plan_files = [item for cls in PLAN_CLASSES for item in by_class.get(cls, [])]
-    records = [item for cls in RECORD_CLASSES for item in by_class.get(cls, [])]
+    plan_files = [item for cls in PLAN_CLASSES for item in by_class[cls]]
+    records = [item for cls in RECORD_CLASSES for item in by_class[cls]]
     registrations = tuple(
-        registration_from(ds, path)
-        for cls in REGISTRATION_CLASSES
-        for path, ds in by_class.get(cls, [])
+        registration_from(ds, path) for cls in REGISTRATION_CLASSES for path, ds in by_class[cls]
     )
     for path, ds in [*plan_files, *doses, *records]:
         _refuse_other_patient(path, ds, current)
@@ -291,3 +289,18 @@ def place(course: EarlierCourse, current: Plan, registrations: Sequence[Registra
         (d for d in chosen.deformations if d.source_frame_uid == earlier_frame), None
     )
     return Placement(point_map, chosen.kind, chosen, matrix, deformation)
+
+
+def placed_courses(
+    current: Plan,
+    courses: Sequence[tuple[Sequence[str | os.PathLike[str]], Sequence[str | os.PathLike[str]]]],
+    end_date: date | None = None,
+) -> list[tuple[EarlierCourse, Placement]]:
+    """Each earlier course, given as (its files, the registration files offered for it), read
+    (:func:`load_earlier_course`) and placed in the plan's frame (:func:`place`)."""
+    placed = []
+    for paths, registration_paths in courses:
+        course = load_earlier_course(paths, current, end_date)
+        offered = [read_registration(path) for path in registration_paths]
+        placed.append((course, place(course, current, offered)))
+    return placed
