@@ -9,9 +9,12 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from rtcheck.errors import UsageError
+
+if TYPE_CHECKING:
+    from rtcheck.protocol.definition import Protocol
 from rtcheck.logs import one_line
 
 EXIT_OK = 0
@@ -61,7 +64,7 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def batch_options(parser: argparse.ArgumentParser) -> None:
     """The options of a batch check (``batch`` and ``pull``)."""
-    parser.add_argument("--protocol", metavar="NAME|FILE", help="protocol (default: eso-oligo-rt)")
+    protocol_option(parser)
     db_option(parser)
     parser.add_argument(
         "--workers", type=int, metavar="N", help="local worker processes (default: one per core)"
@@ -83,6 +86,34 @@ def batch_options(parser: argparse.ArgumentParser) -> None:
         help="also screen every structure set that has no dose yet (as rtcheck screen does); "
         "stored as screens, never as plan checks",
     )
+
+
+def protocol_option(parser: argparse.ArgumentParser) -> None:
+    """``--protocol``: a bundled protocol's name or a protocol file."""
+    parser.add_argument(
+        "--protocol",
+        metavar="NAME|FILE",
+        help="bundled protocol name or YAML file (default: eso-oligo-rt)",
+    )
+
+
+def given_files(args: argparse.Namespace, *paths: str) -> list[str]:
+    """The files a command reads: ``paths``, and the map and protocol where they are files
+    (never to be written over)."""
+    return [*paths, *(f for f in (args.map, args.protocol) if f and os.path.isfile(f))]
+
+
+def protocol_and_map(args: argparse.Namespace) -> tuple[Protocol, dict[str, str], dict[str, Any]]:
+    """The protocol of ``--protocol``, and the ROI names and lesion facts of ``--map``."""
+    from rtcheck.protocol.definition import load_protocol
+    from rtcheck.protocol.lesions import KNOWN_SITES
+    from rtcheck.protocol.names import read_lesion_map, read_map_file
+
+    protocol = load_protocol(args.protocol)
+    if not args.map:
+        return protocol, {}, {}
+    mapping = read_map_file(args.map, protocol.derived)
+    return protocol, mapping, read_lesion_map(args.map, KNOWN_SITES | protocol.lesion_sites)
 
 
 def db_option(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import date
 
 from rtcheck.cli._common import (
@@ -12,7 +11,10 @@ from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
     end_caps_option,
+    given_files,
     print_or_write_record,
+    protocol_and_map,
+    protocol_option,
     refuse_writing_over_inputs,
     write_text,
 )
@@ -37,11 +39,7 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="DICOM files or folders of one plan"
     )
-    parser.add_argument(
-        "--protocol",
-        metavar="NAME|FILE",
-        help="bundled protocol name or YAML file (default: eso-oligo-rt)",
-    )
+    protocol_option(parser)
     parser.add_argument(
         "--fractions", type=int, metavar="N", help="number of fractions where no RTPLAN says"
     )
@@ -84,9 +82,6 @@ def run(args: argparse.Namespace) -> int:
     from rtcheck.evaluation.results import Eligibility
     from rtcheck.outputs.record import eligibility_record
     from rtcheck.outputs.table import check_table
-    from rtcheck.protocol.definition import load_protocol
-    from rtcheck.protocol.lesions import KNOWN_SITES
-    from rtcheck.protocol.names import read_lesion_map, read_map_file
 
     if args.fractions is not None and args.fractions < 1:
         raise UsageError("--fractions must be a positive number of fractions")
@@ -94,13 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.registration or prior_end) and not args.prior:
         raise UsageError("--registration and --prior-end need --prior (an earlier course)")
     earlier_paths = [path for course in args.prior for path in course]
-    inputs = [*args.paths, *earlier_paths, *args.registration]
-    inputs += [f for f in (args.map, args.protocol) if f and os.path.isfile(f)]
+    inputs = given_files(args, *args.paths, *earlier_paths, *args.registration)
     refuse_writing_over_inputs([args.json, args.html], inputs)
-    protocol = load_protocol(args.protocol)
-    mapping = read_map_file(args.map, protocol.derived) if args.map else {}
-    known_sites = KNOWN_SITES | protocol.lesion_sites
-    lesion_map = read_lesion_map(args.map, known_sites) if args.map else {}
+    protocol, mapping, lesion_map = protocol_and_map(args)
     plan = load_plan(args.paths)
     from rtcheck.dicom.prior import placed_courses
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rtcheck.cli._common import EXIT_OK, Commands, ae_title_option, db_option, db_url, port
+from rtcheck.cli._common import (
+    EXIT_OK,
+    Commands,
+    ae_title_option,
+    db_option,
+    db_url,
+    port,
+    protocol_option,
+)
 from rtcheck.errors import UsageError
 
 
@@ -43,7 +51,7 @@ def add_parser(commands: Commands) -> None:
         help="a calling AE title (and host) allowed to send; repeat for more (default: any, "
         "on loopback only)",
     )
-    parser.add_argument("--protocol", metavar="NAME|FILE", help="protocol (eso-oligo-rt)")
+    protocol_option(parser)
     db_option(parser)
     parser.add_argument("--reports", metavar="DIR", help="write each checked plan's report here")
     parser.add_argument(

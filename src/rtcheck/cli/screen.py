@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from rtcheck.cli._common import (
     EXIT_EXCLUDED,
@@ -11,7 +10,10 @@ from rtcheck.cli._common import (
     EXIT_OK,
     Commands,
     end_caps_option,
+    given_files,
     print_or_write_record,
+    protocol_and_map,
+    protocol_option,
     refuse_writing_over_inputs,
     write_text,
 )
@@ -38,11 +40,7 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="the RTSTRUCT (and any RTPLAN), files or folders"
     )
-    parser.add_argument(
-        "--protocol",
-        metavar="NAME|FILE",
-        help="bundled protocol name or YAML file (default: eso-oligo-rt)",
-    )
+    protocol_option(parser)
     parser.add_argument(
         "--map", metavar="FILE", help="YAML map: ROI names, lesions: and primary: facts"
     )
@@ -57,16 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from rtcheck.dicom.plan import load_contours
     from rtcheck.dicom.slabs import EndCaps
     from rtcheck.outputs.screening import screening_html, screening_record, screening_table
-    from rtcheck.protocol.definition import load_protocol
-    from rtcheck.protocol.lesions import KNOWN_SITES
-    from rtcheck.protocol.names import read_lesion_map, read_map_file, read_primary
+    from rtcheck.protocol.names import read_primary
     from rtcheck.screening.screen import ScreenDecision, screen
 
-    inputs = [*args.paths, *(f for f in (args.map, args.protocol) if f and os.path.isfile(f))]
-    refuse_writing_over_inputs([args.json, args.html], inputs)
-    protocol = load_protocol(args.protocol)
-    mapping = read_map_file(args.map, protocol.derived) if args.map else {}
-    lesion_map = read_lesion_map(args.map, KNOWN_SITES | protocol.lesion_sites) if args.map else {}
+    refuse_writing_over_inputs([args.json, args.html], given_files(args, *args.paths))
+    protocol, mapping, lesion_map = protocol_and_map(args)
     primary = read_primary(args.map) if args.map else {}
     plan = load_contours(args.paths)
     result = screen(plan, protocol, mapping, lesion_map, primary, end_caps=EndCaps(args.end_caps))
