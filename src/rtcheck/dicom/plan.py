@@ -32,7 +32,7 @@ from rtcheck.dicom.files import (
 )
 from rtcheck.dicom.integrity import check_complete
 from rtcheck.dicom.structures import StructureSet, read_structure_set
-from rtcheck.dicom.values import integer, number
+from rtcheck.dicom.values import integer, number, roi_number
 from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError, RtcheckError
 
 #: A plan of more fractions than this is a typo.
@@ -485,7 +485,7 @@ def read_plan_info(ds: Dataset, path: str) -> PlanInfo:
         name = str(ref.get("DoseReferenceDescription", "") or ref.get("DoseReferenceNumber", ""))
         roi = None
         if ref.get("ReferencedROINumber") not in (None, ""):
-            roi = integer(ref, "ReferencedROINumber", where, smallest=-(2**31), largest=2**31 - 1)
+            roi = roi_number(ref, "ReferencedROINumber", where)
         targets.append((name, roi, dose))
     prescription = max((d for *_, d in targets), default=None)
     return PlanInfo(

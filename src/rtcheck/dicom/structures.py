@@ -22,7 +22,7 @@ from pydicom.tag import Tag
 from rtcheck.caps import CONTOUR_POINTS, POINTS_PER_CONTOUR
 from rtcheck.dicom.decimals import parse_plain_decimals
 from rtcheck.dicom.slabs import CONTIGUOUS_TOLERANCE_MM, EndCaps, capped_bounds, slab_bounds
-from rtcheck.dicom.values import integer
+from rtcheck.dicom.values import roi_number
 from rtcheck.errors import InvalidStructureError
 
 #: Contours whose z coordinates spread more than this (mm) are not axial and are skipped.
@@ -169,23 +169,13 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
 
     names: dict[int, str] = {}
     for i, item in enumerate(ds.StructureSetROISequence, start=1):
-        number = integer(
-            item,
-            "ROINumber",
-            refuse(f"StructureSetROISequence item {i}"),
-            smallest=-(2**31),
-            largest=2**31 - 1,
-        )
+        number = roi_number(item, "ROINumber", refuse(f"StructureSetROISequence item {i}"))
         names[number] = str(item.get("ROIName", "") or f"ROI {number}")
     types: dict[int, str] = {}
     for i, obs in enumerate(ds.get("RTROIObservationsSequence", []), start=1):
         if obs.get("ReferencedROINumber") not in (None, ""):
-            number = integer(
-                obs,
-                "ReferencedROINumber",
-                refuse(f"RTROIObservationsSequence item {i}"),
-                smallest=-(2**31),
-                largest=2**31 - 1,
+            number = roi_number(
+                obs, "ReferencedROINumber", refuse(f"RTROIObservationsSequence item {i}")
             )
             types[number] = str(obs.get("RTROIInterpretedType", "")).upper()
     contours: dict[int, Dataset] = {}
@@ -196,13 +186,7 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
     )
     CONTOUR_POINTS.check(values // 3, f"{source}: the structure set holds")
     for i, item in enumerate(ds.get("ROIContourSequence", []), start=1):
-        number = integer(
-            item,
-            "ReferencedROINumber",
-            refuse(f"ROIContourSequence item {i}"),
-            smallest=-(2**31),
-            largest=2**31 - 1,
-        )
+        number = roi_number(item, "ReferencedROINumber", refuse(f"ROIContourSequence item {i}"))
         contours[number] = item
 
     parsed = []

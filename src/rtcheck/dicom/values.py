@@ -73,6 +73,11 @@ def number(
     return numbers(ds, keyword, 1, refuse, positive=positive, largest=largest)[0]
 
 
+def roi_number(ds: Dataset, keyword: str, refuse: Refusal) -> int:
+    """An ROI number: any signed 32-bit whole number (IS), as RTSTRUCTs and RTPLANs write."""
+    return integer(ds, keyword, refuse, smallest=-(2**31), largest=2**31 - 1)
+
+
 def integer(
     ds: Dataset,
     keyword: str,
