@@ -249,7 +249,12 @@ def _uncovered(
         try:
             grid, key, _ = doses.for_limits(protocol.alpha_beta(name))
             now = doses.dvh(region, grid, key).max_gy
-            before = max(sums.earlier_dvh(region, i).max_gy for i in range(len(sums.placed)))
+            # The earlier doses matter only for an organ this course irradiates.
+            before = (
+                max(sums.earlier_dvh(region, i).max_gy for i in range(len(sums.placed)))
+                if now >= threshold
+                else 0.0
+            )
         except (NotEvaluable, RtcheckError):
             continue
         if not (now >= threshold and before >= threshold):
