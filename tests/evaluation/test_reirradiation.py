@@ -260,6 +260,7 @@ def test_an_earlier_course_of_another_patient_is_refused(case):
         ("skew", {}, "not orthonormal"),
         ("last_row", {}, r"last row is \(0, 0, 0.1, 1\)"),
         ("mirror", {}, "determinant"),
+        ("nan", {}, "16 finite numbers"),
     ],
 )
 def test_unusable_rigid_matrices_are_refused_in_one_line(case, items, kwargs, message):
@@ -273,6 +274,9 @@ def test_unusable_rigid_matrices_are_refused_in_one_line(case, items, kwargs, me
         matrix[3, 2] = 0.1
     elif items == "mirror":
         matrix = np.diag([-1.0, 1.0, 1.0, 1.0])
+    elif items == "nan":
+        matrix = matrix.copy()
+        matrix[1, 3] = np.nan
     reg = rigid_reg(tmp_path / "reg.dcm", patient, current, [(earlier, matrix)], **kwargs)
     with pytest.raises(RegistrationError, match=message) as caught:
         read_registration(reg)
@@ -678,3 +682,31 @@ def test_a_registration_that_is_a_pipe_a_folder_or_missing_is_one_line(case):
         )
         assert result.returncode == 2 and fragment in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("element", "value"),
+    [
+        ("ImagePositionPatient", ["nan", "0", "0"]),
+        ("ImagePositionPatient", ["1e400", "0", "0"]),
+        ("ImageOrientationPatient", ["nan", "0", "0", "0", "1", "0"]),
+        ("GridResolution", [float("nan"), 50.0, 50.0]),
+    ],
+)
+def test_a_deformation_grid_that_is_not_finite_is_refused(case, element, value):
+    """A NaN or infinite grid position or direction would map every point to NaN: a sum of
+    nothing, silently. It is refused in one line."""
+    tmp_path, plan_folder, course_folder, patient, current, earlier = case
+    import pydicom
+
+    path = deformable_reg(
+        tmp_path / "d.dcm", patient, current, earlier, (-50, -50, -50), (50, 50, 50),
+        np.zeros((3, 3, 3, 3), dtype=np.float32),
+    )  # fmt: skip
+    ds = pydicom.dcmread(path)
+    setattr(ds.DeformableRegistrationSequence[0].DeformableRegistrationGridSequence[0], element,
+            value)  # fmt: skip
+    ds.save_as(path)
+    with pytest.raises(RegistrationError) as caught:
+        read_registration(path)
+    assert "\n" not in str(caught.value)

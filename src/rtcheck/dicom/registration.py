@@ -394,6 +394,11 @@ def _deformation(item: Dataset, where: str) -> DeformationGrid | None:
         raise RegistrationError(f"{where}: deformation grid incomplete ({exc})") from None
     if origin.shape != (3,) or cosines.shape != (6,) or len(dims) != 3 or spacing.shape != (3,):
         raise RegistrationError(f"{where}: deformation grid geometry malformed")
+    if not (np.all(np.isfinite(origin)) and np.all(np.isfinite(cosines))):
+        raise RegistrationError(
+            f"{where}: the deformation grid's ImagePositionPatient or ImageOrientationPatient "
+            "holds a value that is not a finite number"
+        )
     if min(dims) < 1 or not np.all(spacing > 0) or not np.all(np.isfinite(spacing)):
         raise RegistrationError(
             f"{where}: deformation grid of {dims} points spaced {spacing.tolist()} mm"
