@@ -96,3 +96,11 @@ def test_bad_input_is_one_line_and_hostile_names_are_escaped(tmp_path):
         bad = rtcheck("screen", *args)
         assert bad.returncode == 2 and fragment in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_an_esophagus_overlap_that_cannot_be_drawn_is_one_line(tmp_path):
+    for value in ("nan", "1e9", "-1", "0"):
+        made = rtcheck("phantom", str(tmp_path / value), "--esophagus-overlap", value)
+        assert made.returncode == 2 and "--esophagus-overlap" in made.stderr, made.stderr
+        assert len(made.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / value).exists()
