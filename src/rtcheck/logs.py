@@ -29,6 +29,12 @@ def one_line(text: object) -> str:
     return str(text).translate(_ESCAPES)
 
 
+def printable(text: object) -> str:
+    """``text`` as shown to a person on one line: every character that is not printable (a
+    line break, an escape) as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
 def debugging() -> bool:
     """Whether tracebacks are wanted (``RTCHECK_DEBUG`` set and not empty)."""
     return bool(os.environ.get("RTCHECK_DEBUG"))

@@ -34,6 +34,7 @@ from rtcheck.dicom.integrity import check_complete
 from rtcheck.dicom.structures import StructureSet, read_structure_set
 from rtcheck.dicom.values import integer, number, roi_number
 from rtcheck.errors import InvalidDoseError, InvalidInputError, PlanLinkError, RtcheckError
+from rtcheck.logs import printable
 
 #: A plan of more fractions than this is a typo.
 MAX_FRACTIONS = 1000
@@ -436,7 +437,7 @@ def masked_id(identifier: str) -> str:
     if not identifier:
         return "(none)"
     digest = hashlib.sha256(identifier.encode("utf-8", "replace")).hexdigest()[:8]
-    tail = "".join(c if c.isprintable() else "?" for c in identifier[-4:])
+    tail = printable(identifier[-4:])
     return f"'…{tail}' (sha256 {digest})"
 
 

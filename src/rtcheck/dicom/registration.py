@@ -29,6 +29,7 @@ from pydicom.dataset import Dataset
 
 from rtcheck.dicom.files import is_regular_file, read_dicom, sop_class_of
 from rtcheck.errors import InvalidInputError, RegistrationError
+from rtcheck.logs import printable
 
 RIGID_REGISTRATION = "1.2.840.10008.5.1.4.1.1.66.1"
 DEFORMABLE_REGISTRATION = "1.2.840.10008.5.1.4.1.1.66.3"
@@ -433,8 +434,7 @@ def _deformation(item: Dataset, where: str) -> DeformationGrid | None:
 
 def _shown(value: object) -> str:
     """A text of the file as rtcheck shows it: one line of printable characters, at most 64."""
-    text = "".join(c if c.isprintable() else "?" for c in str(value or ""))
-    return text[:64]
+    return printable(value or "")[:64]
 
 
 def _row(values: NDArray[np.float64]) -> str:

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from rtcheck import __version__
+from rtcheck.logs import printable
 from rtcheck.numbers import json_number
 from rtcheck.screening.screen import ScreenedLimit, Screening, Verdict
 
@@ -173,7 +174,7 @@ def screening_table(result: Screening) -> str:
 
 def _line(text: str) -> str:
     """A text of the files on one printable line (a name with a newline cannot forge one)."""
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return printable(text)
 
 
 def screening_html(result: Screening) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtcheck.errors import UploadError
+from rtcheck.logs import printable
 from rtcheck.outputs.filenames import safe_name
 
 #: Defaults: a clinical plan (CT left out) is well under 200 MB and a few hundred files.
@@ -69,7 +70,7 @@ def unpack(
             raise UploadError(f"the upload is larger than {size_text(limits.max_bytes)}")
         stored = _unique(name, written)
         (folder / stored).write_bytes(data)
-        names[stored] = "".join(c if c.isprintable() else "?" for c in shown)[:200]
+        names[stored] = printable(shown)[:200]
 
     for name, data in uploads:
         if data[:4] == b"PK\x03\x04":
