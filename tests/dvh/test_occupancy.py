@@ -154,3 +154,70 @@ def test_sampling_grid_is_aligned_with_the_dose_grid():
         spacings.add(round(grid.spacing_mm, 6))
     # Organs are sampled at the dose spacing, small targets finer.
     assert cell in spacings and min(spacings) < cell / 2
+
+
+def test_planes_filled_in_a_window_match_exact_clipping_everywhere():
+    # Each plane's polygons lie in a different part of the grid, one plane is empty and one
+    # polygon reaches past the grid's left and lower edges: the fill is computed in the window
+    # the polygons touch, and every pixel of the grid, inside the window or not, must still
+    # match exact clipping.
+    grid = PixelGrid(x0_mm=-1.0, y0_mm=-1.0, spacing_mm=1.25, nx=23, ny=19)
+    planes = [
+        [rotated_rectangle(3.1, 2.7, 6.2, 5.1, 0.4)],
+        [],
+        [rotated_rectangle(21.0, 17.5, 3.3, 4.1, -0.2), [(-4.0, -3.0), (2.5, -2.0), (0.5, 3.5)]],
+    ]
+    coverage = polygon_coverage([[np.array(p) for p in plane] for plane in planes], grid, 64)
+    assert coverage.fraction.shape == (3, grid.ny, grid.nx)
+    s = grid.spacing_mm
+    for k, plane in enumerate(planes):
+        for i in range(grid.ny):
+            for j in range(grid.nx):
+                x0, y0 = grid.x0_mm + j * s, grid.y0_mm + i * s
+                area = sum(moments(clip(p, x0, x0 + s, y0, y0 + s), 0, 0)[0] for p in plane)
+                assert coverage.fraction[k, i, j] == pytest.approx(area / (s * s), abs=2e-3)
+    # The window holds every covered pixel and no more rows or columns than the polygons span.
+    outside = coverage.fraction.copy()
+    outside[coverage.window] = 0.0
+    assert not outside.any()
+    rows, columns = (
+        np.nonzero(coverage.fraction.any(axis=0)),
+        np.nonzero(coverage.fraction.any(axis=1)),
+    )
+    assert (coverage.rows.start, coverage.rows.stop) == (rows[0].min(), rows[0].max() + 1)
+    assert (coverage.columns.start, coverage.columns.stop) == (
+        columns[1].min(),
+        columns[1].max() + 1,
+    )
+
+
+def test_a_subtracted_roi_in_some_planes_only_leaves_the_others_alone():
+    # Outer on three planes, Inner (a triangle inside Outer, near its corner) on the middle
+    # one: the region is Outer on the first and last planes and Outer minus Inner between.
+    outer = rotated_rectangle(8.0, 7.0, 12.0, 10.0, 0.1)
+    inner = [(3.0, 3.0), (6.5, 2.8), (4.0, 6.0)]
+
+    def roi(number, name, polygons):
+        planes = tuple(ContourPlane(z, (np.array(poly),), z - 0.5, z + 0.5) for z, poly in polygons)
+        return Structure(number, name, "ORGAN", planes, ())
+
+    region = Region(
+        "Outer-Inner",
+        (roi(1, "Outer", [(0.0, outer), (1.0, outer), (2.0, outer)]),),
+        (roi(2, "Inner", [(1.0, inner)]),),
+    )
+    grid = PixelGrid(x0_mm=-1.0, y0_mm=-1.0, spacing_mm=1.25, nx=15, ny=14)
+    coverage = region.coverage(grid, region.slabs(), subsamples=64)
+    s = grid.spacing_mm
+    differs = 0
+    for k in range(3):
+        for i in range(grid.ny):
+            for j in range(grid.nx):
+                x0, y0 = grid.x0_mm + j * s, grid.y0_mm + i * s
+                area = moments(clip(outer, x0, x0 + s, y0, y0 + s), 0, 0)[0]
+                if k == 1:
+                    area -= moments(clip(inner, x0, x0 + s, y0, y0 + s), 0, 0)[0]
+                expected = area / (s * s)
+                assert coverage.fraction[k, i, j] == pytest.approx(expected, abs=2e-3)
+                differs += k == 1 and coverage.fraction[0, i, j] != coverage.fraction[1, i, j]
+    assert differs >= 5

@@ -11,6 +11,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -118,6 +119,41 @@ class Structure:
         top = np.array([p.top_mm for p in self.planes], dtype=np.float64)
         z = np.array([p.z_mm for p in self.planes], dtype=np.float64)
         return capped_bounds(bottom, top, z, end_caps)
+
+    @cached_property
+    def extent(self) -> Extent:
+        """The in-plane extent of the ROI's contours (computed once: every DVH of the ROI
+        lays its sampling grid from it)."""
+        polygons = [poly for p in self.planes for poly in p.polygons]
+        if not polygons:
+            nothing = np.full(2, np.nan)
+            return Extent(nothing, nothing, 0.0)
+        points = np.concatenate(polygons)
+        starts = np.cumsum([0] + [len(poly) for poly in polygons[:-1]])
+        lowest = np.minimum.reduceat(points, starts, axis=0)
+        highest = np.maximum.reduceat(points, starts, axis=0)
+        return Extent(
+            lowest.min(axis=0),
+            highest.max(axis=0),
+            float(np.max(np.min(highest - lowest, axis=1))),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Extent:
+    """Where an ROI's contours lie in-plane.
+
+    Attributes
+    ----------
+    low_mm, high_mm
+        Lowest and highest (x, y) of any contour point (mm); NaN for an ROI without contours.
+    part_width_mm
+        The largest, over the contours, of a contour's smaller extent along x or y (mm).
+    """
+
+    low_mm: NDArray[np.float64]
+    high_mm: NDArray[np.float64]
+    part_width_mm: float
 
 
 @dataclass(frozen=True, eq=False)

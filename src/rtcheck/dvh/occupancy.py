@@ -9,7 +9,7 @@ fraction of a percent on a coarse grid.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -161,16 +161,26 @@ class Coverage:
     parts
         The scanline covers it is made of, each with its sign (+1 added, -1 subtracted): the
         moments of the covered part of a pixel are their signed sum.
+    rows, columns
+        The pixel rows and columns that hold every covered pixel (see :attr:`window`).
     """
 
     fraction: NDArray[np.float64]
     spacing_mm: float
     parts: tuple[tuple[float, ScanlineCover], ...] = ()
+    rows: slice = field(default_factory=lambda: slice(0, 0))
+    columns: slice = field(default_factory=lambda: slice(0, 0))
 
     @classmethod
     def empty(cls, shape: tuple[int, int, int], spacing_mm: float) -> Coverage:
         """No pixel covered."""
         return cls(np.zeros(shape), spacing_mm)
+
+    @property
+    def window(self) -> tuple[slice, slice, slice]:
+        """The part of ``fraction`` (all planes, ``rows``, ``columns``) outside which every
+        pixel is 0: arithmetic on the coverage need not go beyond it."""
+        return slice(None), self.rows, self.columns
 
     def at(self, flat_index: NDArray[np.intp]) -> CoveredPixels:
         """The covered part of the pixels at ``flat_index`` (into the raveled arrays;
@@ -270,6 +280,8 @@ def polygon_coverage(
     line = lines[0::2]
     keep = b > a
     a, b, line = a[keep], b[keep], line[keep]
+    if line.size == 0:  # every interval outside the grid
+        return Coverage.empty(shape, grid.spacing_mm)
     ia = np.minimum(np.floor(a).astype(np.int64), grid.nx - 1)
     ib = np.minimum(np.floor(b).astype(np.int64), grid.nx - 1)
 
@@ -295,24 +307,32 @@ def polygon_coverage(
         run_line=line_offset[apart],
     )
 
-    # The fraction of every pixel: the parts' lengths, plus the runs' 1/subsamples summed
-    # along rows of nx + 1 slots. Every row's steps sum to zero, so one running sum over the
-    # flattened rows is the running sum within each row; it stays exact for a power-of-two
-    # number of scanlines, and pixels that nothing touches stay exactly 0.
-    rows_total = n_planes * grid.ny
-    size = rows_total * grid.nx
+    # The fraction of every pixel, filled in the window of rows and columns that the intervals
+    # touch (a small ROI subtracted from a large one leaves the rest of the grid alone): the
+    # parts' lengths, plus 1/subsamples for each run that spans the pixel. Runs are counted
+    # along window rows of one slot more than the window is wide: every row's steps sum to
+    # zero, so one running sum over the flattened rows is the running sum within each row. The
+    # count is an integer (exact, and a running sum of int64 is several times faster than one
+    # of float64).
+    plane, row = np.divmod(pixel_row, grid.ny)
+    row0, row1 = int(row.min()), int(row.max()) + 1
+    col0, col1 = int(ia.min()), int(ib.max()) + 1
+    height, width = row1 - row0, col1 - col0
+    window_row = (plane * height + row - row0) * width
+    size = n_planes * height * width
     part_length = (cover.part_hi - cover.part_lo) / subsamples
-    fraction = np.asarray(
-        np.bincount(cover.part_pixel, weights=part_length, minlength=size), dtype=np.float64
-    )
-    run_weight = np.full(cover.run_start.shape, 1.0 / subsamples)
-    steps = np.bincount(
-        np.concatenate([cover.run_start, cover.run_stop]),
-        weights=np.concatenate([run_weight, -run_weight]),
-        minlength=rows_total * stride,
-    )
-    whole = np.cumsum(steps).reshape(rows_total, stride)[:, : grid.nx]
-    fraction += whole.ravel()
+    part_at = np.concatenate([window_row + ia - col0, window_row + ib - col0])
+    filled = np.asarray(np.bincount(part_at, weights=part_length, minlength=size), dtype=np.float64)
+    if apart.any():
+        run_row = (plane[apart] * height + row[apart] - row0) * (width + 1) - col0
+        slots = n_planes * height * (width + 1)
+        steps = np.bincount(run_row + ia[apart] + 1, minlength=slots)
+        steps -= np.bincount(run_row + ib[apart], minlength=slots)
+        runs = np.cumsum(steps).reshape(n_planes * height, width + 1)[:, :width]
+        filled += runs.ravel() * (1.0 / subsamples)
     # Overlapping intervals can only arise from rounding; coverage is a fraction.
-    np.clip(fraction, 0.0, 1.0, out=fraction)
-    return Coverage(fraction.reshape(shape), grid.spacing_mm, ((1.0, cover),))
+    np.clip(filled, 0.0, 1.0, out=filled)
+    fraction = np.zeros(shape)
+    rows, columns = slice(row0, row1), slice(col0, col1)
+    fraction[:, rows, columns] = filled.reshape(n_planes, height, width)
+    return Coverage(fraction, grid.spacing_mm, ((1.0, cover),), rows, columns)

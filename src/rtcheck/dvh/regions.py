@@ -107,42 +107,36 @@ class Region:
 
     def xy_bounds(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Lowest and highest (x, y) of the added ROIs' contours (mm)."""
-        points = np.concatenate([poly for s in self.plus for p in s.planes for poly in p.polygons])
-        return points.min(axis=0), points.max(axis=0)
+        extents = [s.extent for s in self.plus if not s.is_empty]
+        low = np.min([e.low_mm for e in extents], axis=0)
+        high = np.max([e.high_mm for e in extents], axis=0)
+        return low, high
 
     def part_width_mm(self) -> float:
         """The width (mm) of the region's largest part in-plane: the largest, over the added
         ROIs' contours, of a contour's smaller extent. Unlike the bounding box, it does not
         grow when parts of the region lie far apart."""
-        widths = [
-            float(np.min(np.ptp(poly, axis=0)))
-            for s in self.plus
-            for p in s.planes
-            for poly in p.polygons
-        ]
-        return max(widths)
+        return max(s.extent.part_width_mm for s in self.plus if not s.is_empty)
 
     def coverage(self, grid: PixelGrid, slabs: Slabs, subsamples: int) -> Coverage:
         """Fractional occupancy of ``grid`` in each of ``slabs`` (from :meth:`slabs`)."""
         rois = (*self.plus, *self.minus)
         if len(rois) == 1:
             return polygon_coverage(_polygons_in(rois[0], slabs.planes[0]), grid, subsamples)
-        shape = (len(slabs), grid.ny, grid.nx)
-        total = np.zeros(shape)
-        added = np.zeros(shape)
+        total = np.zeros((len(slabs), grid.ny, grid.nx))
         parts: list[tuple[float, ScanlineCover]] = []
         for i, structure in enumerate(rois):
             c = polygon_coverage(_polygons_in(structure, slabs.planes[i]), grid, subsamples)
-            if i < len(self.plus):
-                added += c.fraction
-                total += c.fraction
-                sign = 1.0
-            else:
-                total = np.minimum(total, added) - c.fraction
-                sign = -1.0
+            if not c.parts:  # none of its contours in these slabs
+                continue
+            sign = 1.0 if i < len(self.plus) else -1.0
+            # Only the ROI's own window changes: elsewhere its fraction is 0.
+            window = c.window
+            total[window] += sign * c.fraction[window]
             parts.extend((sign * s, cover) for s, cover in c.parts)
-        fraction = np.clip(total, 0.0, 1.0)
-        return Coverage(fraction, grid.spacing_mm, tuple(parts))
+        np.clip(total, 0.0, 1.0, out=total)
+        whole_grid = slice(0, grid.ny), slice(0, grid.nx)
+        return Coverage(total, grid.spacing_mm, tuple(parts), *whole_grid)
 
 
 def _plane_holding(
