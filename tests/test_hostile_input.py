@@ -223,14 +223,18 @@ def test_a_repeated_cord_contour_is_named_as_such(tmp_path, capsys):
     assert all("a contour is repeated on the plane" in e["reason"] for e in limits)
 
 
-@pytest.mark.parametrize("bad", ["nan", "inf", "-1e308", "abc", "1e5.5"])
+@pytest.mark.parametrize(
+    ("bad", "axis"),
+    [(bad, 0) for bad in ("nan", "inf", "-1e308", "abc", "1e5.5")]
+    + [("nan", 1), ("-1e308", 1), ("inf", 2), ("1e308", 2)],
+)
 def test_contour_coordinates_that_are_not_numbers_make_the_limits_not_evaluated(
-    tmp_path, capsys, bad
+    tmp_path, capsys, bad, axis
 ):
     def damaged(ds):
         contour = first_contour(ds, "Cord").ContourSequence[20]
         data = list(contour.ContourData)
-        data[3] = PLACEHOLDER
+        data[3 + axis] = PLACEHOLDER  # the second point's x, y or z
         contour.ContourData = data
 
     folder = patched(copy_phantom(tmp_path), RS, damaged, bad)
