@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from rtcheck.archive import batch
-from rtcheck.archive.batch import run_batch
+from rtcheck.archive.batch import WARM_WORKERS, run_batch
 from rtcheck.archive.store import (
     SCHEMA_VERSION,
     PlanOutcome,
@@ -126,7 +126,12 @@ def test_innocent_plans_in_a_broken_pool_are_checked_again(small_archive, tmp_pa
     assert killed and summary.checked == 4 and not summary.errors
 
 
-def test_never_more_workers_than_plans(small_archive, tmp_path):
+def test_never_more_workers_than_plans_beyond_the_few_started_before_indexing(
+    small_archive, tmp_path
+):
+    # 64 workers asked for 4 plans: the pool that checks them has 4. The warm pool started
+    # while indexing (at most one per core and WARM_WORKERS) may have been larger than the
+    # number of plans, never larger than that.
     seen = []
 
     def progress(summary, total):
@@ -134,7 +139,17 @@ def test_never_more_workers_than_plans(small_archive, tmp_path):
 
     run_batch(small_archive, db_url=f"sqlite:///{tmp_path / 'w.db'}", workers=64,
               progress=progress)  # fmt: skip
-    assert seen and max(seen) <= 4
+    warm = min(os.cpu_count() or 1, WARM_WORKERS)
+    assert seen and max(seen) <= max(4, warm)
+    assert not multiprocessing.active_children()  # every pool shut down
+
+
+def test_a_batch_with_nothing_to_check_shuts_its_warm_workers_down(small_archive, tmp_path):
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    run_batch(small_archive, db_url=db, workers=2)
+    summary = run_batch(small_archive, db_url=db, workers=2)
+    assert summary.skipped == 4 and summary.checked == 0
+    assert not multiprocessing.active_children()
 
 
 def hostile_outcome(key: str, patient: str) -> PlanOutcome:

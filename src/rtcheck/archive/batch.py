@@ -72,6 +72,11 @@ class BatchSummary:
     index: ArchiveIndex | None = None
 
 
+#: Local workers started before the archive is indexed, at most (one per core, and no more
+#: than this: a small archive on a large machine would leave the rest idle).
+WARM_WORKERS = 4
+
+
 @lru_cache(maxsize=4)
 def _protocol(path: str) -> Protocol:
     return load_protocol(path)
@@ -212,35 +217,45 @@ def run_batch(
     protocol = load_protocol(protocol_name)
     if not Path(archive).is_dir():
         raise RtcheckError(f"{archive}: no such folder")
-    engine = open_store(db_url or DEFAULT_URL)
-    summary = BatchSummary()
-    summary.index = index_archive(archive)
-    tasks = [*summary.index.tasks, *(summary.index.screens if screen else ())]
-    summary.plans_found = len(tasks)
-    stored = stored_hashes(engine)
-    settings = settings_hash(protocol.sha256, end_caps)
-    todo = []
-    for task in tasks:
-        previous = stored.get(task.key)
-        if previous == (task.input_hash, settings, "ok"):
-            summary.skipped += 1
-        else:
-            todo.append(task)
-    reports = Path(report_dir) if report_dir is not None else None
-    if reports is not None:
-        reports.mkdir(parents=True, exist_ok=True)
-    with_report = reports is not None
-    outcomes = (
-        _run_dask(todo, protocol.path, scheduler, with_report, end_caps)
-        if scheduler
-        else _run_local(todo, protocol.path, workers, with_report, end_caps)
-    )
-    label = f"{protocol.name} {protocol.version}"
-    # Closed here, whatever happens: its pool is shut down now, in order, not at the
-    # interpreter's exit (where its wake-up pipe may already be gone).
-    with contextlib.closing(outcomes):
-        _store_all(outcomes, engine, label, settings, reports, summary, progress, len(todo))
-    return summary
+    # A few local workers start now and import what a check needs while the archive is
+    # indexed (a pool of the size wanted replaces them where that is more, and there are plans
+    # enough for it).
+    wanted = workers or os.cpu_count() or 1
+    warm = min(wanted, os.cpu_count() or 1, WARM_WORKERS)
+    pool = None if scheduler else _warm_pool(warm, protocol.path)
+    try:
+        engine = open_store(db_url or DEFAULT_URL)
+        summary = BatchSummary()
+        summary.index = index_archive(archive)
+        tasks = [*summary.index.tasks, *(summary.index.screens if screen else ())]
+        summary.plans_found = len(tasks)
+        stored = stored_hashes(engine)
+        settings = settings_hash(protocol.sha256, end_caps)
+        todo = []
+        for task in tasks:
+            previous = stored.get(task.key)
+            if previous == (task.input_hash, settings, "ok"):
+                summary.skipped += 1
+            else:
+                todo.append(task)
+        reports = Path(report_dir) if report_dir is not None else None
+        if reports is not None:
+            reports.mkdir(parents=True, exist_ok=True)
+        with_report = reports is not None
+        outcomes = (
+            _run_dask(todo, protocol.path, scheduler, with_report, end_caps)
+            if scheduler
+            else _run_local(todo, protocol.path, pool, wanted, with_report, end_caps)
+        )
+        label = f"{protocol.name} {protocol.version}"
+        # Closed here, whatever happens: its pool is shut down now, in order, not at the
+        # interpreter's exit (where its wake-up pipe may already be gone).
+        with contextlib.closing(outcomes):
+            _store_all(outcomes, engine, label, settings, reports, summary, progress, len(todo))
+        return summary
+    finally:
+        if pool is not None:  # already shut down where the plans were checked: harmless
+            pool.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _store_all(
@@ -294,23 +309,29 @@ def settings_hash(protocol_sha256: str, end_caps: EndCaps) -> str:
 def _run_local(
     tasks: list[PlanTask],
     protocol_path: str,
-    workers: int | None,
+    warm: WarmPool | None,
+    workers: int,
     with_report: bool,
     end_caps: EndCaps,
 ) -> Generator[PlanOutcome, None, None]:
-    """Check the tasks on a local process pool, yielding outcomes as they come.
+    """Check the tasks on ``workers`` local processes (never more than tasks), yielding
+    outcomes as they come. The warm pool serves where it is large enough; the pool used is
+    shut down at the end.
 
     A worker that dies (killed by the system, out of memory) breaks the pool. The tasks that
     were in flight are then checked again one at a time, each in a pool of its own: a task that
     kills its worker again is recorded as an error, the others come out as usual, and a fresh
     pool takes the rest. At most two tasks per worker are in flight, so few are suspects.
     """
-    if not tasks:
+    if warm is None or not tasks:
         return
-    count = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    count = max(1, min(workers, len(tasks)))
+    pool = warm.pool
+    if count > warm.size:  # more workers asked for than cores, and plans for them
+        pool.shutdown(wait=True, cancel_futures=True)
+        pool = _pool(count)
     arguments = (protocol_path, with_report, end_caps)
     waiting = deque(tasks)
-    pool = _pool(count)
     running: dict[Future[PlanOutcome], PlanTask] = {}
     try:
         while waiting or running:
@@ -341,6 +362,36 @@ def _run_local(
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, initializer=one_blas_thread)
+
+
+@dataclass(frozen=True)
+class WarmPool:
+    """A process pool started before the plans are counted, and its number of processes."""
+
+    pool: ProcessPoolExecutor
+    size: int
+
+
+def _warm_pool(workers: int, protocol_path: str) -> WarmPool:
+    """A pool of ``workers`` processes, started at once, each given the imports and the
+    protocol of a check to do first (a worker that misses it does them on its first plan)."""
+    pool = _pool(workers)
+    for _ in range(workers):
+        pool.submit(_warm_up, protocol_path)
+    return WarmPool(pool, workers)
+
+
+def _warm_up(protocol_path: str) -> None:
+    """What a worker's first check would otherwise pay for before it starts: the check's
+    modules imported and the protocol read. Never raises (the check says what is wrong)."""
+    with contextlib.suppress(Exception):
+        import rtcheck.dicom.plan
+        import rtcheck.dicom.prior
+        import rtcheck.dvh.compact
+        import rtcheck.evaluation.eligibility
+        import rtcheck.outputs.record  # noqa: F401
+
+        _protocol(protocol_path)
 
 
 def _alone(task: PlanTask, arguments: tuple[str, bool, EndCaps]) -> PlanOutcome:
