@@ -95,13 +95,13 @@ def test_both_readers_agree_on_values_json_also_reads():
 def test_structure_set_contours_read_the_same_by_both_paths():
     import pydicom
 
-    from rtcheck.dicom.structures import _contour_data, _one_contour_data
+    from rtcheck.dicom.structures import _contour, _contour_data, _one_contour_data
     from tests.test_cli import PHANTOM
 
     ds = pydicom.dcmread(next(PHANTOM.glob("RS*.dcm")))
     checked = 0
     for roi in ds.ROIContourSequence:
-        contours = list(roi.ContourSequence)
+        contours = [_contour(c) for c in roi.ContourSequence]
         for fast, contour in zip(_contour_data(contours), contours, strict=True):
             slow = _one_contour_data(contour)
             assert fast is not None and slow is not None

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +22,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from rtcheck.caps import CONTOUR_POINTS, POINTS_PER_CONTOUR
+from rtcheck.dicom.contour_items import raw_contours
 from rtcheck.dicom.decimals import parse_plain_decimals
 from rtcheck.dicom.slabs import CONTIGUOUS_TOLERANCE_MM, EndCaps, capped_bounds, slab_bounds
 from rtcheck.dicom.values import roi_number
@@ -45,6 +47,7 @@ _TOO_LARGE = f"contour of more points than {POINTS_PER_CONTOUR.variable} allows"
 _DEFECTS = (_NOT_TRIPLETS, _NOT_AXIAL, _NOT_FINITE, _TOO_LARGE)
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
 _GEOMETRIC_TYPE = Tag(0x3006, 0x0042)
+_CONTOUR_SEQUENCE = Tag(0x3006, 0x0040)
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,21 +217,19 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
                 obs, "ReferencedROINumber", refuse(f"RTROIObservationsSequence item {i}")
             )
             types[number] = str(obs.get("RTROIInterpretedType", "")).upper()
-    contours: dict[int, Dataset] = {}
-    values = sum(
-        _value_count(c)
-        for item in ds.get("ROIContourSequence", [])
-        for c in item.get("ContourSequence", [])
-    )
+    items = list(ds.get("ROIContourSequence", []))
+    of_item = [_contours_of(item) for item in items]
+    values = sum(c.value_count for contours_of_roi in of_item for c in contours_of_roi)
     CONTOUR_POINTS.check(values // 3, f"{source}: the structure set holds")
-    for i, item in enumerate(ds.get("ROIContourSequence", []), start=1):
+    contours: dict[int, list[_Contour]] = {}
+    for i, (item, contours_of_roi) in enumerate(zip(items, of_item, strict=True), start=1):
         number = roi_number(item, "ReferencedROINumber", refuse(f"ROIContourSequence item {i}"))
-        contours[number] = item
+        contours[number] = contours_of_roi
 
     parsed = []
     for number, name in names.items():
-        item = contours.get(number)
-        planes, warnings, defects = _read_planes(item, name) if item is not None else ((), (), ())
+        found = contours.get(number)
+        planes, warnings, defects = _read_planes(found, name) if found is not None else ((), (), ())
         parsed.append((number, name, types.get(number, ""), planes, warnings, defects))
     with_slabs, overlaps = _with_slabs([p[3] for p in parsed], source)
     structures = tuple(
@@ -250,18 +251,18 @@ def read_structure_set(ds: Dataset, source: str) -> StructureSet:
 
 
 def _read_planes(
-    item: Dataset, name: str
+    contours: list[_Contour], name: str
 ) -> tuple[tuple[ContourPlane, ...], tuple[str, ...], tuple[str, ...]]:
     """Group an ROI's closed planar contours by plane, skipping degenerate ones with a warning;
     also returns the ROI's defects (see :class:`Structure`)."""
     skipped: dict[str, int] = defaultdict(int)
     closed = []
     most_values = 3 * POINTS_PER_CONTOUR.value
-    for contour in item.get("ContourSequence", []):
-        kind = _geometric_type(contour)
+    for contour in contours:
+        kind = contour.geometric_type
         if kind not in _CLOSED_TYPES:
             skipped[f"{kind or 'untyped'} contour (only CLOSED_PLANAR is used)"] += 1
-        elif _value_count(contour) > most_values:
+        elif contour.value_count > most_values:
             skipped[_TOO_LARGE] += 1
         else:
             closed.append(contour)
@@ -271,15 +272,15 @@ def _read_planes(
             skipped[_NOT_TRIPLETS] += 1
         else:
             arrays.append(values)
-    contours = _polygons(arrays, skipped)
+    polygons = _polygons(arrays, skipped)
     warnings = tuple(
         f"ROI {name!r}: skipped {count} {what}" for what, count in sorted(skipped.items())
     )
     defects = [f"skipped {skipped[what]} {what}" for what in _DEFECTS if skipped.get(what, 0) > 0]
     # Contours of one plane differ in z only by the rounding of their decimal strings.
-    contours.sort(key=lambda item: item[0])
+    polygons.sort(key=lambda item: item[0])
     groups: list[list[tuple[float, NDArray[np.float64]]]] = []
-    for z, polygon in contours:
+    for z, polygon in polygons:
         if groups and z - groups[-1][0][0] <= PLANE_MERGE_TOLERANCE_MM:
             groups[-1].append((z, polygon))
         else:
@@ -370,67 +371,99 @@ def _areas(xy: NDArray[np.float64], counts: NDArray[np.intp]) -> NDArray[np.floa
     return np.where(counts >= 3, sums, 0.0)
 
 
-def _value_count(contour: Dataset) -> int:
-    """How many values a contour's ContourData holds, counted without converting them."""
-    element = contour.get_item(_CONTOUR_DATA)
-    if element is None:
-        return 0
-    if isinstance(element, RawDataElement):
-        raw = bytes(element.value or b"")
-        return raw.count(b"\\") + 1 if raw.strip(b" \x00") else 0
-    value = element.value
-    return len(value) if isinstance(value, MultiValue | list | tuple) else 1
+@dataclass(frozen=True, eq=False)
+class _Contour:
+    """One contour as read for its geometry.
+
+    Attributes
+    ----------
+    geometric_type
+        ContourGeometricType, upper case ("" when absent).
+    raw
+        ContourData's decimal strings as written (padding stripped), where they have not been
+        converted; None where the element is absent, empty or already converted.
+    converted
+        ContourData's value as pydicom converted it, where it did (else None).
+    """
+
+    geometric_type: str
+    raw: bytes | None
+    converted: Any = None
+
+    @property
+    def value_count(self) -> int:
+        """How many values ContourData holds, counted without converting them."""
+        if self.raw is not None:
+            return self.raw.count(b"\\") + 1
+        value = self.converted
+        if value is None or value == "":
+            return 0
+        return len(value) if isinstance(value, MultiValue | list | tuple) else 1
 
 
-def _geometric_type(contour: Dataset) -> str:
-    """ContourGeometricType, upper case ("" when absent), read from the raw bytes when it has
-    not been converted yet (converting it costs more than its ContourData)."""
-    element = contour.get_item(_GEOMETRIC_TYPE)
-    if element is None:
-        return ""
-    if isinstance(element, RawDataElement):
-        return bytes(element.value or b"").strip(b" \x00").decode("ascii", "replace").upper()
-    return str(element.value or "").strip().upper()
+def _contours_of(item: Dataset) -> list[_Contour]:
+    """The contours of one ROIContourSequence item: read from the ContourSequence's bytes where
+    they are still raw (:mod:`~rtcheck.dicom.contour_items`), else from pydicom's Datasets."""
+    raw = raw_contours(item.get_item(_CONTOUR_SEQUENCE))
+    if raw is not None:
+        return [
+            _Contour(_text(c.geometric_type), _stripped(c.contour_data) if c.contour_data else None)
+            for c in raw
+        ]
+    return [_contour(contour) for contour in item.get("ContourSequence", [])]
 
 
-def _contour_data(contours: list[Dataset]) -> list[NDArray[np.float64] | None]:
+def _contour(contour: Dataset) -> _Contour:
+    """A contour read from its Dataset. ContourGeometricType is read from the raw bytes when it
+    has not been converted yet (converting it costs more than its ContourData)."""
+    kind = contour.get_item(_GEOMETRIC_TYPE)
+    if kind is None:
+        geometric_type = ""
+    elif isinstance(kind, RawDataElement):
+        geometric_type = _text(kind.value)
+    else:
+        geometric_type = str(kind.value or "").strip().upper()
+    data = contour.get_item(_CONTOUR_DATA)
+    if data is None:
+        return _Contour(geometric_type, None)
+    if isinstance(data, RawDataElement):
+        return _Contour(geometric_type, _stripped(data.value))
+    return _Contour(geometric_type, None, data.value)
+
+
+def _text(value: bytes | None) -> str:
+    return bytes(value or b"").strip(b" \x00").decode("ascii", "replace").upper()
+
+
+def _stripped(value: bytes | None) -> bytes | None:
+    return bytes(value or b"").strip(b" \x00") or None
+
+
+def _contour_data(contours: list[_Contour]) -> list[NDArray[np.float64] | None]:
     """The ContourData of each contour as floats (mm), or None when absent or not numbers.
 
     The decimal strings are read from the raw bytes, those of all the contours in one pass
     (:func:`~rtcheck.dicom.decimals.parse_plain_decimals`); converting each value to a pydicom
     DSfloat costs ten times more on a large structure set.
     """
-    raws: list[bytes | None] = []
-    for contour in contours:
-        element = contour.get_item(_CONTOUR_DATA)
-        if isinstance(element, RawDataElement):
-            raws.append(bytes(element.value or b"").strip(b" \x00") or None)
-        else:
-            raws.append(None)
-    plain = [r for r in raws if r is not None]
+    plain = [c.raw for c in contours if c.raw is not None]
     values = parse_plain_decimals(b"\\".join(plain)) if plain else None
     if values is not None:
         sizes = [r.count(b"\\") + 1 for r in plain]
         parts = iter(np.split(values, np.cumsum(sizes)[:-1]))
-        return [
-            next(parts) if r is not None else _one_contour_data(c)
-            for r, c in zip(raws, contours, strict=True)
-        ]
+        return [next(parts) if c.raw is not None else _one_contour_data(c) for c in contours]
     return [_one_contour_data(c) for c in contours]
 
 
-def _one_contour_data(contour: Dataset) -> NDArray[np.float64] | None:
+def _one_contour_data(contour: _Contour) -> NDArray[np.float64] | None:
     """ContourData as floats (mm) by the general path, or None when absent or not numbers."""
-    element = contour.get_item(_CONTOUR_DATA)
-    if element is None:
-        return None
     try:
-        if isinstance(element, RawDataElement):
-            raw = bytes(element.value or b"").strip(b" \x00")
-            if not raw:
-                return None
-            return np.array(raw.split(b"\\"), dtype=np.bytes_).astype(np.float64)
-        return np.array([float(v) for v in np.atleast_1d(element.value)], dtype=np.float64)
+        if contour.raw is not None:
+            return np.array(contour.raw.split(b"\\"), dtype=np.bytes_).astype(np.float64)
+        if contour.converted is None or contour.converted == "":
+            return None
+        values = np.atleast_1d(contour.converted)
+        return np.array([float(v) for v in values], dtype=np.float64)
     except (ValueError, TypeError):
         return None
 
