@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rtcheck.dicom.plan import load_plan
+from rtcheck.dicom.structures import ContourPlane, Structure
 from rtcheck.dvh.engine import compute_dvh
 from rtcheck.dvh.regions import Region
 from rtcheck.phantom import synthetic as S
@@ -63,3 +64,75 @@ def test_union_of_disjoint_rois_is_both(tmp_path, grid):
         compute_dvh(region, plan.doses[0].grid),
         LinearFieldTruth(slabs, OFFSET, GRADIENT, "x"),
     )
+
+
+@pytest.mark.parametrize("grid", [2.5, 3.0])
+def test_lungs_minus_targets_far_apart_are_sampled_part_by_part(tmp_path, grid, monkeypatch):
+    # Two lungs 23 mm apart minus a target inside the left one and one in the gap between
+    # them: the region is sampled as two parts, each over its own box, and matches the exact
+    # answer, and the DVH of one box spanning both.
+    left = S.RoiSpec.from_shape("Left", "ORGAN", S.sphere(-35.0, 0.6, 0.3, 28.0), ZS)
+    right = S.RoiSpec.from_shape("Right", "ORGAN", S.sphere(36.2, -1.1, -2.0, 20.0), ZS)
+    inner = S.RoiSpec.from_shape("PTV1", "PTV", S.cylinder(-38.0, 2.0, 9.0, -12, 12), ZS)
+    between = S.RoiSpec.from_shape("PTV2", "PTV", S.cylinder(4.5, 0.0, 5.0, -8, 8), ZS)
+    plan = load_plan(
+        [
+            write_case(
+                tmp_path, [left, right, inner, between], field, grid, lo=(-75,) * 3, hi=(75,) * 3
+            )
+        ]
+    )
+    rois = plan.structure_set
+    region = Region(
+        "Lungs-PTVs",
+        (rois.by_name("Left"), rois.by_name("Right")),
+        (rois.by_name("PTV1"), rois.by_name("PTV2")),
+    )
+    parts = region.apart(margin_mm=2.0)
+    assert [[s.name for s in p.plus] for p in parts] == [["Left"], ["Right"]]
+    assert [[s.name for s in p.minus] for p in parts] == [["PTV1"], []]
+    # With a margin that reaches the target in the gap, it is subtracted from both parts.
+    parts = region.apart(margin_mm=8.0)
+    assert [[s.name for s in p.minus] for p in parts] == [["PTV1", "PTV2"], ["PTV2"]]
+    split = Region.apart
+    seen: list[int] = []
+
+    def counted(self, margin_mm):
+        parts = split(self, margin_mm)
+        seen.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(Region, "apart", counted)
+    outlines: dict[float, list[np.ndarray]] = {}
+    for roi in (left, right):
+        for z, polys in roi.planes:
+            outlines.setdefault(z, []).extend(polys)
+    holes = dict(inner.planes)
+    slabs = [Slab(z, T, polys, holes.get(z, [])) for z, polys in sorted(outlines.items())]
+    parted = compute_dvh(region, plan.doses[0].grid)
+    assert seen == [2]  # the DVH was made of two parts
+    assert_matches_truth(parted, LinearFieldTruth(slabs, OFFSET, GRADIENT, "x"))
+    monkeypatch.setattr(Region, "apart", lambda self, margin_mm: [self])
+    whole = compute_dvh(region, plan.doses[0].grid)
+    assert parted.volume_cc == pytest.approx(whole.volume_cc, rel=1e-9)
+    assert parted.mean_gy == pytest.approx(whole.mean_gy, abs=1e-6)
+    for v in (0.03, 1.0, 10.0, 50.0):
+        assert parted.dose_at_volume(v) == pytest.approx(whole.dose_at_volume(v), abs=2e-3)
+
+
+def test_rois_whose_boxes_meet_stay_one_part():
+    def square(name, x0, planes=(0.0, 1.0)):
+        polygon = np.array([[x0, 0.0], [x0 + 10.0, 0.0], [x0 + 10.0, 10.0], [x0, 10.0]])
+        return Structure(
+            1, name, "ORGAN", tuple(ContourPlane(z, (polygon,), z - 0.5, z + 0.5) for z in planes)
+            , ()
+        )  # fmt: skip
+
+    a, b, c = square("A", 0.0), square("B", 13.0), square("C", 40.0)
+    assert Region("AB", (a, b)).apart(margin_mm=2.0)[0].plus == (a, b)  # 3 mm apart: they meet
+    assert len(Region("AB", (a, b)).apart(margin_mm=1.0)) == 2
+    # A chain: A meets B, B meets C only with a wide margin; then all three are one part.
+    assert len(Region("ABC", (a, b, c)).apart(margin_mm=2.0)) == 2
+    assert len(Region("ABC", (a, b, c)).apart(margin_mm=9.0)) == 1
+    empty = Structure(2, "E", "ORGAN", (), ())
+    assert [p.plus for p in Region("AE", (a, empty)).apart(margin_mm=1.0)] == [(a, empty)]

@@ -151,13 +151,7 @@ def sampling_grid(region: Region, dose: DoseGrid, spacing_mm: float | None = Non
     """
     lo, hi = region.xy_bounds()
     cell = _uniform_square_spacing(dose)
-    if spacing_mm is not None:
-        s = spacing_mm
-    else:
-        coarsest = cell if cell is not None else min(_step(dose.x_mm), _step(dose.y_mm))
-        wanted = region.part_width_mm() / SAMPLES_ACROSS
-        wanted = float(np.clip(wanted, MIN_SAMPLE_SPACING_MM, coarsest))
-        s = cell / math.ceil(cell / wanted - 1e-9) if cell is not None else wanted
+    s = spacing_mm if spacing_mm is not None else sampling_spacing(region, dose)
     # Pixel edges on a lattice fixed in space (on the dose grid lines where the dose grid is
     # uniform), so that a far-away part of an ROI does not move its other parts' samples.
     origin_x = float(dose.x_mm[0]) if cell is not None else 0.0
@@ -173,6 +167,15 @@ def sampling_grid(region: Region, dose: DoseGrid, spacing_mm: float | None = Non
         f"every {s:.3g} mm (a contour far from the others?), needs",
     )
     return PixelGrid(x0_mm=x0 - s, y0_mm=y0 - s, spacing_mm=s, nx=nx, ny=ny)
+
+
+def sampling_spacing(region: Region, dose: DoseGrid) -> float:
+    """The default pixel spacing (mm) of :func:`sampling_grid`."""
+    cell = _uniform_square_spacing(dose)
+    coarsest = cell if cell is not None else min(_step(dose.x_mm), _step(dose.y_mm))
+    wanted = region.part_width_mm() / SAMPLES_ACROSS
+    wanted = float(np.clip(wanted, MIN_SAMPLE_SPACING_MM, coarsest))
+    return cell / math.ceil(cell / wanted - 1e-9) if cell is not None else wanted
 
 
 def compute_dvh(
@@ -202,50 +205,14 @@ def compute_dvh(
     region = structure if isinstance(structure, Region) else Region.of(structure)
     if region.is_empty:
         raise InvalidStructureError(f"ROI {region.name!r} has no closed contours")
-    grid = sampling_grid(region, dose, spacing_mm)
-    s = grid.spacing_mm
-    npix = grid.nx * grid.ny
-    along_x = interpolation_along(dose.x_mm, grid.x_centres())
-    along_y = interpolation_along(dose.y_mm, grid.y_centres())
-    inside_xy = np.outer(along_y.inside, along_x.inside).ravel()
-
-    frames = _FineFrames(dose, along_y, along_x)
-    cells = _WholeCells(npix)
+    s = spacing_mm if spacing_mm is not None else sampling_spacing(region, dose)
     tally = HistogramTally(BIN_WIDTH_GY)
-    volume_mm3 = 0.0
-    slabs = region.slabs(end_caps)
-    SAMPLES_PER_ROI.check(
-        npix * len(slabs),
-        f"ROI {region.name!r}, {len(slabs)} planes sampled every {s:.3g} mm in-plane, needs",
+    # Parts of the region far apart in-plane (the two lungs) are sampled each over its own
+    # bounding box, not over one box spanning the gap between them.
+    volume_mm3 = sum(
+        _tally_part(part, dose, sampling_grid(part, dose, s), end_caps, tally)
+        for part in region.apart(margin_mm=4 * s)
     )
-    chunk = max(1, CHUNK_PIXELS // npix)
-    if chunk < MIN_BATCH_PLANES and npix * MIN_BATCH_PLANES <= MAX_BATCH_PIXELS:
-        chunk = MIN_BATCH_PLANES
-    for first in range(0, len(slabs), chunk):
-        batch = slabs.part(first, first + chunk)
-        coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
-        fraction = coverage.fraction.reshape(len(batch), npix)
-        volume_mm3 += float(fraction.sum(axis=1) @ batch.depth_mm) * s * s
-        pieces = _SlabPieces.of(batch.bottom_mm, batch.top_mm, dose)
-        if pieces is None:
-            continue
-        first_frame, last_frame = pieces.frames_used(frames.frame_count)
-        # Cells below this batch's frames are complete; they still sit in the current frames.
-        ready = cells.take_below(first_frame)
-        if ready is not None:
-            tally.add(*_cell_samples(frames, *ready, s))
-        frames.advance(first_frame, last_frame)
-        whole = (fraction >= WHOLE_FRACTION) & inside_xy
-        cells.add(pieces, whole)
-        flat = np.flatnonzero((fraction > 0) & ~whole & inside_xy)
-        if flat.size:
-            plane, pixel = np.divmod(flat, npix)
-            for sample in _partial_samples(frames, pieces, plane, pixel, coverage.at(flat), s):
-                tally.add(*sample)
-    ready = cells.take_below(frames.frame_count)
-    if ready is not None:
-        tally.add(*_cell_samples(frames, *ready, s))
-
     volume_cc = volume_mm3 / 1000.0
     warnings = list(region.warnings)
     totals = tally.summary()
@@ -279,6 +246,55 @@ def compute_dvh(
         max_gy=totals.max_gy,
         warnings=tuple(warnings),
     )
+
+
+def _tally_part(
+    region: Region, dose: DoseGrid, grid: PixelGrid, end_caps: EndCaps, tally: HistogramTally
+) -> float:
+    """Add the samples of ``region`` on ``grid`` to ``tally``; returns its volume (mm³),
+    inside and outside the dose grid."""
+    s = grid.spacing_mm
+    npix = grid.nx * grid.ny
+    along_x = interpolation_along(dose.x_mm, grid.x_centres())
+    along_y = interpolation_along(dose.y_mm, grid.y_centres())
+    inside_xy = np.outer(along_y.inside, along_x.inside).ravel()
+
+    frames = _FineFrames(dose, along_y, along_x)
+    cells = _WholeCells(npix)
+    volume_mm3 = 0.0
+    slabs = region.slabs(end_caps)
+    SAMPLES_PER_ROI.check(
+        npix * len(slabs),
+        f"ROI {region.name!r}, {len(slabs)} planes sampled every {s:.3g} mm in-plane, needs",
+    )
+    chunk = max(1, CHUNK_PIXELS // npix)
+    if chunk < MIN_BATCH_PLANES and npix * MIN_BATCH_PLANES <= MAX_BATCH_PIXELS:
+        chunk = MIN_BATCH_PLANES
+    for first in range(0, len(slabs), chunk):
+        batch = slabs.part(first, first + chunk)
+        coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
+        fraction = coverage.fraction.reshape(len(batch), npix)
+        volume_mm3 += float(fraction.sum(axis=1) @ batch.depth_mm) * s * s
+        pieces = _SlabPieces.of(batch.bottom_mm, batch.top_mm, dose)
+        if pieces is None:
+            continue
+        first_frame, last_frame = pieces.frames_used(frames.frame_count)
+        # Cells below this batch's frames are complete; they still sit in the current frames.
+        ready = cells.take_below(first_frame)
+        if ready is not None:
+            tally.add(*_cell_samples(frames, *ready, s))
+        frames.advance(first_frame, last_frame)
+        whole = (fraction >= WHOLE_FRACTION) & inside_xy
+        cells.add(pieces, whole)
+        flat = np.flatnonzero((fraction > 0) & ~whole & inside_xy)
+        if flat.size:
+            plane, pixel = np.divmod(flat, npix)
+            for sample in _partial_samples(frames, pieces, plane, pixel, coverage.at(flat), s):
+                tally.add(*sample)
+    ready = cells.take_below(frames.frame_count)
+    if ready is not None:
+        tally.add(*_cell_samples(frames, *ready, s))
+    return volume_mm3
 
 
 class _FineFrames:

@@ -118,6 +118,38 @@ class Region:
         grow when parts of the region lie far apart."""
         return max(s.extent.part_width_mm for s in self.plus if not s.is_empty)
 
+    def apart(self, margin_mm: float) -> list[Region]:
+        """The region as parts whose in-plane extents lie more than ``margin_mm`` apart (the
+        two lungs of Lungs - PTV): each part holds a group of the added ROIs and the subtracted
+        ROIs that reach its extent. A union of disjoint parts, so their DVHs add up to the
+        region's. The region itself where it is one part."""
+        added = [s for s in self.plus if not s.is_empty]
+        boxes = [(s.extent.low_mm - margin_mm, s.extent.high_mm + margin_mm) for s in added]
+        group = list(range(len(added)))  # each ROI's group: merged until no two boxes meet
+        merged = True
+        while merged:
+            merged = False
+            for i in range(len(added)):
+                for j in range(i):
+                    if group[i] != group[j] and _meet(boxes[i], boxes[j]):
+                        old, new = group[i], group[j]
+                        group = [new if g == old else g for g in group]
+                        merged = True
+        if len(set(group)) <= 1:
+            return [self]
+        parts = []
+        for g in sorted(set(group)):
+            members = [i for i in range(len(added)) if group[i] == g]
+            low = np.min([boxes[i][0] for i in members], axis=0)
+            high = np.max([boxes[i][1] for i in members], axis=0)
+            minus = tuple(
+                s
+                for s in self.minus
+                if not s.is_empty and _meet((low, high), (s.extent.low_mm, s.extent.high_mm))
+            )
+            parts.append(Region(self.name, tuple(added[i] for i in members), minus))
+        return parts
+
     def coverage(self, grid: PixelGrid, slabs: Slabs, subsamples: int) -> Coverage:
         """Fractional occupancy of ``grid`` in each of ``slabs`` (from :meth:`slabs`)."""
         rois = (*self.plus, *self.minus)
@@ -137,6 +169,14 @@ class Region:
         np.clip(total, 0.0, 1.0, out=total)
         whole_grid = slice(0, grid.ny), slice(0, grid.nx)
         return Coverage(total, grid.spacing_mm, tuple(parts), *whole_grid)
+
+
+def _meet(
+    a: tuple[NDArray[np.float64], NDArray[np.float64]],
+    b: tuple[NDArray[np.float64], NDArray[np.float64]],
+) -> bool:
+    """Whether two in-plane boxes (low, high corners) overlap or touch."""
+    return bool(np.all(a[0] <= b[1]) and np.all(b[0] <= a[1]))
 
 
 def _plane_holding(
