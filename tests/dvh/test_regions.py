@@ -13,8 +13,9 @@ import pytest
 
 from rtcheck.dicom.plan import load_plan
 from rtcheck.dicom.structures import ContourPlane, Structure
-from rtcheck.dvh.engine import compute_dvh
+from rtcheck.dvh.engine import compute_dvh, sampling_grid
 from rtcheck.dvh.regions import Region
+from rtcheck.errors import LimitExceededError
 from rtcheck.phantom import synthetic as S
 from tests.conftest import write_case
 from tests.dvh.test_dvh_analytical import assert_matches_truth
@@ -136,3 +137,24 @@ def test_rois_whose_boxes_meet_stay_one_part():
     assert len(Region("ABC", (a, b, c)).apart(margin_mm=9.0)) == 1
     empty = Structure(2, "E", "ORGAN", (), ())
     assert [p.plus for p in Region("AE", (a, empty)).apart(margin_mm=1.0)] == [(a, empty)]
+
+
+def test_the_cap_on_samples_holds_for_a_region_sampled_part_by_part(tmp_path, monkeypatch):
+    # Each lung alone is under the cap, both together are not: the region is refused, as it
+    # was when one box spanned both.
+    left = S.RoiSpec.from_shape("Left", "ORGAN", S.sphere(-35.0, 0.6, 0.3, 28.0), ZS)
+    right = S.RoiSpec.from_shape("Right", "ORGAN", S.sphere(36.2, -1.1, -2.0, 20.0), ZS)
+    plan = load_plan([write_case(tmp_path, [left, right], field, 2.5, lo=(-75,) * 3, hi=(75,) * 3)])
+    rois = plan.structure_set
+    dose = plan.doses[0].grid
+    each = [
+        sampling_grid(Region.of(r), dose, 1.25).nx
+        * sampling_grid(Region.of(r), dose, 1.25).ny
+        * len(Region.of(r).slabs())
+        for r in (rois.by_name("Left"), rois.by_name("Right"))
+    ]
+    monkeypatch.setenv("RTCHECK_MAX_SAMPLES_PER_ROI", str(max(each) + 1))
+    for r in (rois.by_name("Left"), rois.by_name("Right")):
+        compute_dvh(r, dose, spacing_mm=1.25)
+    with pytest.raises(LimitExceededError, match="RTCHECK_MAX_SAMPLES_PER_ROI"):
+        compute_dvh(Region("Both", (rois.by_name("Left"), rois.by_name("Right"))), dose, 1.25)

@@ -33,7 +33,7 @@ from rtcheck.dicom.slabs import EndCaps
 from rtcheck.dicom.structures import Structure
 from rtcheck.dvh.histogram import HistogramTally
 from rtcheck.dvh.occupancy import CoveredPixels, PixelGrid
-from rtcheck.dvh.regions import Region
+from rtcheck.dvh.regions import Region, Slabs
 from rtcheck.errors import InvalidStructureError
 
 #: Width of the differential histogram bins (Gy); D-metrics interpolate inside a bin.
@@ -206,13 +206,20 @@ def compute_dvh(
     if region.is_empty:
         raise InvalidStructureError(f"ROI {region.name!r} has no closed contours")
     s = spacing_mm if spacing_mm is not None else sampling_spacing(region, dose)
-    tally = HistogramTally(BIN_WIDTH_GY)
     # Parts of the region far apart in-plane (the two lungs) are sampled each over its own
-    # bounding box, not over one box spanning the gap between them.
-    volume_mm3 = sum(
-        _tally_part(part, dose, sampling_grid(part, dose, s), end_caps, tally)
+    # bounding box, not over one box spanning the gap between them; the cap on the samples
+    # holds for the whole region.
+    parts = [
+        (part, sampling_grid(part, dose, s), part.slabs(end_caps))
         for part in region.apart(margin_mm=4 * s)
+    ]
+    planes = sum(len(slabs) for _, _, slabs in parts)
+    SAMPLES_PER_ROI.check(
+        sum(grid.nx * grid.ny * len(slabs) for _, grid, slabs in parts),
+        f"ROI {region.name!r}, {planes} planes sampled every {s:.3g} mm in-plane, needs",
     )
+    tally = HistogramTally(BIN_WIDTH_GY)
+    volume_mm3 = sum(_tally_part(*part, dose, tally) for part in parts)
     volume_cc = volume_mm3 / 1000.0
     warnings = list(region.warnings)
     totals = tally.summary()
@@ -249,10 +256,10 @@ def compute_dvh(
 
 
 def _tally_part(
-    region: Region, dose: DoseGrid, grid: PixelGrid, end_caps: EndCaps, tally: HistogramTally
+    region: Region, grid: PixelGrid, slabs: Slabs, dose: DoseGrid, tally: HistogramTally
 ) -> float:
-    """Add the samples of ``region`` on ``grid`` to ``tally``; returns its volume (mm³),
-    inside and outside the dose grid."""
+    """Add the samples of ``region`` (its ``slabs``) on ``grid`` to ``tally``; returns its
+    volume (mm³), inside and outside the dose grid."""
     s = grid.spacing_mm
     npix = grid.nx * grid.ny
     along_x = interpolation_along(dose.x_mm, grid.x_centres())
@@ -262,11 +269,6 @@ def _tally_part(
     frames = _FineFrames(dose, along_y, along_x)
     cells = _WholeCells(npix)
     volume_mm3 = 0.0
-    slabs = region.slabs(end_caps)
-    SAMPLES_PER_ROI.check(
-        npix * len(slabs),
-        f"ROI {region.name!r}, {len(slabs)} planes sampled every {s:.3g} mm in-plane, needs",
-    )
     chunk = max(1, CHUNK_PIXELS // npix)
     if chunk < MIN_BATCH_PLANES and npix * MIN_BATCH_PLANES <= MAX_BATCH_PIXELS:
         chunk = MIN_BATCH_PLANES
