@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from io import BytesIO
 
 import numpy as np
 import pytest
@@ -108,3 +109,36 @@ def test_structure_set_contours_read_the_same_by_both_paths():
             assert np.array_equal(fast, slow)
             checked += 1
     assert checked > 500
+
+
+def test_an_roi_with_exponents_is_read_by_the_general_path_and_the_others_stay_exact():
+    # One contour of one ROI written with exponents (valid DS, not plain): the set's one-pass
+    # read gives way to ROI-by-ROI reading; every ROI's polygons are those of pydicom's
+    # converted values, read one by one by float.
+    import copy
+
+    import pydicom
+    from pydicom.sequence import Sequence
+
+    from rtcheck.dicom.structures import read_structure_set
+    from tests.test_cli import PHANTOM
+
+    ds = pydicom.dcmread(next(PHANTOM.glob("RS*.dcm")))
+    names = [info.ROIName for info in ds.StructureSetROISequence]
+    cord = ds.ROIContourSequence[names.index("Cord")]
+    contour = cord.ContourSequence[3]
+    contour.ContourData = [f"{float(v):.6e}" for v in contour.ContourData]
+    written = BytesIO()
+    ds.save_as(written)
+    fast = read_structure_set(pydicom.dcmread(BytesIO(written.getvalue())), "x")
+    converted = pydicom.dcmread(BytesIO(written.getvalue()))
+    for item in converted.ROIContourSequence:
+        item.ContourSequence = Sequence([copy.deepcopy(c) for c in item.ContourSequence])
+        for c in item.ContourSequence:
+            c.ContourData = [float(v) for v in c.ContourData]
+    slow = read_structure_set(converted, "x")
+    assert len(fast.structures) == len(slow.structures) > 5
+    for a, b in zip(fast.structures, slow.structures, strict=True):
+        assert len(a.planes) == len(b.planes)
+        for p, q in zip(a.planes, b.planes, strict=True):
+            assert all(np.array_equal(u, v) for u, v in zip(p.polygons, q.polygons, strict=True))
