@@ -241,8 +241,9 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
         x, dose = x[::-1], dose[:, :, ::-1]
     if y[-1] < y[0]:
         y, dose = y[::-1], dose[:, ::-1, :]
-    order = np.argsort(z, kind="stable")
-    z, dose = z[order], dose[order]
+    if np.any(np.diff(z) < 0):  # (reordering copies the whole grid: only where needed)
+        order = np.argsort(z, kind="stable")
+        z, dose = z[order], dose[order]
     if frames > 1 and np.any(np.diff(z) <= 0):
         raise fail("GridFrameOffsetVector has repeated frame positions")
     return DoseGrid(
