@@ -242,3 +242,55 @@ def test_every_subcommand_help_shows_an_example(command):
 def test_help_states_defaults_and_values():
     assert "default: one per core" in rtcheck("batch", "--help").stdout
     assert "{table,csv,json}" in rtcheck("results", "--help").stdout
+
+
+def test_a_one_shot_command_ends_without_teardown_with_all_its_output_written(tmp_path):
+    # check, dvh and screen end with os._exit once their output is flushed: a large JSON
+    # document through a pipe arrives whole, the exit status is the command's, and a reader
+    # that stops early costs no error message.
+    import os
+
+    from rtcheck.cli import ONE_SHOT
+
+    assert set(ONE_SHOT) == {"check", "dvh", "screen"}  # never batch, listen, pull, serve
+    many = [a for i in range(1, 100) for a in ("--metric", f"D{i}%[Gy]", "--metric", f"V{i}Gy[cc]")]
+    big = rtcheck("dvh", str(PHANTOM), "--json", "-", *many)
+    assert big.returncode == 0, big.stderr
+    assert len(big.stdout) > 65536 and json.loads(big.stdout)["structures"]
+    checked = rtcheck("check", str(PHANTOM), "--json", "-")
+    assert checked.returncode in (0, 1, 3) and json.loads(checked.stdout)["criterion_19"]
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "rtcheck", "dvh", str(PHANTOM), "--json", "-", *many],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.read(100)
+    reader.stdout.close()  # the reader goes away, as `| head -c 100` does
+    error = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 0 and error == "", error
+    # A command that is not one-shot still exits through the interpreter (its atexit runs).
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('teardown ran'))\n"
+        "sys.argv = ['rtcheck', 'protocols']\n"
+        "from rtcheck.cli import console\n"
+        "console()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ})  # fmt: skip
+    assert result.returncode == 0 and "teardown ran" in result.stdout
+    code = code.replace("'protocols'", f"'dvh', {str(PHANTOM)!r}")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0 and "teardown ran" not in result.stdout
+    assert "Lung Rt" in result.stdout
+    # python -m rtcheck is the same program.
+    code = code.replace(
+        "from rtcheck.cli import console\nconsole()\n",
+        "import runpy\nrunpy.run_module('rtcheck', run_name='__main__')\n",
+    )
+    assert "runpy" in code
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0 and "teardown ran" not in result.stdout

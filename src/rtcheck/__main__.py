@@ -1,7 +1,5 @@
 """``python -m rtcheck``: the same as the ``rtcheck`` command."""
 
-import sys
+from rtcheck.cli import console
 
-from rtcheck.cli import main
-
-sys.exit(main())
+console()

@@ -1,7 +1,5 @@
 """``python -m rtcheck.cli``: the command line."""
 
-import sys
+from rtcheck.cli import console
 
-from rtcheck.cli import main
-
-sys.exit(main())
+console()
