@@ -360,3 +360,36 @@ def test_text_from_a_file_cannot_forge_a_line_of_the_batchs_output(tmp_path, bas
     assert done.returncode == 0, done.stderr
     assert "orphan RTDOSE" in done.stdout
     assert not [line for line in done.stdout.splitlines() if line.startswith("error: plan 1.2.3")]
+
+
+def test_the_index_hashes_each_rt_file_once_and_records_one_it_cannot_hash(
+    small_archive, monkeypatch
+):
+    # Hashing runs beside the header reading: every RT file hashed exactly once, the digest
+    # the file's own; a file that can no longer be read when it is hashed is recorded as
+    # unreadable, and the other plans are indexed as usual.
+    import hashlib
+
+    import rtcheck.archive.index as index_module
+
+    hashed: list[str] = []
+    real = index_module.file_sha256
+    victim: list[str] = []
+
+    def hashing(path: str) -> str:
+        hashed.append(path)
+        if not victim and path.endswith("RD.dcm"):
+            victim.append(path)
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    monkeypatch.setattr(index_module, "file_sha256", hashing)
+    index = index_module.index_archive(small_archive)
+    assert len(hashed) == len(set(hashed)) and victim
+    assert [path for path, _ in index.unreadable] == victim
+    assert "PermissionError" in index.unreadable[0][1]
+    assert len(index.tasks) == 3  # the plan whose dose could not be hashed is left out
+    for task in index.tasks:
+        # Each file's own digest, in the order of its path: none swapped between files.
+        digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in sorted(task.files)]
+        assert task.input_hash == hashlib.sha256("".join(digests).encode()).hexdigest()

@@ -14,11 +14,11 @@ import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from rtcheck.dicom.files import (
     RT_CLASSES,
@@ -158,8 +158,9 @@ def walk_files(root: str | Path) -> Iterator[str]:
             yield os.path.join(folder, name)
 
 
-def read_header(path: str) -> Header | None:
-    """The UIDs of an RT file, or None for an image or other non-RT DICOM object.
+def read_header(path: str, with_hash: bool = True) -> Header | None:
+    """The UIDs of an RT file, or None for an image or other non-RT DICOM object; with its
+    SHA-256, or "" in its place without ``with_hash`` (the caller computes it).
 
     Raises
     ------
@@ -183,7 +184,7 @@ def read_header(path: str) -> Header | None:
         patient_id=str(ds.get("PatientID", "")),
         referenced_plan=referenced_uid(ds, "ReferencedRTPlanSequence"),
         referenced_structure_set=referenced_uid(ds, "ReferencedStructureSetSequence"),
-        sha256=file_sha256(path),
+        sha256=file_sha256(path) if with_hash else "",
         plan_date=str(ds.get("RTPlanDate", "") or "").strip(),
         related_frames=_related_frames(ds, frame) if sop_class in REGISTRATION_CLASSES else (),
     )
@@ -201,28 +202,41 @@ def _related_frames(ds: Dataset, own: str) -> tuple[str, ...]:
 
 
 def index_archive(root: str | Path) -> ArchiveIndex:
-    """Walk ``root`` once and group its RT files into plans."""
+    """Walk ``root`` once and group its RT files into plans.
+
+    An RT file's SHA-256 is computed on a thread of its own while the next files' headers are
+    read: hashing and reading release the interpreter's lock, and an RT archive's bytes are
+    mostly its dose grids and structure sets, which only the hash reads whole.
+    """
     index = ArchiveIndex()
     headers: list[Header] = []
-    for path in walk_files(root):
-        if not is_regular_file(path):
-            index.not_regular += 1  # a pipe would block the read forever; a device, worse
-            continue
-        index.files_seen += 1
-        try:
-            header = read_header(path)
-        except (OSError, InvalidDicomError, ValueError, EOFError) as exc:
-            index.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
-            continue
-        except Exception as exc:  # pydicom raises many kinds on damaged files
-            index.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
-            continue
-        if header is None:
-            index.images_skipped += 1
-        else:
-            headers.append(header)
+    with ThreadPoolExecutor(max_workers=HASHING_THREADS) as hashing:
+        pending: list[tuple[Header, Future[str]]] = []
+        for path in walk_files(root):
+            if not is_regular_file(path):
+                index.not_regular += 1  # a pipe would block the read forever; a device, worse
+                continue
+            index.files_seen += 1
+            try:
+                header = read_header(path, with_hash=False)
+            except Exception as exc:  # pydicom raises many kinds on damaged files
+                index.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
+                continue
+            if header is None:
+                index.images_skipped += 1
+            else:
+                pending.append((header, hashing.submit(file_sha256, path)))
+        for header, digest in pending:
+            try:
+                headers.append(replace(header, sha256=digest.result()))
+            except OSError as exc:  # read while its header was, gone or unreadable since
+                index.unreadable.append((header.path, f"{type(exc).__name__}: {exc}"))
     _group(_without_copies(headers, index), index)
     return index
+
+
+#: Threads hashing an archive's RT files while their headers are read.
+HASHING_THREADS = 2
 
 
 def _without_copies(headers: list[Header], index: ArchiveIndex) -> list[Header]:
