@@ -207,3 +207,20 @@ def test_a_file_read_with_the_bytes_path_gives_the_same_structures():
         for p, q in zip(a.planes, b.planes, strict=True):
             assert (p.z_mm, p.bottom_mm, p.top_mm) == (q.z_mm, q.bottom_mm, q.top_mm)
             assert all((u == v).all() for u, v in zip(p.polygons, q.polygons, strict=True))
+
+
+def test_contours_that_pydicom_converted_to_numpy_arrays_read_the_same(monkeypatch):
+    # A program that imports rtcheck may have asked pydicom for numpy arrays of DS values:
+    # converted ContourData is then an array, and is read as the list would be.
+    from pydicom import config
+
+    ds = reread(phantom_rs(), ExplicitVRLittleEndian)
+    plain = read_structure_set(converted_contours(ds), "x")
+    monkeypatch.setattr(config, "use_DS_numpy", True)
+    as_arrays = read_structure_set(converted_contours(ds), "x")
+    contour = converted_contours(ds).ROIContourSequence[1].ContourSequence[0]
+    assert type(contour.ContourData).__module__ == "numpy"
+    for a, b in zip(plain.structures, as_arrays.structures, strict=True):
+        assert len(a.planes) == len(b.planes) and a.warnings == b.warnings
+        for p, q in zip(a.planes, b.planes, strict=True):
+            assert all((u == v).all() for u, v in zip(p.polygons, q.polygons, strict=True))

@@ -396,7 +396,7 @@ class _Contour:
         if self.raw is not None:
             return self.raw.count(b"\\") + 1
         value = self.converted
-        if value is None or value == "":
+        if value is None or isinstance(value, str | bytes) and not value:
             return 0
         return len(value) if isinstance(value, MultiValue | list | tuple) else 1
 
@@ -460,7 +460,8 @@ def _one_contour_data(contour: _Contour) -> NDArray[np.float64] | None:
     try:
         if contour.raw is not None:
             return np.array(contour.raw.split(b"\\"), dtype=np.bytes_).astype(np.float64)
-        if contour.converted is None or contour.converted == "":
+        converted = contour.converted
+        if converted is None or isinstance(converted, str | bytes) and not converted:
             return None
         values = np.atleast_1d(contour.converted)
         return np.array([float(v) for v in values], dtype=np.float64)

@@ -162,19 +162,20 @@ class Coverage:
         The scanline covers it is made of, each with its sign (+1 added, -1 subtracted): the
         moments of the covered part of a pixel are their signed sum.
     rows, columns
-        The pixel rows and columns that hold every covered pixel (see :attr:`window`).
+        The pixel rows and columns that hold every covered pixel (see :attr:`window`; by
+        default all of them).
     """
 
     fraction: NDArray[np.float64]
     spacing_mm: float
     parts: tuple[tuple[float, ScanlineCover], ...] = ()
-    rows: slice = field(default_factory=lambda: slice(0, 0))
-    columns: slice = field(default_factory=lambda: slice(0, 0))
+    rows: slice = field(default_factory=lambda: slice(None))
+    columns: slice = field(default_factory=lambda: slice(None))
 
     @classmethod
     def empty(cls, shape: tuple[int, int, int], spacing_mm: float) -> Coverage:
         """No pixel covered."""
-        return cls(np.zeros(shape), spacing_mm)
+        return cls(np.zeros(shape), spacing_mm, (), slice(0, 0), slice(0, 0))
 
     @property
     def window(self) -> tuple[slice, slice, slice]:

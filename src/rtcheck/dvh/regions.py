@@ -167,8 +167,7 @@ class Region:
             total[window] += sign * c.fraction[window]
             parts.extend((sign * s, cover) for s, cover in c.parts)
         np.clip(total, 0.0, 1.0, out=total)
-        whole_grid = slice(0, grid.ny), slice(0, grid.nx)
-        return Coverage(total, grid.spacing_mm, tuple(parts), *whole_grid)
+        return Coverage(total, grid.spacing_mm, tuple(parts))
 
 
 def _meet(
