@@ -259,15 +259,7 @@ def _uncovered(
             continue
         if not (now >= threshold and before >= threshold):
             continue
-        stand_in = Limit(
-            structure=name,
-            by_fractions=((0, _MAX, Comparison("<=", 0.0)),),
-            priority="mandatory",
-            source="protocol: cumulative_limits",
-            optional=False,
-            sites=(),
-            group="cumulative",
-        )
+        stand_in = _stand_in(name, "protocol: cumulative_limits")
         reason = (
             f"no cumulative limit in the protocol for {name}, which both courses irradiate "
             f"(highest dose now {now:.1f} Gy, earlier {before:.1f} Gy)"
@@ -281,18 +273,24 @@ def _uncovered(
 _MAX: Metric = parse_metric("Max[Gy]")
 
 
-def unsummed_course(note: str) -> LimitResult:
-    """An earlier course known to exist that was not summed with the plan (``note`` says which
-    and why): not evaluated, so that a single-course result is never taken for the patient's."""
-    stand_in = Limit(
-        structure="earlier course",
+def _stand_in(structure: str, source: str) -> Limit:
+    """A mandatory cumulative limit standing for one the protocol (or rtcheck) cannot state:
+    what a not-evaluated result is reported against."""
+    return Limit(
+        structure=structure,
         by_fractions=((0, _MAX, Comparison("<=", 0.0)),),
         priority="mandatory",
-        source="rtcheck: the cumulative dose of every course",
+        source=source,
         optional=False,
         sites=(),
         group="cumulative",
     )
+
+
+def unsummed_course(note: str) -> LimitResult:
+    """An earlier course known to exist that was not summed with the plan (``note`` says which
+    and why): not evaluated, so that a single-course result is never taken for the patient's."""
+    stand_in = _stand_in("earlier course", "rtcheck: the cumulative dose of every course")
     reason = f"earlier courses exist but were not summed: {note}"
     return not_evaluated(stand_in, "EQD2 sum", None, rois=(), reason=reason, lesion=None)
 
