@@ -8,28 +8,15 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian
 
 from rtcheck.dicom.registration import DEFORMABLE_REGISTRATION, RIGID_REGISTRATION
 from rtcheck.phantom import synthetic as S
 
 
 def _base(sop_class: str, uid: str, patient: S.Patient, frame_uid: str) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = uid
-    ds.Modality = "REG"
-    ds.PatientID = patient.patient_id
-    ds.PatientName = patient.patient_name
-    ds.StudyInstanceUID = patient.study_uid
-    ds.SeriesInstanceUID = S.uid(uid, "series")
+    ds = S.base_dataset(sop_class, uid, "REG", patient, S.uid(uid, "series"))
     ds.FrameOfReferenceUID = frame_uid
     ds.Manufacturer = "rtcheck tests"
     ds.ContentCreatorName = "TEST^WRITER"
@@ -130,18 +117,10 @@ def ct_series(folder: Path, patient: S.Patient, frame_uid: str, seed: str) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     series = S.uid(seed, "ct-series")
     for k in range(4):
-        uid = S.uid(seed, "ct", k)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, uid, "CT"
-        ds.PatientID, ds.PatientName = patient.patient_id, patient.patient_name
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = S.uid(seed, "ct-study"), series
+        ds = S.base_dataset(CTImageStorage, S.uid(seed, "ct", k), "CT", patient, series)
+        ds.StudyInstanceUID = S.uid(seed, "ct-study")
         ds.FrameOfReferenceUID = frame_uid
-        ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber = "20260101", 1, k + 1
+        ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [-64.0, -64.0, -6.0 + 4.0 * k]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.PixelSpacing = [4.0, 4.0]

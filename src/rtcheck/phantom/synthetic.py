@@ -157,9 +157,11 @@ class Patient:
     frame_uid: str = field(default_factory=lambda: uid("frame"))
 
 
-def _base(
+def base_dataset(
     sop_class: str, sop_uid: str, modality: str, patient: Patient, series_uid: str
 ) -> Dataset:
+    """A dataset with its File Meta header (explicit VR little endian) and the patient, study
+    and series modules every synthetic object shares."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(sop_class)
     meta.MediaStorageSOPInstanceUID = UID(sop_uid)
@@ -191,7 +193,7 @@ def build_rtstruct(
     rois: Sequence[RoiSpec], patient: Patient, sop_uid: str, label: str = "RTSTRUCT"
 ) -> Dataset:
     """An RTSTRUCT dataset holding ``rois`` as CLOSED_PLANAR contours."""
-    ds = _base(RTSTRUCT, sop_uid, "RTSTRUCT", patient, uid(sop_uid, "series"))
+    ds = base_dataset(RTSTRUCT, sop_uid, "RTSTRUCT", patient, uid(sop_uid, "series"))
     ds.StructureSetLabel = label
     ds.StructureSetDate = "20260101"
     ds.StructureSetTime = "120000"
@@ -244,7 +246,7 @@ def build_rtplan(
 
     ``prescriptions`` holds (description, referenced ROI number, TargetPrescriptionDose in Gy).
     """
-    ds = _base(RTPLAN, sop_uid, "RTPLAN", patient, uid(sop_uid, "series"))
+    ds = base_dataset(RTPLAN, sop_uid, "RTPLAN", patient, uid(sop_uid, "series"))
     ds.FrameOfReferenceUID = patient.frame_uid
     ds.RTPlanLabel = label
     ds.RTPlanDate = "20260101"
@@ -292,7 +294,7 @@ def build_rtdose(
 
     ``spacing_mm`` is (row spacing, column spacing); ``z_offsets_mm`` are relative frame offsets.
     """
-    ds = _base(RTDOSE, sop_uid, "RTDOSE", patient, uid(sop_uid, "series"))
+    ds = base_dataset(RTDOSE, sop_uid, "RTDOSE", patient, uid(sop_uid, "series"))
     ds.FrameOfReferenceUID = patient.frame_uid
     frames, rows, cols = dose_gy.shape
     ds.SamplesPerPixel = 1
