@@ -337,20 +337,27 @@ def test_a_deformable_object_read_as_rigid_is_refused(case):
         read_registration(path)
 
 
-def test_a_uniform_deformation_is_a_shift(case):
-    """A deformation grid of one constant vector moves every point by it: the sum's median is
-    the closed form at the shifted centre."""
+def uniformly_shifted(case, origin_mm, spacing_mm):
+    """The evaluation with an earlier course moved by a deformation grid of one constant vector
+    (5 × 5 × 5 points from ``origin_mm`` every ``spacing_mm``); the sum's median is asserted
+    to be the closed form at the shifted centre."""
     tmp_path, plan_folder, course_folder, patient, current, earlier = case
     shift = np.array([12.0, -4.0, 2.0], dtype=np.float32)
     vectors = np.broadcast_to(shift, (5, 5, 5, 3)).copy()
     reg = deformable_reg(
-        tmp_path / "d.dcm", patient, current, earlier, (-80, -80, -80), (40, 40, 40), vectors
+        tmp_path / "d.dcm", patient, current, earlier, origin_mm, spacing_mm, vectors
     )
     evaluation = run(tmp_path, plan_folder, course_folder, reg)
     median = cumulative(evaluation, "D50%[Gy]")
     assert median.value == pytest.approx(
         sum_eqd2(earlier_dose(*(np.array(CORD) + shift)), 2.0), abs=0.02
     )
+    return evaluation
+
+
+def test_a_uniform_deformation_is_a_shift(case):
+    """A deformation grid of one constant vector moves every point by it."""
+    evaluation = uniformly_shifted(case, (-80, -80, -80), (40, 40, 40))
     assert evaluation.earlier.courses[0].placement == "deformable"
 
 
@@ -651,17 +658,7 @@ def test_hostile_registration_text_is_one_printable_line(case):
 def test_a_dose_grid_beyond_the_deformation_grid_is_said(case):
     """A deformation grid of ±20 mm under a dose grid of ±60 mm: beyond it the edge vectors
     hold (here the same shift everywhere, so the sum is unchanged), and the record says so."""
-    tmp_path, plan_folder, course_folder, patient, current, earlier = case
-    shift = np.array([12.0, -4.0, 2.0], dtype=np.float32)
-    vectors = np.broadcast_to(shift, (5, 5, 5, 3)).copy()
-    reg = deformable_reg(
-        tmp_path / "d.dcm", patient, current, earlier, (-20, -20, -20), (10, 10, 10), vectors
-    )
-    evaluation = run(tmp_path, plan_folder, course_folder, reg)
-    median = cumulative(evaluation, "D50%[Gy]")
-    assert median.value == pytest.approx(
-        sum_eqd2(earlier_dose(*(np.array(CORD) + shift)), 2.0), abs=0.02
-    )
+    evaluation = uniformly_shifted(case, (-20, -20, -20), (10, 10, 10))
     warnings = evaluation.earlier.courses[0].warnings
     assert any("beyond the deformation grid (8 of its 8 corners)" in w for w in warnings)
 
