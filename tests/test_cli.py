@@ -183,6 +183,28 @@ def test_a_command_imports_only_what_it_uses(tmp_path, command, needed):
     assert set(json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))) == needed
 
 
+def test_a_named_command_imports_its_own_module_alone_and_help_still_lists_every_command():
+    code = (
+        "import sys\n"
+        "from rtcheck.cli import COMMANDS, main\n"
+        f"status = main(['dvh', {str(PHANTOM)!r}, '--structure', 'Cord'])\n"
+        "print([c for c in COMMANDS if 'rtcheck.cli.' + c in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "['dvh']"
+    from rtcheck.cli import COMMANDS
+
+    listing = rtcheck("--help")
+    assert listing.returncode == 0 and all(name in listing.stdout for name in COMMANDS)
+    misspelt = rtcheck("dhv", str(PHANTOM))
+    assert misspelt.returncode == 2 and "choose from" in misspelt.stderr
+    assert "'check'" in misspelt.stderr and "'serve'" in misspelt.stderr
+    own = rtcheck("batch", "--help")
+    assert own.returncode == 0 and own.stdout.startswith("usage: rtcheck batch")
+
+
 def test_the_phantom_command_builds_distinct_plans(tmp_path):
     out = tmp_path / "p2"
     result = rtcheck(

@@ -2,8 +2,9 @@
 
 One module per command, each pairing ``add_parser(commands)`` (its options, and
 ``set_defaults(run=run)``) with ``run(args)`` (which imports the stages it needs, so that
-start-up stays fast); :data:`COMMANDS` lists them in the order ``--help`` shows. What several
-commands share is in :mod:`rtcheck.cli._common`.
+start-up stays fast); :data:`COMMANDS` names them in the order ``--help`` shows. A command
+line that names its command imports that command's module alone. What several commands share
+is in :mod:`rtcheck.cli._common`.
 
 Exit status: 0 success (``check``: not excluded), 1 ``check``: excluded, 3 ``check``:
 indeterminate, 4 some plans could not be checked (``batch``, ``pull``), 2 bad input or usage
@@ -18,22 +19,10 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from importlib import import_module
 from typing import NoReturn
 
 from rtcheck import __version__
-from rtcheck.cli import (
-    batch,
-    check,
-    dvh,
-    export,
-    listen,
-    phantom,
-    protocols,
-    pull,
-    results,
-    screen,
-    serve,
-)
 from rtcheck.cli._common import (
     EXIT_EXCLUDED,
     EXIT_INDETERMINATE,
@@ -62,8 +51,20 @@ __all__ = [
     "shown_url",
 ]
 
-#: The commands, in the order ``rtcheck --help`` lists them.
-COMMANDS = (dvh, check, screen, batch, results, protocols, phantom, listen, pull, export, serve)
+#: The commands (each a module of this package), in the order ``rtcheck --help`` lists them.
+COMMANDS = (
+    "dvh",
+    "check",
+    "screen",
+    "batch",
+    "results",
+    "protocols",
+    "phantom",
+    "listen",
+    "pull",
+    "export",
+    "serve",
+)
 #: Commands that draw no progress bar (see :func:`_without_progress_bars`).
 _QUIET = ("dvh", "check", "screen", "phantom")
 #: Commands whose process ends without the interpreter's teardown (see :func:`console`): they
@@ -71,8 +72,9 @@ _QUIET = ("dvh", "check", "screen", "phantom")
 ONE_SHOT = ("dvh", "check", "screen")
 
 
-def parser() -> Parser:
-    """The whole command line's parser."""
+def parser(command: str | None = None) -> Parser:
+    """The command line's parser: of every command, or of ``command`` alone (one of
+    :data:`COMMANDS`), which leaves the other commands' modules unimported."""
     top = Parser(
         prog="rtcheck",
         description="Check a radiotherapy plan's DICOM RT objects against dose limits.",
@@ -80,9 +82,15 @@ def parser() -> Parser:
     top.add_argument("--version", action="version", version=f"rtcheck {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for command in COMMANDS:
-        command.add_parser(commands)
+    for name in COMMANDS if command is None else (command,):
+        import_module(f"rtcheck.cli.{name}").add_parser(commands)
     return top
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names first, if it is one; None for ``--help``, ``--version``, a
+    misspelt command and no arguments, which need every command's parser."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
 
 
 def _without_progress_bars() -> None:
@@ -125,7 +133,8 @@ def _run(argv: Sequence[str] | None) -> tuple[int, str | None]:
     one_blas_thread()
     command = None
     try:
-        args = parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        args = parser(_named_command(words)).parse_args(words)
         command = args.command
         if args.command in _QUIET:
             _without_progress_bars()
