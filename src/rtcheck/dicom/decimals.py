@@ -59,13 +59,16 @@ def _as_json(text: bytes, b: NDArray[np.uint8]) -> NDArray[np.float64] | None:
         document = parser.parse(b"[" + text.translate(_TO_JSON) + b"]")
         if not isinstance(document, simdjson.Array):
             return None
-        values = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64).copy()
+        # as_buffer copies the values out of the parser into a buffer of their own, writable
+        # and valid after the parser is reused (pysimdjson's documentation).
+        values = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
         del document  # the parser may be reused only once nothing refers to its document
     except (ValueError, RuntimeError, TypeError, OverflowError):
         return None
-    # Only the integer "-0" loses its sign ("-0.0" keeps it): looked for first, in C.
-    if b"-0\\" in text or text.endswith(b"-0"):
-        zeros = np.flatnonzero(values == 0.0)
+    # Only the integer "-0" loses its sign ("-0.0" keeps it): the text is searched for it only
+    # where a value is zero.
+    zeros = np.flatnonzero(values == 0.0)
+    if zeros.size and (b"-0\\" in text or text.endswith(b"-0")):
         starts = np.concatenate(([0], np.flatnonzero(b == _BACKSLASH) + 1))
         values[zeros[b[starts[zeros]] == _MINUS]] = -0.0
     return values

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -329,12 +329,16 @@ def _polygons(
     keep[lasts[repeated]] = False
     kept = counts - repeated
     # NaN, inf or a coordinate of 100 m is a damaged contour; it is set aside before any
-    # arithmetic, which it would poison.
-    # (Column by column: a reduction along an axis of three is many times slower.)
-    sane = np.abs(points) <= COORDINATE_LIMIT_MM
-    wild = ~(sane[:, 0] & sane[:, 1] & sane[:, 2])
-    unusable = np.maximum.reduceat(wild, starts).astype(bool)
-    if unusable.any():
+    # arithmetic, which it would poison. The lowest and highest value show at once that there
+    # is none (NaN would make them NaN); only otherwise is each point looked at.
+    lowest, highest = float(points.min(initial=0.0)), float(points.max(initial=0.0))
+    if lowest >= -COORDINATE_LIMIT_MM and highest <= COORDINATE_LIMIT_MM:
+        unusable = np.zeros(len(counts), dtype=bool)
+    else:
+        # (Column by column: a reduction along an axis of three is many times slower.)
+        sane = np.abs(points) <= COORDINATE_LIMIT_MM
+        wild = ~(sane[:, 0] & sane[:, 1] & sane[:, 2])
+        unusable = np.maximum.reduceat(wild, starts).astype(bool)
         points = np.where(wild[:, None], 0.0, points)
     z = points[:, 2]
     spread = np.maximum.reduceat(z, starts) - np.minimum.reduceat(z, starts)
@@ -501,7 +505,7 @@ def _with_slabs(
         index = np.searchsorted(starts, [p.z_mm for p in planes], side="right") - 1
         result.append(
             tuple(
-                replace(p, bottom_mm=float(bottom[k]), top_mm=float(top[k]))
+                ContourPlane(p.z_mm, p.polygons, float(bottom[k]), float(top[k]))
                 for p, k in zip(planes, index, strict=True)
             )
         )
