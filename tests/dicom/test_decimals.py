@@ -88,9 +88,35 @@ def test_both_readers_agree_on_values_json_also_reads():
     values = [f"{v:.{rng.integers(0, 6)}f}" for v in rng.uniform(-500, 500, 50_000)]
     text = "\\".join(values).encode()
     b = np.frombuffer(text, dtype=np.uint8)
-    fast, passes = _as_json(text, b), _by_array_passes(b)
+    fast, passes = _as_json(text), _by_array_passes(b)
     assert fast is not None and passes is not None
     assert np.array_equal(fast, passes) and np.array_equal(np.signbit(fast), np.signbit(passes))
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 64, 4096])
+def test_text_read_in_pieces_reads_as_float_reads_it_and_refuses_the_same(monkeypatch, chunk):
+    from rtcheck.dicom import decimals
+
+    monkeypatch.setattr(decimals, "JSON_CHUNK_BYTES", chunk)
+    rng = random.Random(chunk)
+    forms = ["-0", "0", "-0.0", "12.5", "-180", "7", "123456789012345", "-0.000001", "3.25"]
+    for _ in range(200):
+        values = [rng.choice(forms) for _ in range(rng.randint(1, 40))]
+        text = "\\".join(values).encode()
+        parsed = parse_plain_decimals(text)
+        expected = np.array([float(v) for v in values])
+        assert parsed is not None and np.array_equal(parsed, expected), text
+        assert np.array_equal(np.signbit(parsed), np.signbit(expected)), text
+        # An empty value anywhere (at a piece's edge too), a leading or trailing separator, and
+        # a value JSON does not read are refused by the pieces as by the whole.
+        cut = rng.randint(0, len(values))
+        for bad in (
+            "\\".join([*values[:cut], "", *values[cut:]]),
+            "\\" + "\\".join(values),
+            "\\".join(values) + "\\",
+            "\\".join([*values[:cut], "007", *values[cut:]]),
+        ):
+            assert decimals._as_json(bad.encode()) is None, bad
 
 
 def test_structure_set_contours_read_the_same_by_both_paths():
