@@ -220,10 +220,10 @@ def read_dose_grid(ds: Dataset, source: str) -> DoseGrid:
 
     scaling = number(ds, "DoseGridScaling", fail, positive=True, largest=MAX_DOSE_GY)
     raw = _pixel_values(ds, frames, rows, cols, fail)
-    # Scaled in float64 frame by frame, then stored compactly: no whole-grid float64 copy.
+    # Scaled in float64 and stored compactly: numpy multiplies in float64 buffers of a few
+    # thousand values and rounds each into the float32 grid, with no whole-grid float64 copy.
     dose = np.empty(raw.shape, dtype=np.float32)
-    for k in range(frames):
-        dose[k] = raw[k] * scaling
+    np.multiply(raw, scaling, out=dose, casting="unsafe")
     if dose.size and float(dose.min()) < 0:
         raise fail("the dose grid holds negative doses")
     if dose.size and float(dose.max()) > MAX_DOSE_GY:
