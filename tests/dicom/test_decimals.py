@@ -129,7 +129,9 @@ def test_structure_set_contours_read_the_same_by_both_paths():
     checked = 0
     for roi in ds.ROIContourSequence:
         contours = [_contour(c) for c in roi.ContourSequence]
-        for fast, contour in zip(_contour_data(contours), contours, strict=True):
+        values, sizes = _contour_data(contours)
+        assert sizes.sum() == values.size
+        for fast, contour in zip(np.split(values, np.cumsum(sizes)[:-1]), contours, strict=True):
             slow = _one_contour_data(contour)
             assert fast is not None and slow is not None
             assert np.array_equal(fast, slow)

@@ -61,6 +61,35 @@ def test_degenerate_contours_are_skipped_with_a_warning(tmp_path):
     assert "fewer than 3 points" in text and "triplets" in text and "axial" in text
 
 
+@pytest.mark.parametrize("from_bytes", [True, False])
+def test_contours_beside_a_skipped_one_keep_their_own_points(from_bytes):
+    # The contours' values are read into one array and the polygons cut from it: a contour
+    # whose ContourData is not in triplets, or absent, between others must not shift them.
+    from io import BytesIO
+
+    zs = list(np.arange(-6, 6.01, 2.0))
+    roi = S.RoiSpec.from_shape("Lesion", "GTV", S.sphere(0, 0, 0, 7.0), zs)
+
+    def read(ds):
+        if from_bytes:  # the decimal text as written, read by the one-pass reader
+            written = BytesIO()
+            ds.save_as(written)
+            ds = pydicom.dcmread(BytesIO(written.getvalue()), force=True)
+        return read_structure_set(ds, "test").structures[0]
+
+    clean = read(S.build_rtstruct([roi], S.Patient(), S.uid("keep")))
+    ds = S.build_rtstruct([roi], S.Patient(), S.uid("keep"))
+    contours = ds.ROIContourSequence[0].ContourSequence
+    contours[2].ContourData = list(contours[2].ContourData)[:4]  # not triplets
+    del contours[4].ContourData
+    damaged = read(ds)
+    assert "triplets" in " ".join(damaged.warnings)
+    kept = [p for i, p in enumerate(clean.planes) if i not in (2, 4)]
+    assert [p.z_mm for p in damaged.planes] == [p.z_mm for p in kept]
+    for a, b in zip(damaged.planes, kept, strict=True):
+        assert all(np.array_equal(u, v) for u, v in zip(a.polygons, b.polygons, strict=True))
+
+
 def test_roi_without_contours_is_listed_as_empty_also_when_asked_by_name(tmp_path):
     zs = list(np.arange(-6, 6.01, 2.0))
     rois = [

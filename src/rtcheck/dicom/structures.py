@@ -266,13 +266,13 @@ def _read_planes(
             skipped[_TOO_LARGE] += 1
         else:
             closed.append(contour)
-    arrays = []
-    for values in _contour_data(closed):
-        if values is None or values.size % 3 != 0:
-            skipped[_NOT_TRIPLETS] += 1
-        else:
-            arrays.append(values)
-    polygons = _polygons(arrays, skipped)
+    values, sizes = _contour_data(closed)
+    triplets = (sizes >= 0) & (sizes % 3 == 0)
+    if not triplets.all():
+        skipped[_NOT_TRIPLETS] += int(np.count_nonzero(~triplets))
+        values = values[np.repeat(triplets, np.maximum(sizes, 0))]
+        sizes = sizes[triplets]
+    polygons = _polygons(values, sizes // 3, skipped)
     warnings = tuple(
         f"ROI {name!r}: skipped {count} {what}" for what, count in sorted(skipped.items())
     )
@@ -308,19 +308,18 @@ def _read_planes(
 
 
 def _polygons(
-    arrays: list[NDArray[np.float64]], skipped: dict[str, int]
+    values: NDArray[np.float64], counts: NDArray[np.intp], skipped: dict[str, int]
 ) -> list[tuple[float, NDArray[np.float64]]]:
-    """Each contour's z (mm) and its (N, 2) polygon, from flat (x, y, z) values, all contours
-    at once; degenerate and non-axial contours are counted in ``skipped``."""
-    counts = np.array([a.size // 3 for a in arrays], dtype=np.intp)
+    """Each contour's z (mm) and its (N, 2) polygon, all contours at once, from their (x, y,
+    z) values one after another (``counts`` points of each); degenerate and non-axial
+    contours are counted in ``skipped``."""
     used = counts > 0
-    if not used.all():
+    if not used.all():  # (a contour without points holds none of the values)
         skipped["contour with fewer than 3 points"] += int(np.count_nonzero(~used))
-        arrays = [a for a, u in zip(arrays, used, strict=True) if u]
         counts = counts[used]
-    if not arrays:
+    if not counts.size:
         return []
-    points = np.concatenate(arrays).reshape(-1, 3)
+    points = values.reshape(-1, 3)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     lasts = starts + counts - 1
     keep = np.ones(len(points), dtype=bool)
@@ -443,20 +442,31 @@ def _stripped(value: bytes | None) -> bytes | None:
     return bytes(value or b"").strip(b" \x00") or None
 
 
-def _contour_data(contours: list[_Contour]) -> list[NDArray[np.float64] | None]:
-    """The ContourData of each contour as floats (mm), or None when absent or not numbers.
+def _contour_data(contours: list[_Contour]) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    """The ContourData values of the contours as floats (mm), one contour after another, and
+    how many values each contour has: -1 for one whose ContourData is absent or not numbers
+    (it has none among the values).
 
     The decimal strings are read from the raw bytes, those of all the contours in one pass
-    (:func:`~rtcheck.dicom.decimals.parse_plain_decimals`); converting each value to a pydicom
-    DSfloat costs ten times more on a large structure set.
+    (:func:`~rtcheck.dicom.decimals.parse_plain_decimals`), into one array that the polygons
+    are then cut from; converting each value to a pydicom DSfloat costs ten times more on a
+    large structure set.
     """
     plain = [c.raw for c in contours if c.raw is not None]
     values = parse_plain_decimals(b"\\".join(plain)) if plain else None
+    sizes = [r.count(b"\\") + 1 for r in plain]
+    if values is not None and len(plain) == len(contours):
+        return values, np.array(sizes, dtype=np.intp)
     if values is not None:
-        sizes = [r.count(b"\\") + 1 for r in plain]
         parts = iter(np.split(values, np.cumsum(sizes)[:-1]))
-        return [next(parts) if c.raw is not None else _one_contour_data(c) for c in contours]
-    return [_one_contour_data(c) for c in contours]
+        arrays = [next(parts) if c.raw is not None else _one_contour_data(c) for c in contours]
+    else:
+        arrays = [_one_contour_data(c) for c in contours]
+    found = [a for a in arrays if a is not None]
+    return (
+        np.concatenate(found) if found else np.zeros(0),
+        np.array([-1 if a is None else a.size for a in arrays], dtype=np.intp),
+    )
 
 
 def _one_contour_data(contour: _Contour) -> NDArray[np.float64] | None:
