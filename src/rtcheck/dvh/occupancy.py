@@ -273,7 +273,7 @@ def polygon_coverage(
     u = np.clip((xs - grid.x0_mm) / grid.spacing_mm, -1.0, grid.nx + 1.0)
     u += 1.0
     key = lines * float(grid.nx + 3) + u
-    order = np.argsort(key)
+    order = np.argsort(key, kind="stable")
     u, lines = u[order], lines[order]
     # Every line has an even number of crossings, so consecutive pairs are the filled intervals.
     a = np.clip(u[0::2] - 1.0, 0.0, grid.nx)
