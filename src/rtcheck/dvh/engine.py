@@ -431,13 +431,16 @@ class _WholeCells:
     dose at its mean depth, and its z spread follows from the depth moments. Large organs thus
     need about one sample per dose cell, not one per slab piece.
 
-    For each cell, ``moments`` holds three rows over the sampling pixels: the depth (mm), and
-    the depth-weighted first and second moments of the position within the cell (0..1).
+    The cells not yet taken are held in one array, cells ``first, first + 1, ...``, each with
+    three rows over the sampling pixels: the depth (mm), and the depth-weighted first and
+    second moments of the position within the cell (0..1). A cell no piece reached holds
+    zeros, and its samples no volume.
     """
 
     def __init__(self, npix: int):
         self._npix = npix
-        self._pending: dict[int, NDArray[np.float64]] = {}
+        self._first = 0
+        self._moments = np.zeros((0, 3, npix))
 
     def add(self, pieces: _SlabPieces, whole: NDArray[np.bool_]) -> None:
         """Pool the pieces of the batch's slabs over the pixels ``whole`` (planes × pixels)."""
@@ -450,33 +453,34 @@ class _WholeCells:
         lowest = int(k.min())
         cells = int(k.max()) - lowest + 1
         n_planes = whole.shape[0]
-        slot = (k - lowest) * n_planes + plane
-        weights = np.stack(
-            [
-                np.asarray(np.bincount(slot, weights=w, minlength=cells * n_planes), np.float64)
-                for w in (dz, dz * f, dz * (f * f + extent * extent / 12.0))
-            ]
-        ).reshape(3, cells, n_planes)
-        sums = (weights.reshape(3 * cells, n_planes) @ whole.astype(np.float64)).reshape(
-            3, cells, self._npix
+        slot = (k - lowest) * 3 * n_planes + plane
+        weights = np.zeros(cells * 3 * n_planes)
+        for row, w in enumerate((dz, dz * f, dz * (f * f + extent * extent / 12.0))):
+            weights += np.bincount(slot + row * n_planes, weights=w, minlength=weights.size)
+        sums = (weights.reshape(cells * 3, n_planes) @ whole.astype(np.float64)).reshape(
+            cells, 3, self._npix
         )
-        for c in range(cells):
-            if not weights[0, c].any():
-                continue
-            held = self._pending.get(lowest + c)
-            if held is None:
-                self._pending[lowest + c] = sums[:, c].copy()
-            else:
-                held += sums[:, c]
+        held_first, held = self._first, len(self._moments)
+        if not held:
+            self._first, self._moments = lowest, sums
+            return
+        start, stop = min(held_first, lowest), max(held_first + held, lowest + cells)
+        if (start, stop) != (held_first, held_first + held):
+            grown = np.zeros((stop - start, 3, self._npix))
+            grown[held_first - start : held_first - start + held] = self._moments
+            self._first, self._moments = start, grown
+        self._moments[lowest - start : lowest - start + cells] += sums
 
     def take_below(self, frame: int) -> tuple[NDArray[np.intp], NDArray[np.float64]] | None:
         """Remove the cells below ``frame`` and return them with their moments, shaped
         ``(cells, 3, pixels)``; None when there are none."""
-        ready = sorted(c for c in self._pending if c < frame)
-        if not ready:
+        count = min(max(frame - self._first, 0), len(self._moments))
+        if count == 0:
             return None
-        moments = np.stack([self._pending.pop(c) for c in ready])
-        return np.array(ready, dtype=np.intp), moments
+        cells = np.arange(self._first, self._first + count)
+        ready, self._moments = self._moments[:count], self._moments[count:]
+        self._first += count
+        return cells, ready
 
 
 def _cell_samples(
