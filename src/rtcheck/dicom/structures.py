@@ -355,9 +355,15 @@ def _polygons(
     ):
         if mask.any():
             skipped[what] += int(np.count_nonzero(mask))
-    polygons = np.split(xy, np.cumsum(kept)[:-1])
-    good = ~(unusable | few | tilted | flat)
-    return [(float(mean_z[i]), polygons[i]) for i in np.flatnonzero(good)]
+    good = np.flatnonzero(~(unusable | few | tilted | flat))
+    ends = np.cumsum(kept)
+    # Views of xy, sliced directly (np.split costs several times more per contour).
+    return [
+        (z, xy[begin:end])
+        for z, begin, end in zip(
+            mean_z[good].tolist(), (ends - kept)[good].tolist(), ends[good].tolist(), strict=True
+        )
+    ]
 
 
 def _areas(xy: NDArray[np.float64], counts: NDArray[np.intp]) -> NDArray[np.float64]:
