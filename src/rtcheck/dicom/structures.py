@@ -124,6 +124,20 @@ class Structure:
         return capped_bounds(bottom, top, z, end_caps)
 
     @cached_property
+    def plane_extents(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The lowest and highest (x, y) (mm) of each plane's contours, each shaped
+        ``(planes, 2)`` (computed once: the DVH windows each batch of planes by them)."""
+        if not self.planes:
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        points = np.concatenate([poly for p in self.planes for poly in p.polygons])
+        sizes = [sum(len(poly) for poly in p.polygons) for p in self.planes]
+        starts = np.cumsum([0, *sizes[:-1]])
+        return (
+            np.minimum.reduceat(points, starts, axis=0),
+            np.maximum.reduceat(points, starts, axis=0),
+        )
+
+    @cached_property
     def extent(self) -> Extent:
         """The in-plane extent of the ROI's contours (computed once: every DVH of the ROI
         lays its sampling grid from it)."""

@@ -9,7 +9,7 @@ on scanlines along y), the dose at the centroid of the covered part, and the spr
 across it that the local gradient gives. Boundaries are thus resolved below the sample size by
 the fractional coverage and its centroid, which is why large organs need no sampling finer than
 the dose grid, and small ones get it. A wholly covered pixel pools its pieces within each dose
-cell into one sample (see :class:`_WholeCells`); the samples go to a streaming histogram
+cell into one sample (see :func:`_whole_cells`); the samples go to a streaming histogram
 (:class:`~rtcheck.dvh.histogram.HistogramTally`).
 """
 
@@ -43,12 +43,10 @@ SAMPLES_ACROSS = 32
 MIN_SAMPLE_SPACING_MM = 0.2
 #: Scanlines per sampling-pixel row for the coverage computation.
 SCANLINES_PER_PIXEL = 4
-#: Planes are filled in batches of at most this many sampling pixels (memory bound)...
+#: Planes are filled in batches of about this many sampling pixels (a memory bound), counted
+#: over each plane's window (the pixels its contours span); a batch ends at a dose frame (or
+#: beyond the dose grid), so that it may hold more where the frames lie farther apart.
 CHUNK_PIXELS = 65536
-#: ...but of at least this many planes where that stays under MAX_BATCH_PIXELS: a batch of one
-#: large plane (a body outline at a fine grid) spends its time in per-batch overhead.
-MIN_BATCH_PLANES = 4
-MAX_BATCH_PIXELS = 262144
 #: Coverage from which a sampling pixel counts as wholly inside (rounding aside).
 WHOLE_FRACTION = 1.0 - 1e-9
 
@@ -259,66 +257,190 @@ def _tally_part(
     region: Region, grid: PixelGrid, slabs: Slabs, dose: DoseGrid, tally: HistogramTally
 ) -> float:
     """Add the samples of ``region`` (its ``slabs``) on ``grid`` to ``tally``; returns its
-    volume (mm³), inside and outside the dose grid."""
-    s = grid.spacing_mm
-    npix = grid.nx * grid.ny
+    volume (mm³), inside and outside the dose grid.
+
+    The slabs go in batches (:func:`_batches`) that end at dose frames, so that each dose
+    cell lies in one batch and pools its whole pixels there (the DVH does not depend on how
+    the slabs are batched); each batch is sampled over the window of ``grid`` its contours span
+    (an organ's apex needs far fewer pixels than the box of its widest plane).
+    """
     along_x = interpolation_along(dose.x_mm, grid.x_centres())
     along_y = interpolation_along(dose.y_mm, grid.y_centres())
-    inside_xy = np.outer(along_y.inside, along_x.inside).ravel()
-
-    frames = _FineFrames(dose, along_y, along_x)
-    cells = _WholeCells(npix)
     volume_mm3 = 0.0
-    chunk = max(1, CHUNK_PIXELS // npix)
-    if chunk < MIN_BATCH_PLANES and npix * MIN_BATCH_PLANES <= MAX_BATCH_PIXELS:
-        chunk = MIN_BATCH_PLANES
-    for first in range(0, len(slabs), chunk):
-        batch = slabs.part(first, first + chunk)
-        coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
-        fraction = coverage.fraction.reshape(len(batch), npix)
-        volume_mm3 += float(fraction.sum(axis=1) @ batch.depth_mm) * s * s
-        pieces = _SlabPieces.of(batch.bottom_mm, batch.top_mm, dose)
-        if pieces is None:
+    for batch, rows, columns in _batches(region, grid, slabs, dose):
+        window = PixelGrid(
+            grid.x0_mm + columns.start * grid.spacing_mm,
+            grid.y0_mm + rows.start * grid.spacing_mm,
+            grid.spacing_mm,
+            columns.stop - columns.start,
+            rows.stop - rows.start,
+        )
+        volume_mm3 += _tally_batch(
+            region, window, batch, dose, _part(along_y, rows), _part(along_x, columns), tally
+        )
+    return volume_mm3
+
+
+def _batches(
+    region: Region, grid: PixelGrid, slabs: Slabs, dose: DoseGrid
+) -> Iterator[tuple[Slabs, slice, slice]]:
+    """The batches of ``slabs``, each with the rows and columns of ``grid`` its added ROIs'
+    contours span (one pixel to spare on every side; the subtracted ROIs only take away).
+
+    A batch is cut where it reaches :data:`CHUNK_PIXELS` window pixels, at the highest dose
+    frame below that (a slab across the frame is cut there too, into the two batches), or at
+    a slab's end beyond the dose grid, where there are no dose cells. Cut at a frame, a slab
+    is cut where :class:`_SlabPieces` cuts it anyway: every piece, and every dose cell, lies
+    in exactly one batch.
+    """
+    low, high = _slab_extents(region, slabs)
+    s = grid.spacing_mm
+    c0 = np.clip(np.floor((low[:, 0] - grid.x0_mm) / s) - 1, 0, grid.nx).astype(np.intp)
+    c1 = np.clip(np.ceil((high[:, 0] - grid.x0_mm) / s) + 1, 0, grid.nx).astype(np.intp)
+    r0 = np.clip(np.floor((low[:, 1] - grid.y0_mm) / s) - 1, 0, grid.ny).astype(np.intp)
+    r1 = np.clip(np.ceil((high[:, 1] - grid.y0_mm) / s) + 1, 0, grid.ny).astype(np.intp)
+    held = c1 > c0  # (a slab where no added ROI has contours spans no window)
+    pixels = np.where(held, (c1 - c0) * (r1 - r0), 0)
+    z = dose.z_mm
+    beyond = GRID_EDGE_TOLERANCE_MM + 1e-3  # farther than this from the grid, no dose cell
+    bottom, top = slabs.bottom_mm, slabs.top_mm
+
+    def cut_below(limit: float, above: float) -> float | None:
+        """The highest place to cut at in (above, limit]: a dose frame, or ``limit`` itself
+        where it lies beyond the dose grid; None where there is none."""
+        k = int(np.searchsorted(z, limit, side="right")) - 1
+        frame = float(z[k]) if k >= 0 and z[k] > above else None
+        if len(z) == 0 or limit < z[0] - beyond or limit > z[-1] + beyond:
+            return limit if frame is None else max(frame, limit)
+        return frame
+
+    def batch(lower: float, upper: float) -> tuple[Slabs, slice, slice] | None:
+        inside = np.flatnonzero((top > lower) & (bottom < upper) & held)
+        if not inside.size:
+            return None
+        first, stop = int(inside[0]), int(inside[-1]) + 1
+        part = Slabs(
+            np.maximum(bottom[first:stop], lower),
+            np.minimum(top[first:stop], upper),
+            tuple(p[first:stop] for p in slabs.planes),
+        )
+        rows = slice(int(r0[inside].min()), int(r1[inside].max()))
+        columns = slice(int(c0[inside].min()), int(c1[inside].max()))
+        return part, rows, columns
+
+    lower, gathered = -math.inf, 0
+    for i in range(len(slabs)):
+        gathered += int(pixels[i])
+        if gathered < CHUNK_PIXELS or i == len(slabs) - 1:
             continue
-        first_frame, last_frame = pieces.frames_used(frames.frame_count)
-        # Cells below this batch's frames are complete; they still sit in the current frames.
-        ready = cells.take_below(first_frame)
-        if ready is not None:
-            tally.add(*_cell_samples(frames, *ready, s))
-        frames.advance(first_frame, last_frame)
-        whole = (fraction >= WHOLE_FRACTION) & inside_xy
-        cells.add(pieces, whole)
-        flat = np.flatnonzero((fraction > 0) & ~whole & inside_xy)
-        if flat.size:
-            plane, pixel = np.divmod(flat, npix)
-            for sample in _partial_samples(frames, pieces, plane, pixel, coverage.at(flat), s):
-                tally.add(*sample)
-    ready = cells.take_below(frames.frame_count)
-    if ready is not None:
-        tally.add(*_cell_samples(frames, *ready, s))
+        upper = cut_below(float(top[i]), lower)
+        if upper is None:
+            continue
+        found = batch(lower, upper)
+        if found is not None:
+            yield found
+        lower = upper
+        # What lies above the cut goes to the next batch (the slab across it, in part).
+        gathered = int(pixels[: i + 1][top[: i + 1] > upper].sum())
+    found = batch(lower, math.inf)
+    if found is not None:
+        yield found
+
+
+def _slab_extents(region: Region, slabs: Slabs) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The lowest and highest (x, y) (mm) of the added ROIs' contours in each slab, shaped
+    ``(slabs, 2)``; +inf and -inf where no added ROI has contours."""
+    low = np.full((len(slabs), 2), np.inf)
+    high = np.full((len(slabs), 2), -np.inf)
+    for structure, planes in zip(region.plus, slabs.planes, strict=False):
+        used = planes >= 0
+        if used.any():
+            plane_low, plane_high = structure.plane_extents
+            low[used] = np.minimum(low[used], plane_low[planes[used]])
+            high[used] = np.maximum(high[used], plane_high[planes[used]])
+    return low, high
+
+
+def _part(along: AxisInterpolation, cut: slice) -> AxisInterpolation:
+    """The interpolation at the points ``cut`` of those of ``along``."""
+    return AxisInterpolation(
+        along.index[cut], along.below[cut], along.above[cut], along.per_mm[cut], along.inside[cut]
+    )
+
+
+def _tally_batch(
+    region: Region,
+    grid: PixelGrid,
+    batch: Slabs,
+    dose: DoseGrid,
+    along_y: AxisInterpolation,
+    along_x: AxisInterpolation,
+    tally: HistogramTally,
+) -> float:
+    """Add the samples of ``region`` in the slabs ``batch`` on the window ``grid`` (whose
+    pixel centres ``along_y`` and ``along_x`` interpolate the dose at) to ``tally``; returns
+    their volume (mm³), inside and outside the dose grid."""
+    s = grid.spacing_mm
+    npix = grid.nx * grid.ny
+    coverage = region.coverage(grid, batch, SCANLINES_PER_PIXEL)
+    fraction = coverage.fraction.reshape(len(batch), npix)
+    volume_mm3 = float(fraction.sum(axis=1) @ batch.depth_mm) * s * s
+    pieces = _SlabPieces.of(batch.bottom_mm, batch.top_mm, dose)
+    if pieces is None:
+        return volume_mm3
+    inside_xy = np.outer(along_y.inside, along_x.inside).ravel()
+    frames = _FineFrames(dose, along_y, along_x, *pieces.frames_used(len(dose.z_mm)))
+    whole = (fraction >= WHOLE_FRACTION) & inside_xy
+    tally.add(*_cell_samples(frames, *_whole_cells(pieces, whole), s))
+    flat = np.flatnonzero((fraction > 0) & ~whole & inside_xy)
+    if flat.size:
+        plane, pixel = np.divmod(flat, npix)
+        for sample in _partial_samples(frames, pieces, plane, pixel, coverage.at(flat), s):
+            tally.add(*sample)
     return volume_mm3
 
 
 class _FineFrames:
-    """Dose frames of the RTDOSE resampled (bilinearly) onto an ROI's sampling grid, with the
-    in-plane slopes of that bilinear interpolant, for the block of frames in use.
+    """Dose frames ``first..last`` of the RTDOSE resampled (bilinearly) onto a sampling grid,
+    with the in-plane slopes of that bilinear interpolant.
 
     ``value``, ``slope_x`` and ``slope_y`` (Gy, Gy/mm) have shape ``(frames, sampling pixels)``;
-    row ``r`` holds frame ``first + r``. Blocks advance upwards in z, and frames shared with
-    the previous block are kept, not computed again.
+    row ``r`` holds frame ``first + r``.
     """
 
-    def __init__(self, dose: DoseGrid, along_y: AxisInterpolation, along_x: AxisInterpolation):
-        self._dose = dose
-        self._rows, self._cols = along_y.support(), along_x.support()
-        self._y = self._taps(along_y, self._rows)
-        self._x = self._taps(along_x, self._cols)
-        self._per_mm_x, self._per_mm_y = along_x.per_mm, along_y.per_mm
-        self._npix = len(self._y[0]) * len(self._x[0])
+    def __init__(
+        self,
+        dose: DoseGrid,
+        along_y: AxisInterpolation,
+        along_x: AxisInterpolation,
+        first: int,
+        last: int,
+    ):
         self.frame_count = len(dose.z_mm)
-        self.first = 0
-        empty = np.zeros((0, self._npix))
-        self.value, self.slope_x, self.slope_y = empty, empty, empty
+        self.first = first
+        rows, cols = along_y.support(), along_x.support()
+        y0, y1, down, up = self._taps(along_y, rows)
+        x0, x1, left, right = self._taps(along_x, cols)
+        n, npix = last - first + 1, len(y0) * len(x0)
+        window = dose.dose_gy[first : last + 1, rows, cols]
+        if window.size == 0:
+            zeros = np.zeros((n, npix))
+            self.value, self.slope_x, self.slope_y = zeros, zeros, zeros
+            return
+        window = window.astype(np.float64)
+        # np.take keeps the arrays in C order, which every later gather and ravel relies on.
+        a0, a1 = np.take(window, x0, axis=2), np.take(window, x1, axis=2)
+        across = a0 * left + a1 * right
+        rise_x = a1 - a0
+        rise_x *= along_x.per_mm
+        b0, b1 = np.take(across, y0, axis=1), np.take(across, y1, axis=1)
+        value = b0 * down[:, None] + b1 * up[:, None]
+        slope_y = (b1 - b0) * along_y.per_mm[:, None]
+        slope_x = np.take(rise_x, y0, axis=1) * down[:, None]
+        slope_x += np.take(rise_x, y1, axis=1) * up[:, None]
+        self.value = value.reshape(n, -1)
+        self.slope_x = slope_x.reshape(n, -1)
+        self.slope_y = slope_y.reshape(n, -1)
 
     @staticmethod
     def _taps(
@@ -328,43 +450,6 @@ class _FineFrames:
         size = max(window.stop - window.start, 1)
         lower = np.clip(along.index - window.start, 0, size - 1)
         return lower, np.minimum(lower + 1, size - 1), along.below, along.above
-
-    def advance(self, first: int, last: int) -> None:
-        """Make frames ``first..last`` (inclusive) the block in use."""
-        held_last = self.first + len(self.value) - 1
-        if self.first <= first <= held_last < last:
-            keep = slice(first - self.first, None)
-            fresh = self._compute(held_last + 1, last)
-            self.value, self.slope_x, self.slope_y = (
-                np.concatenate([old[keep], new])
-                for old, new in zip((self.value, self.slope_x, self.slope_y), fresh, strict=True)
-            )
-        else:
-            self.value, self.slope_x, self.slope_y = self._compute(first, last)
-        self.first = first
-
-    def _compute(
-        self, first: int, last: int
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        n = last - first + 1
-        window = self._dose.dose_gy[first : last + 1, self._rows, self._cols]
-        if window.size == 0:
-            zeros = np.zeros((n, self._npix))
-            return zeros, zeros, zeros
-        window = window.astype(np.float64)
-        x0, x1, left, right = self._x
-        y0, y1, down, up = self._y
-        # np.take keeps the arrays in C order, which every later gather and ravel relies on.
-        a0, a1 = np.take(window, x0, axis=2), np.take(window, x1, axis=2)
-        across = a0 * left + a1 * right
-        rise_x = a1 - a0
-        rise_x *= self._per_mm_x
-        b0, b1 = np.take(across, y0, axis=1), np.take(across, y1, axis=1)
-        value = b0 * down[:, None] + b1 * up[:, None]
-        slope_y = (b1 - b0) * self._per_mm_y[:, None]
-        slope_x = np.take(rise_x, y0, axis=1) * down[:, None]
-        slope_x += np.take(rise_x, y1, axis=1) * up[:, None]
-        return value.reshape(n, -1), slope_x.reshape(n, -1), slope_y.reshape(n, -1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -423,64 +508,36 @@ class _SlabPieces:
         return int(self.frame.min()), min(int(self.frame.max()) + 1, frame_count - 1)
 
 
-class _WholeCells:
-    """Whole sampling pixels pooled per dose cell (the slab between two dose frames).
+def _whole_cells(
+    pieces: _SlabPieces, whole: NDArray[np.bool_]
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Whole sampling pixels pooled per dose cell (the slab between two dose frames): the
+    cells the pieces of a batch lie in, and their moments over the pixels ``whole`` (planes ×
+    pixels), shaped ``(cells, 3, pixels)``.
 
     Where a pixel lies wholly inside the ROI, every slab piece it has in one dose cell adds to
     one sample: the trilinear dose is linear in z there, so the pooled sample's mean is the
     dose at its mean depth, and its z spread follows from the depth moments. Large organs thus
-    need about one sample per dose cell, not one per slab piece.
-
-    The cells not yet taken are held in one array, cells ``first, first + 1, ...``, each with
-    three rows over the sampling pixels: the depth (mm), and the depth-weighted first and
-    second moments of the position within the cell (0..1). A cell no piece reached holds
-    zeros, and its samples no volume.
+    need about one sample per dose cell, not one per slab piece. A cell's three moments are,
+    over the sampling pixels, the depth (mm), and the depth-weighted first and second moments
+    of the position within the cell (0..1); a cell no piece reached holds zeros, and its
+    samples no volume.
     """
-
-    def __init__(self, npix: int):
-        self._npix = npix
-        self._first = 0
-        self._moments = np.zeros((0, 3, npix))
-
-    def add(self, pieces: _SlabPieces, whole: NDArray[np.bool_]) -> None:
-        """Pool the pieces of the batch's slabs over the pixels ``whole`` (planes × pixels)."""
-        present = pieces.depth_mm > 0
-        plane = np.nonzero(present)[0]
-        k = pieces.frame[present]
-        dz = pieces.depth_mm[present]
-        f = pieces.fraction[present]
-        extent = dz * pieces.per_mm[present]  # the piece's thickness as a part of its cell
-        lowest = int(k.min())
-        cells = int(k.max()) - lowest + 1
-        n_planes = whole.shape[0]
-        slot = (k - lowest) * 3 * n_planes + plane
-        weights = np.zeros(cells * 3 * n_planes)
-        for row, w in enumerate((dz, dz * f, dz * (f * f + extent * extent / 12.0))):
-            weights += np.bincount(slot + row * n_planes, weights=w, minlength=weights.size)
-        sums = (weights.reshape(cells * 3, n_planes) @ whole.astype(np.float64)).reshape(
-            cells, 3, self._npix
-        )
-        held_first, held = self._first, len(self._moments)
-        if not held:
-            self._first, self._moments = lowest, sums
-            return
-        start, stop = min(held_first, lowest), max(held_first + held, lowest + cells)
-        if (start, stop) != (held_first, held_first + held):
-            grown = np.zeros((stop - start, 3, self._npix))
-            grown[held_first - start : held_first - start + held] = self._moments
-            self._first, self._moments = start, grown
-        self._moments[lowest - start : lowest - start + cells] += sums
-
-    def take_below(self, frame: int) -> tuple[NDArray[np.intp], NDArray[np.float64]] | None:
-        """Remove the cells below ``frame`` and return them with their moments, shaped
-        ``(cells, 3, pixels)``; None when there are none."""
-        count = min(max(frame - self._first, 0), len(self._moments))
-        if count == 0:
-            return None
-        cells = np.arange(self._first, self._first + count)
-        ready, self._moments = self._moments[:count], self._moments[count:]
-        self._first += count
-        return cells, ready
+    present = pieces.depth_mm > 0
+    plane = np.nonzero(present)[0]
+    k = pieces.frame[present]
+    dz = pieces.depth_mm[present]
+    f = pieces.fraction[present]
+    extent = dz * pieces.per_mm[present]  # the piece's thickness as a part of its cell
+    lowest = int(k.min())
+    cells = int(k.max()) - lowest + 1
+    n_planes, npix = whole.shape
+    slot = (k - lowest) * 3 * n_planes + plane
+    weights = np.zeros(cells * 3 * n_planes)
+    for row, w in enumerate((dz, dz * f, dz * (f * f + extent * extent / 12.0))):
+        weights += np.bincount(slot + row * n_planes, weights=w, minlength=weights.size)
+    sums = weights.reshape(cells * 3, n_planes) @ whole.astype(np.float64)
+    return np.arange(lowest, lowest + cells), sums.reshape(cells, 3, npix)
 
 
 def _cell_samples(
@@ -491,7 +548,7 @@ def _cell_samples(
 ) -> tuple[NDArray[np.float64], ...]:
     """The pooled samples of whole pixels in dose cells ``cells``: mean dose (Gy), volume (cc)
     and dose variance (Gy²) of each pixel of each cell (volume 0 where the cell holds none of
-    the pixel), from the cells' depth moments (see :class:`_WholeCells`)."""
+    the pixel), from the cells' depth moments (see :func:`_whole_cells`)."""
     lower = cells - frames.first
     upper = np.minimum(cells + 1, frames.frame_count - 1) - frames.first
     depth = moments[:, 0, :]
