@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -135,7 +137,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         other_package(args.against, Path(tmp))
         sys.path.insert(0, tmp)
-        print(f"this tree against {args.against}; machine: {sys.platform}, Python {sys.version}")
+        print(
+            f"this tree against {args.against}; machine: {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
+        )
         report(ROOT / "phantom_data" / "thorax", args.rounds)
         if args.clinical:
             sys.path.insert(0, str(ROOT / "benchmarks"))
