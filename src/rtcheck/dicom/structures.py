@@ -414,9 +414,10 @@ class _Contour:
     raw: bytes | None
     converted: Any = None
 
-    @property
+    @cached_property
     def value_count(self) -> int:
-        """How many values ContourData holds, counted without converting them."""
+        """How many values ContourData holds, counted without converting them (once: the
+        limits, the checks and the reading all ask)."""
         if self.raw is not None:
             return self.raw.count(b"\\") + 1
         value = self.converted
@@ -475,7 +476,7 @@ def _contour_data(contours: list[_Contour]) -> tuple[NDArray[np.float64], NDArra
     """
     plain = [c.raw for c in contours if c.raw is not None]
     values = parse_plain_decimals(b"\\".join(plain)) if plain else None
-    sizes = [r.count(b"\\") + 1 for r in plain]
+    sizes = [c.value_count for c in contours if c.raw is not None]
     if values is not None and len(plain) == len(contours):
         return values, np.array(sizes, dtype=np.intp)
     if values is not None:
