@@ -127,32 +127,33 @@ class Structure:
     def plane_extents(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The lowest and highest (x, y) (mm) of each plane's contours, each shaped
         ``(planes, 2)`` (computed once: the DVH windows each batch of planes by them)."""
+        low, high = self._contour_extents
         if not self.planes:
-            return np.zeros((0, 2)), np.zeros((0, 2))
-        points = np.concatenate([poly for p in self.planes for poly in p.polygons])
-        sizes = [sum(len(poly) for poly in p.polygons) for p in self.planes]
-        starts = np.cumsum([0, *sizes[:-1]])
-        return (
-            np.minimum.reduceat(points, starts, axis=0),
-            np.maximum.reduceat(points, starts, axis=0),
-        )
+            return low, high
+        starts = np.cumsum([0, *(len(p.polygons) for p in self.planes[:-1])])
+        return np.minimum.reduceat(low, starts, axis=0), np.maximum.reduceat(high, starts, axis=0)
 
     @cached_property
     def extent(self) -> Extent:
         """The in-plane extent of the ROI's contours (computed once: every DVH of the ROI
         lays its sampling grid from it)."""
-        polygons = [poly for p in self.planes for poly in p.polygons]
-        if not polygons:
+        low, high = self._contour_extents
+        if not len(low):
             nothing = np.full(2, np.nan)
             return Extent(nothing, nothing, 0.0)
+        return Extent(low.min(axis=0), high.max(axis=0), float(np.max(np.min(high - low, axis=1))))
+
+    @cached_property
+    def _contour_extents(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The lowest and highest (x, y) (mm) of each contour, plane by plane, each shaped
+        ``(contours, 2)``: what :attr:`extent` and :attr:`plane_extents` are made of."""
+        polygons = [poly for p in self.planes for poly in p.polygons]
+        if not polygons:
+            return np.zeros((0, 2)), np.zeros((0, 2))
         points = np.concatenate(polygons)
-        starts = np.cumsum([0] + [len(poly) for poly in polygons[:-1]])
-        lowest = np.minimum.reduceat(points, starts, axis=0)
-        highest = np.maximum.reduceat(points, starts, axis=0)
-        return Extent(
-            lowest.min(axis=0),
-            highest.max(axis=0),
-            float(np.max(np.min(highest - lowest, axis=1))),
+        starts = np.cumsum([0, *(len(poly) for poly in polygons[:-1])])
+        return np.minimum.reduceat(points, starts, axis=0), np.maximum.reduceat(
+            points, starts, axis=0
         )
 
 
