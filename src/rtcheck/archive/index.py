@@ -158,9 +158,9 @@ def walk_files(root: str | Path) -> Iterator[str]:
             yield os.path.join(folder, name)
 
 
-def read_header(path: str, with_hash: bool = True) -> Header | None:
-    """The UIDs of an RT file, or None for an image or other non-RT DICOM object; with its
-    SHA-256, or "" in its place without ``with_hash`` (the caller computes it).
+def read_header(path: str) -> Header | None:
+    """The UIDs of an RT file, or None for an image or other non-RT DICOM object. Its SHA-256
+    is left empty: :func:`index_archive` computes it on a thread of its own.
 
     Raises
     ------
@@ -184,7 +184,7 @@ def read_header(path: str, with_hash: bool = True) -> Header | None:
         patient_id=str(ds.get("PatientID", "")),
         referenced_plan=referenced_uid(ds, "ReferencedRTPlanSequence"),
         referenced_structure_set=referenced_uid(ds, "ReferencedStructureSetSequence"),
-        sha256=file_sha256(path) if with_hash else "",
+        sha256="",
         plan_date=str(ds.get("RTPlanDate", "") or "").strip(),
         related_frames=_related_frames(ds, frame) if sop_class in REGISTRATION_CLASSES else (),
     )
@@ -218,7 +218,7 @@ def index_archive(root: str | Path) -> ArchiveIndex:
                 continue
             index.files_seen += 1
             try:
-                header = read_header(path, with_hash=False)
+                header = read_header(path)
             except Exception as exc:  # pydicom raises many kinds on damaged files
                 index.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
                 continue
