@@ -500,7 +500,7 @@ def _one_contour_data(contour: _Contour) -> NDArray[np.float64] | None:
         converted = contour.converted
         if converted is None or isinstance(converted, str | bytes) and not converted:
             return None
-        values = np.atleast_1d(contour.converted)
+        values = np.atleast_1d(converted)
         return np.array([float(v) for v in values], dtype=np.float64)
     except (ValueError, TypeError):
         return None
