@@ -47,11 +47,16 @@ OTHER = "rtcheck_other"
 def other_package(revision: str, into: Path) -> None:
     """Write ``src/rtcheck`` of ``revision`` into ``into`` as the package :data:`OTHER`, its
     absolute imports of ``rtcheck`` renamed."""
-    archive = subprocess.run(
+    found = subprocess.run(
         ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "src/rtcheck"],
-        check=True,
         capture_output=True,
-    ).stdout
+    )
+    if found.returncode != 0:
+        message = found.stderr.decode(errors="replace").strip().splitlines()
+        raise SystemExit(
+            f"against_revision: {revision!r}: {message[-1] if message else 'no such revision'}"
+        )
+    archive = found.stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     source = into / "src" / "rtcheck"
